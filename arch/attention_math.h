@@ -1,0 +1,41 @@
+#pragma once
+// Pure attention arithmetic shared by the softmax and AV units and the quality monitor:
+// softmax over integer scores and the probability-weighted sum of value rows. All in
+// double so that the "exact" reference and the accelerator's functional output use the
+// same arithmetic: when every candidate survives, both are bitwise identical.
+#include <cstdint>
+#include <vector>
+
+// Hot loops get an AVX2 clone picked at load time where the CPU has it (same results:
+// no FP contraction at -std=c++17, fixed summation order).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ATTNSIM_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define ATTNSIM_HOT
+#endif
+
+namespace attnsim::attn {
+
+// p_j = exp(c*s_j - c*max_s) / sum_k exp(c*s_k - c*max_s), j < n. c = scale_q*scale_k/sqrt(d).
+// n = 0 writes nothing.
+void softmax(const int64_t* scores, int n, double c, double* probs);
+
+// Same over real-valued logits (already scaled).
+void softmax_real(const double* logits, int n, double* probs);
+
+// out[t] = sum_j probs[j] * v[keys[j]*d + t], t < d. out is overwritten (zeros when n = 0).
+void weighted_sum(const double* probs, const int32_t* keys, int n, const double* v, int d,
+                  double* out);
+
+// sum_t a[t]*b[t] in double, over float inputs. Eight partial sums in a fixed order: fast
+// (vectorizable) and the same result on every machine.
+double dot_f64(const float* a, const float* b, int d);
+
+// out[t] += p * row[t], t < d (float row, double accumulator).
+void axpy_f64(double p, const float* row, int d, double* out);
+
+// Squared Euclidean norm of a - b, and of a.
+double squared_distance(const double* a, const double* b, int d);
+double squared_norm(const double* a, int d);
+
+}  // namespace attnsim::attn

@@ -1,0 +1,118 @@
+#pragma once
+// What flows between the units. A HeadWork is one head of one layer resident in the
+// SRAM buffers; a RowToken is one query row of it travelling QK unit -> softmax -> AV
+// unit -> write-back.
+//
+// Functional first, then time: when a head is loaded, the functional model
+// (sim/functional.h) runs every row through the units' pure functions (score_row,
+// softmax, weighted_sum) on real data, in parallel over rows, and keeps per row only
+// what the timing needs (RowOutcome). The SystemC units then advance time by the cycles
+// their rules give for those outcomes. RowData is the functional model's per-row scratch.
+#include "workloads/trace.h"
+
+#include <systemc>
+
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <vector>
+
+namespace attnsim {
+
+// One layer in flight, with the per-head comparator thresholds resolved for it.
+struct LayerContext {
+  LayerView view;
+  bool causal = false;
+  std::vector<int64_t> margin;  // LATTE integer margin T_h per head
+  std::vector<int64_t> theta;   // LeOPArd threshold theta_h per head
+};
+
+// Cycles and action counts of one row in the QK unit, its comparator and its reuse
+// buffer (rules in arch/qk_unit.h).
+struct QkRowCost {
+  uint64_t busy = 0;             // qk_unit busy cycles (SEMANTICS §4)
+  uint64_t comparator_wait = 0;  // cycles waiting for the comparator (latte)
+  uint64_t comparator_busy = 0;
+  uint64_t bitplane_ops = 0;
+  uint64_t adder_tree_inputs = 0;
+  uint64_t int8_macs = 0;
+  uint64_t compares = 0;
+  uint64_t reuse_reads = 0, reuse_writes = 0, reuse_busy = 0;
+  uint64_t sram_read_bits = 0;   // Q row and K bits read
+
+  QkRowCost& operator+=(const QkRowCost& o) {
+    busy += o.busy, comparator_wait += o.comparator_wait, comparator_busy += o.comparator_busy;
+    bitplane_ops += o.bitplane_ops, adder_tree_inputs += o.adder_tree_inputs;
+    int8_macs += o.int8_macs, compares += o.compares;
+    reuse_reads += o.reuse_reads, reuse_writes += o.reuse_writes, reuse_busy += o.reuse_busy;
+    sram_read_bits += o.sram_read_bits;
+    return *this;
+  }
+};
+
+// What the timed units need to know about one row, plus its quality contributions
+// (summed in row order by the write-back's sink, so results do not depend on threads).
+struct RowOutcome {
+  uint32_t candidates = 0;
+  uint32_t survivors = 0;
+  uint64_t exact_scored = 0;
+  QkRowCost qk;
+  // quality (zero when quality is off)
+  double err_sq = 0, ref_sq = 0, mass = 0, qerr_sq = 0, qref_sq = 0;
+};
+
+struct HeadWork {
+  std::shared_ptr<const LayerContext> layer;
+  int head = 0;
+  bool last_head_of_layer = false;
+  bool last_head_of_run = false;
+  // Functional helpers derived once per head (not hardware state):
+  // (k_msb and v_deq are freed once the functional model has run.)
+  std::vector<int16_t> k_msb;  // K truncated to its P most significant planes (LATTE)
+  std::vector<double> v_deq;   // dequantized V, M x d
+  bool wide = false;           // accumulate in int64 (large B*d)
+  double score_scale = 1.0;    // scale_q*scale_k/sqrt(d): integer score -> logit
+
+  // Per-row outcome of the functional model, read by the timed units.
+  std::vector<RowOutcome> rows;
+
+  const HeadData& data() const { return layer->view.head[head]; }
+  int n() const { return layer->view.n; }
+  int m() const { return layer->view.m; }
+  int d() const { return layer->view.d; }
+  int layer_index() const { return layer->view.index; }
+};
+
+// A row in flight between two timed units.
+struct RowToken {
+  std::shared_ptr<HeadWork> head;
+  int row = 0;
+  sc_core::sc_time ready;  // when the producing unit's pipeline delivers it
+  const RowOutcome& outcome() const { return head->rows[row]; }
+  bool operator==(const RowToken& o) const { return head == o.head && row == o.row; }
+};
+inline std::ostream& operator<<(std::ostream& os, const RowToken& t) {
+  return os << "row " << t.row;
+}
+
+struct RowData {
+  int row = 0;
+  std::vector<int32_t> candidates;  // key ids this query may see (candidate set C_i)
+  std::vector<int64_t> exact;       // exact integer score of every candidate
+  std::vector<uint8_t> keep;        // comparator decision per candidate (1 = survivor)
+  std::vector<int32_t> survivor_ids;
+  std::vector<int64_t> survivor_scores;
+  uint64_t exact_scored = 0;        // keys whose score the unit computed exactly
+  std::vector<double> probs;        // softmax over survivors
+  std::vector<double> out;          // output row, d values
+};
+
+// The write-back hands every finished row to a sink (sim/: filter statistics and
+// quality metrics), and reports layer completion.
+class RowSink {
+ public:
+  virtual ~RowSink() = default;
+  virtual void row_done(const HeadWork& head, int row) = 0;
+};
+
+}  // namespace attnsim

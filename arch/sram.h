@@ -1,0 +1,52 @@
+#pragma once
+// sram: the on-chip Q/K/V buffers.
+//
+// What it does: holds the Q, K and V of the heads being processed, B bits per element.
+// When two heads fit in sram.capacity_kib the buffer is split in two slots (double
+// buffering: the DMA loads head h+1 while head h is computed); when only one fits there
+// is one slot; when not even one fits the run is rejected at start with a config error.
+//
+// Timing rule: the buffers are assumed to deliver what the units ask each cycle (the
+// units' own rules bound the run time); busy counts port occupancy:
+// ceil(words / sram.banks) per access batch, where a word is sram.width_bits.
+//
+// Params (arch/unit_params.h, SramParams): capacity_kib (int, 1024, KiB), banks (int, 16),
+// width_bits (int, 64, bits). Counters: read_words, write_words (one width_bits access of
+// one bank each; energy per access is that of one bank of capacity/banks).
+#include "arch/unit_params.h"
+#include "sim/activity.h"
+#include "sim/cycles.h"
+
+namespace attnsim {
+
+class SramBuffers {
+ public:
+  explicit SramBuffers(const SramParams& p) : p_(p) {}
+
+  uint64_t capacity_bits() const { return static_cast<uint64_t>(p_.capacity_kib) * 1024 * 8; }
+  // Slots for heads of `head_bits` each: 2, 1, or 0 (does not fit).
+  int slots_for(uint64_t head_bits) const {
+    if (2 * head_bits <= capacity_bits()) return 2;
+    return head_bits <= capacity_bits() ? 1 : 0;
+  }
+
+  void read_bits(uint64_t bits) { access(bits, read_words_); }
+  void write_bits(uint64_t bits) { access(bits, write_words_); }
+  double bank_kib() const { return static_cast<double>(p_.capacity_kib) / p_.banks; }
+  const SramParams& params() const { return p_; }
+
+  ModuleActivity activity() const {
+    return {"sram", busy_, 0, {{"read_words", read_words_}, {"write_words", write_words_}}};
+  }
+
+ private:
+  void access(uint64_t bits, uint64_t& counter) {
+    const uint64_t words = ceil_div(bits, static_cast<uint64_t>(p_.width_bits));
+    counter += words;
+    busy_ += ceil_div(words, static_cast<uint64_t>(p_.banks));
+  }
+  SramParams p_;
+  uint64_t busy_ = 0, read_words_ = 0, write_words_ = 0;
+};
+
+}  // namespace attnsim

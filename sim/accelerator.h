@@ -1,0 +1,40 @@
+#pragma once
+// The top level: builds the units from a resolved config, wires them with bounded FIFOs,
+// runs the SystemC kernel over a whole trace and returns what the units report.
+//
+//   Trace ─► DMA ══(heads)══► QK unit [comparator, reuse buffer] ══(rows)══► softmax
+//              ▲                                                               ║
+//              └── layer barrier ◄── write-back ◄══(rows)══ AV unit ◄══(rows)══╝
+//   DMA and write-back share the DRAM channel; Q/K/V live in the SRAM slots.
+//
+// One Accelerator per process (SystemC elaborates one design per process).
+#include "sim/activity.h"
+#include "sim/config.h"
+#include "sim/cycles.h"
+#include "sim/metrics.h"
+#include "workloads/trace.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace attnsim {
+
+struct SimOutcome {
+  Cycles total{0};
+  std::vector<ModuleActivity> modules;  // in SEMANTICS §7 order, present units only
+};
+
+// Checks the config against the trace before anything runs (per-head value shapes,
+// SRAM capacity, modes this version implements). Throws ConfigError naming the config
+// file and the JSON path.
+void check_config_fits_trace(const Config& config, const Trace& trace);
+
+// Simulates the whole trace. `metrics` receives every finished row; `threads` run the
+// functional model (results do not depend on it); `on_progress` (may be empty) is called
+// with (rows done, rows total) from time to time.
+SimOutcome simulate(const Config& config, const Trace& trace, Metrics& metrics, int threads,
+                    const std::function<void(uint64_t, uint64_t)>& on_progress = {});
+
+}  // namespace attnsim

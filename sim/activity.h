@@ -1,0 +1,25 @@
+#pragma once
+// What a unit reports at the end of a run: busy and stall cycles and its action counts
+// (the energy events). Units keep plain integer counters on the hot path and convert
+// them to this form once, when the run ends.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace attnsim {
+
+struct ModuleActivity {
+  std::string name;    // "qk_unit", "dram", ... (SEMANTICS §7 module names)
+  uint64_t busy = 0;   // cycles doing work
+  uint64_t stall = 0;  // cycles blocked on a full output (back-pressure)
+  std::vector<std::pair<std::string, uint64_t>> counters;  // action -> count, fixed order
+
+  uint64_t counter(const std::string& action) const {
+    for (const auto& [name_, value] : counters)
+      if (name_ == action) return value;
+    return 0;
+  }
+};
+
+}  // namespace attnsim

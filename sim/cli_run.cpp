@@ -1,0 +1,103 @@
+// `attnsim run`: simulate one config on one trace.
+#include "sim/cli.h"
+#include "sim/config.h"
+#include "sim/energy.h"
+#include "sim/stats.h"
+#include "workloads/safetensors.h"
+
+#include <boost/program_options.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace attnsim {
+
+namespace po = boost::program_options;
+
+namespace {
+
+// A progress bar with ETA on stderr, drawn only when stderr is a terminal.
+class ProgressBar {
+ public:
+  ProgressBar() : enabled_(isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()) {}
+  void update(uint64_t done, uint64_t total) {
+    if (!enabled_ || total == 0) return;
+    const double frac = static_cast<double>(done) / total;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
+    const int width = 30, filled = static_cast<int>(frac * width);
+    std::fprintf(stderr, "\r[%s%s] %5.1f%%  %llu/%llu rows  ETA %.1fs ",
+                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), 100 * frac,
+                 static_cast<unsigned long long>(done), static_cast<unsigned long long>(total), eta);
+    drawn_ = true;
+  }
+  ~ProgressBar() {
+    if (drawn_) std::fprintf(stderr, "\r%80s\r", "");
+  }
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+int cmd_run(int argc, char** argv) {
+  po::options_description opts(
+      "usage: attnsim run --config C.json --trace T.safetensors --out stats.json [--set key.path=value ...]\n\n"
+      "Simulates the configured accelerator on every layer and head of the trace and writes the\n"
+      "stats JSON (schema attnsim.stats/1); a summary goes to stdout.\n\noptions");
+  std::string config_path, trace_path, out_path;
+  std::vector<std::string> overrides;
+  opts.add_options()("help,h", "show this help")(
+      "config,c", po::value(&config_path),
+      "config JSON (schema attnsim.config/1); without it every default applies")(
+      "trace,t", po::value(&trace_path), "trace (safetensors)")(
+      "out,o", po::value(&out_path), "stats JSON to write (written atomically)")(
+      "set", po::value(&overrides)->composing(), "override a config key: --set qk_unit.lanes=32 (repeatable)")(
+      "quiet,q", "print nothing on success")(
+      "threads,j", po::value<int>()->default_value(0),
+      "threads for the functional model (0 = one per core); results do not depend on it");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "attnsim: run: " << e.what() << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  if (trace_path.empty()) {
+    std::cerr << "attnsim: run: --trace is required\n";
+    return 2;
+  }
+  try {
+    const Config config = config_path.empty() ? resolve_config(json{{"schema", kConfigSchema}}, "<defaults>", overrides)
+                                              : load_config(config_path, overrides);
+    RunReport report;
+    {
+      ProgressBar bar;
+      report = run_simulation(config, trace_path, vm["threads"].as<int>(), [&](uint64_t d, uint64_t t) { bar.update(d, t); });
+    }
+    if (!out_path.empty()) write_file_atomically(out_path, report.stats.dump(2) + "\n");
+    if (!vm.count("quiet")) {
+      std::cout << text_summary(report.stats);
+      if (!out_path.empty()) std::cout << "stats     " << out_path << "\n";
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "attnsim: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace attnsim

@@ -1,0 +1,271 @@
+// `attnsim trace synth` and `attnsim trace info` (see docs/traces.md).
+#include "sim/cli.h"
+
+#include "workloads/synth.h"
+#include "workloads/trace.h"
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace po = boost::program_options;
+
+namespace attnsim {
+
+namespace {
+
+// A mistake on the command line (as opposed to a failure while doing the work).
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+constexpr int kExitError = 2;
+
+int fail(const std::string& message) {
+  std::cerr << "attnsim: " << message << "\n";
+  return kExitError;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+const std::vector<HeadPattern>& all_patterns() {
+  static const std::vector<HeadPattern> all = {HeadPattern::Peaked, HeadPattern::Local,
+                                               HeadPattern::Diagonal, HeadPattern::Uniform};
+  return all;
+}
+
+std::string patterns_text(const std::vector<HeadPattern>& patterns) {
+  std::string out;
+  for (HeadPattern p : patterns.empty() ? all_patterns() : patterns)
+    out += (out.empty() ? "" : ",") + std::string(head_pattern_name(p));
+  return out;
+}
+
+std::vector<HeadPattern> parse_patterns(const std::string& text) {
+  std::vector<HeadPattern> out;
+  std::stringstream in(text);
+  std::string name;
+  while (std::getline(in, name, ',')) {
+    if (name.empty()) throw UsageError("--patterns: empty pattern name in '" + text + "'");
+    try {
+      out.push_back(parse_head_pattern(lower(name)));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--patterns: ") + e.what());
+    }
+  }
+  if (out.empty()) throw UsageError("--patterns: no pattern given");
+  return out;
+}
+
+DType parse_dtype(const std::string& text) {
+  const std::string t = lower(text);
+  if (t == "f32") return DType::F32;
+  if (t == "f16") return DType::F16;
+  if (t == "bf16") return DType::BF16;
+  if (t == "i8") return DType::I8;
+  throw UsageError("--dtype: unknown dtype '" + text + "' (expected f16, f32, bf16 or i8)");
+}
+
+uint64_t parse_seed(const std::string& text) {
+  const bool digits = !text.empty() && text.size() <= 20 &&
+                      std::all_of(text.begin(), text.end(),
+                                  [](unsigned char c) { return std::isdigit(c) != 0; });
+  if (digits) {
+    errno = 0;
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+    if (errno == 0 && *end == '\0') return static_cast<uint64_t>(v);
+  }
+  throw UsageError("--seed: expected an integer in 0..18446744073709551615, got '" + text + "'");
+}
+
+// Parses argv (argv[0] is the sub-subcommand's name) against `options`, with optional
+// positional arguments.
+po::variables_map parse(int argc, char** argv, const po::options_description& options,
+                        const po::positional_options_description& positional) {
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(options).positional(positional).run(), vm);
+  po::notify(vm);
+  return vm;
+}
+
+// ---------------------------------------------------------------------------------------
+// trace synth
+
+struct SynthArgs {
+  SynthOptions options;
+  std::string out, seed, dtype, patterns;
+};
+
+po::options_description synth_options(SynthArgs& a) {
+  const SynthOptions defaults;  // every default below comes from here
+  SynthOptions& o = a.options;
+  po::options_description d("options");
+  d.add_options()
+      ("out", po::value<std::string>(&a.out)->value_name("T.safetensors"),
+       "output trace file (required; written atomically)")
+      ("layers", po::value<int>(&o.layers)->default_value(defaults.layers), "layers L")
+      ("heads", po::value<int>(&o.heads)->default_value(defaults.heads), "heads H per layer")
+      ("tokens", po::value<int>(&o.tokens)->default_value(defaults.tokens),
+       "tokens N = M (1..1000000)")
+      ("head-dim", po::value<int>(&o.head_dim)->default_value(defaults.head_dim), "head dimension d")
+      ("seed", po::value<std::string>(&a.seed)->default_value(std::to_string(defaults.seed)),
+       "random seed (unsigned 64-bit); same options and seed give identical bytes")
+      ("dtype", po::value<std::string>(&a.dtype)->default_value(lower(dtype_name(defaults.dtype))),
+       "tensor dtype: f16, f32, bf16 or i8 (i8: one scale per layer and tensor, in the metadata)")
+      ("causal", po::bool_switch(&o.causal)->default_value(defaults.causal),
+       "mark the trace causal (decoder self-attention: query i sees keys 0..i)")
+      ("patterns", po::value<std::string>(&a.patterns)->default_value(patterns_text(defaults.patterns)),
+       "comma-separated head patterns, cycled over the heads: peaked, local, diagonal, uniform")
+      ("temperature", po::value<double>(&o.temperature)->default_value(defaults.temperature),
+       "softmax temperature: < 1 sharper, > 1 flatter (ignored with --entropy-target)")
+      ("entropy-target", po::value<double>(&o.entropy_target)->default_value(defaults.entropy_target),
+       "if > 0: per head, scale q so the mean row entropy is this fraction (0..1) of its "
+       "maximum (log M; causal: mean of log(i+1))")
+      ("model", po::value<std::string>(&o.model)->default_value(defaults.model),
+       "metadata 'model'")
+      ("help,h", "show this help");
+  return d;
+}
+
+void print_synth_help(std::ostream& os, const po::options_description& d) {
+  os << "usage: attnsim trace synth --out T.safetensors [options]\n\n"
+        "Writes a deterministic synthetic trace: per layer q, k, v [H, N, d] whose attention\n"
+        "has a recognizable shape per head (peaked, local, diagonal, uniform).\n\n"
+     << d;
+}
+
+int trace_synth(int argc, char** argv) {
+  SynthArgs a;
+  const po::options_description d = synth_options(a);
+  po::variables_map vm;
+  try {
+    vm = parse(argc, argv, d, po::positional_options_description());
+  } catch (const po::error& e) {
+    return fail(std::string("trace synth: ") + e.what());
+  }
+  if (vm.count("help")) {
+    print_synth_help(std::cout, d);
+    return 0;
+  }
+  try {
+    if (a.out.empty()) throw UsageError("--out is required (see attnsim trace synth --help)");
+    a.options.seed = parse_seed(a.seed);
+    a.options.dtype = parse_dtype(a.dtype);
+    a.options.patterns = parse_patterns(a.patterns);
+    write_synthetic_trace(a.options, a.out);
+  } catch (const UsageError& e) {
+    return fail(std::string("trace synth: ") + e.what());
+  } catch (const TraceError& e) {
+    return fail(e.what());
+  } catch (const std::invalid_argument& e) {
+    return fail(std::string("trace synth: ") + e.what());
+  } catch (const std::exception& e) {
+    return fail(a.out + ": " + e.what());
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// trace info
+
+nlohmann::ordered_json trace_json(const Trace& trace) {
+  nlohmann::ordered_json j;
+  j["trace"] = trace.path();
+  j["sha256"] = trace.sha256();
+  j["model"] = trace.model();
+  j["causal"] = trace.causal();
+  j["layers"] = nlohmann::ordered_json::array();
+  for (int l = 0; l < trace.layers(); ++l) {
+    const LayerShape& s = trace.shape(l);
+    j["layers"].push_back({{"index", l}, {"heads", s.heads}, {"n", s.n}, {"m", s.m},
+                           {"d", s.d}, {"dtype", dtype_name(s.dtype)}});
+  }
+  j["tensors"] = nlohmann::ordered_json::object();
+  for (const auto& kv : trace.file().tensors())
+    j["tensors"][kv.first] = {{"dtype", dtype_name(kv.second.dtype)}, {"shape", kv.second.shape}};
+  j["metadata"] = nlohmann::ordered_json::object();
+  for (const auto& kv : trace.metadata()) j["metadata"][kv.first] = kv.second;
+  return j;
+}
+
+int trace_info(int argc, char** argv) {
+  std::string path;
+  po::options_description d("options");
+  d.add_options()
+      ("json", "print a JSON object (trace, sha256, model, causal, layers, tensors, metadata)")
+      ("help,h", "show this help");
+  po::options_description hidden;
+  hidden.add_options()("trace", po::value<std::string>(&path));
+  po::options_description all;
+  all.add(d).add(hidden);
+  po::positional_options_description positional;
+  positional.add("trace", 1);
+  po::variables_map vm;
+  try {
+    vm = parse(argc, argv, all, positional);
+  } catch (const po::error& e) {
+    return fail(std::string("trace info: ") + e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << "usage: attnsim trace info T.safetensors [--json]\n\n"
+                 "Prints the layers, heads, shapes, dtypes and metadata of a trace.\n\n"
+              << d;
+    return 0;
+  }
+  if (path.empty()) return fail("trace info: missing trace file (see attnsim trace info --help)");
+  try {
+    const Trace trace(path);
+    if (vm.count("json"))
+      std::cout << trace_json(trace).dump(2) << "\n";
+    else
+      std::cout << describe_trace(trace);
+  } catch (const TraceError& e) {
+    return fail(e.what());
+  } catch (const std::exception& e) {
+    return fail(path + ": " + e.what());
+  }
+  return 0;
+}
+
+void print_trace_usage(std::ostream& os) {
+  os << "usage: attnsim trace <subcommand> [options]\n\n"
+        "subcommands:\n"
+        "  synth   write a synthetic trace (attnsim trace synth --help)\n"
+        "  info    print layers, heads, shapes, dtypes and metadata of a trace\n"
+        "          (attnsim trace info --help)\n";
+}
+
+}  // namespace
+
+int cmd_trace(int argc, char** argv) {
+  if (argc < 2) {
+    print_trace_usage(std::cerr);
+    return kExitError;
+  }
+  const std::string sub = argv[1];
+  if (sub == "--help" || sub == "-h" || sub == "help") {
+    print_trace_usage(std::cout);
+    return 0;
+  }
+  if (sub == "synth") return trace_synth(argc - 1, argv + 1);
+  if (sub == "info") return trace_info(argc - 1, argv + 1);
+  return fail("trace: unknown subcommand '" + sub + "' (expected synth or info; try attnsim trace --help)");
+}
+
+}  // namespace attnsim

@@ -1,0 +1,542 @@
+// Config reader: validates JSON against the unit declarations of arch/unit_params.h,
+// applies `--set` overrides, fills defaults and builds the per-unit params.
+// Every default is written once, in the spec() blocks; this file only interprets them.
+#include "sim/config.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace attnsim {
+
+namespace {
+
+// ---- schema -----------------------------------------------------------------------
+
+SectionSpec top_level_section() {
+  ParamSpec schema;
+  schema.name = "schema";
+  schema.kind = ParamKind::String;
+  // No default: a config must say which schema it follows (checked in resolve_config).
+  schema.choices = {kConfigSchema};
+  schema.doc = "Config format and version; required.";
+  return {"",
+          "Top-level keys.",
+          {schema, number_param("clock_ghz", 1.0, "GHz",
+                                "Clock frequency: converts cycles to seconds and static power to energy.",
+                                0.0, true)}};
+}
+
+const SectionSpec* find_section(const std::string& name) {
+  for (const SectionSpec& s : config_schema())
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+const ParamSpec* find_param(const SectionSpec& section, const std::string& key) {
+  for (const ParamSpec& p : section.params)
+    if (p.name == key) return &p;
+  return nullptr;
+}
+
+// ---- messages ---------------------------------------------------------------------
+
+// Optimal-string-alignment distance: Levenshtein plus adjacent transpositions, so
+// "lanse" is one edit from "lanes".
+int edit_distance(const std::string& a, const std::string& b) {
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<int>> d(n + 1, std::vector<int>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = int(i);
+  for (size_t j = 0; j <= m; ++j) d[0][j] = int(j);
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      const int cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[n][m];
+}
+
+bool is_prefix(const std::string& p, const std::string& s) {
+  return !p.empty() && p.size() <= s.size() && s.compare(0, p.size(), p) == 0;
+}
+
+// The closest candidate within edit distance 2 or sharing a prefix; "" when none.
+std::string did_you_mean(const std::string& key, const std::vector<std::string>& candidates) {
+  std::string best;
+  int best_distance = INT_MAX;
+  for (const std::string& c : candidates) {
+    const int d = edit_distance(key, c);
+    const bool near = d <= 2 || is_prefix(key, c) || is_prefix(c, key);
+    if (near && d < best_distance) {
+      best = c;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+std::string unknown_key_rule(const std::string& key, const std::vector<std::string>& candidates) {
+  const std::string suggestion = did_you_mean(key, candidates);
+  if (suggestion.empty()) return "unknown key";
+  return "unknown key (did you mean '" + suggestion + "'?)";
+}
+
+// A JSON value as it appears in a message: compact, one line, cut when long.
+std::string shown(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  return s;
+}
+
+// A bound as written by a person: 1 rather than 1.000000.
+std::string number_text(double x) {
+  if (std::floor(x) == x && std::fabs(x) < 1e15) return std::to_string((long long)x);
+  std::ostringstream os;
+  os << x;
+  return os.str();
+}
+
+std::string dotted(const std::string& section, const std::string& key) {
+  return section.empty() ? key : section + "." + key;
+}
+
+std::string quoted_list(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", \"" : "\"") + items[i] + "\"";
+  return out;
+}
+
+// Names where a value came from: the file ("c.json: qk_unit.lanes") or the command line
+// ("--set qk_unit.lanes") for keys given by an override.
+class Where {
+ public:
+  Where(std::string origin, std::set<std::string> overridden)
+      : origin_(std::move(origin)), overridden_(std::move(overridden)) {}
+
+  // `key_path` is the section.key the value belongs to; `path` may add [i][j].
+  [[noreturn]] void fail(const std::string& key_path, const std::string& path,
+                         const std::string& rule) const {
+    if (overridden_.count(key_path)) throw ConfigError("--set " + path + ": " + rule);
+    throw ConfigError(origin_ + ": " + path + ": " + rule);
+  }
+  [[noreturn]] void fail(const std::string& key_path, const std::string& rule) const {
+    fail(key_path, key_path, rule);
+  }
+  [[noreturn]] void fail_root(const std::string& rule) const {
+    throw ConfigError(origin_ + ": " + rule);
+  }
+
+ private:
+  std::string origin_;
+  std::set<std::string> overridden_;
+};
+
+// ---- value checks -------------------------------------------------------------------
+
+// Checks one number against the declared range (and integrality for integer-only kinds).
+void check_number(const ParamSpec& p, const json& v, const Where& where, const std::string& key_path,
+                  const std::string& path, bool must_be_integer) {
+  if (!v.is_number()) where.fail(key_path, path, "must be a number, got " + shown(v));
+  const double x = v.get<double>();
+  if (must_be_integer && std::floor(x) != x)
+    where.fail(key_path, path, "must be an integer, got " + shown(v));
+  if (p.min) {
+    if (p.min_exclusive && !(x > *p.min))
+      where.fail(key_path, path, "must be > " + number_text(*p.min) + ", got " + shown(v));
+    if (!p.min_exclusive && !(x >= *p.min))
+      where.fail(key_path, path, "must be >= " + number_text(*p.min) + ", got " + shown(v));
+  }
+  if (p.max && !(x <= *p.max))
+    where.fail(key_path, path, "must be <= " + number_text(*p.max) + ", got " + shown(v));
+  // The params structs hold int: keep integers in range of it.
+  if (must_be_integer && x > double(INT_MAX))
+    where.fail(key_path, path, "must be <= " + std::to_string(INT_MAX) + ", got " + shown(v));
+  if (must_be_integer && x < double(INT_MIN))
+    where.fail(key_path, path, "must be >= " + std::to_string(INT_MIN) + ", got " + shown(v));
+}
+
+// An integral number in canonical integer form (2.0 -> 2), anything else unchanged.
+json as_integer(const json& v) {
+  if (v.is_number_float()) return (long long)v.get<double>();
+  return v;
+}
+
+void check_list_of_numbers(const ParamSpec& p, const json& list, const Where& where,
+                           const std::string& key_path, const std::string& path) {
+  if (list.empty()) where.fail(key_path, path, "must not be an empty list");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string at = path + "[" + std::to_string(i) + "]";
+    if (!list[i].is_number()) where.fail(key_path, at, "must be a number, got " + shown(list[i]));
+    check_number(p, list[i], where, key_path, at, p.integer_only);
+  }
+}
+
+// PerHead: a number, a list of H numbers, or a list of L non-empty lists of H numbers.
+void check_per_head(const ParamSpec& p, const json& v, const Where& where, const std::string& key_path) {
+  if (v.is_number()) return check_number(p, v, where, key_path, key_path, p.integer_only);
+  if (!v.is_array())
+    where.fail(key_path, "must be a number, a list of numbers or a list of lists of numbers, got " +
+                             shown(v));
+  if (v.empty()) where.fail(key_path, "must not be an empty list");
+  if (!v[0].is_array()) return check_list_of_numbers(p, v, where, key_path, key_path);
+  for (size_t l = 0; l < v.size(); ++l) {
+    const std::string at = key_path + "[" + std::to_string(l) + "]";
+    if (!v[l].is_array()) where.fail(key_path, at, "must be a list of numbers, got " + shown(v[l]));
+    check_list_of_numbers(p, v[l], where, key_path, at);
+  }
+}
+
+// PerLayer: a number or a list of L numbers.
+void check_per_layer(const ParamSpec& p, const json& v, const Where& where, const std::string& key_path) {
+  if (v.is_number()) return check_number(p, v, where, key_path, key_path, p.integer_only);
+  if (!v.is_array()) where.fail(key_path, "must be a number or a list of numbers, got " + shown(v));
+  check_list_of_numbers(p, v, where, key_path, key_path);
+}
+
+// Validates one given value and returns it in resolved form.
+json checked_value(const ParamSpec& p, const json& v, const Where& where, const std::string& key_path) {
+  switch (p.kind) {
+    case ParamKind::Integer:
+      if (!v.is_number()) where.fail(key_path, "must be an integer, got " + shown(v));
+      check_number(p, v, where, key_path, key_path, true);
+      return as_integer(v);
+    case ParamKind::Number:
+      check_number(p, v, where, key_path, key_path, false);
+      return v;
+    case ParamKind::String:
+      if (!v.is_string()) where.fail(key_path, "must be a string, got " + shown(v));
+      if (!p.choices.empty() &&
+          std::find(p.choices.begin(), p.choices.end(), v.get<std::string>()) == p.choices.end())
+        where.fail(key_path, (p.choices.size() == 1 ? "must be " : "must be one of ") +
+                                 quoted_list(p.choices) + ", got " + shown(v));
+      return v;
+    case ParamKind::Boolean:
+      if (!v.is_boolean()) where.fail(key_path, "must be a boolean, got " + shown(v));
+      return v;
+    case ParamKind::PerHead:
+      check_per_head(p, v, where, key_path);
+      return v;
+    case ParamKind::PerLayer:
+      check_per_layer(p, v, where, key_path);
+      return v;
+  }
+  return v;
+}
+
+// ---- structure ----------------------------------------------------------------------
+
+std::vector<std::string> key_names(const SectionSpec& s) {
+  std::vector<std::string> names;
+  for (const ParamSpec& p : s.params) names.push_back(p.name);
+  return names;
+}
+
+// Keys allowed at the top: the top-level keys and the section names.
+std::vector<std::string> top_level_names() {
+  std::vector<std::string> names = key_names(config_schema().front());
+  for (const SectionSpec& s : config_schema())
+    if (!s.name.empty()) names.push_back(s.name);
+  return names;
+}
+
+// Root is an object, every section an object, no unknown section or key.
+void check_structure(const json& root, const std::string& origin) {
+  const Where where(origin, {});
+  if (!root.is_object()) where.fail_root("the config must be a JSON object, got " + shown(root));
+  const SectionSpec& top = config_schema().front();
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    if (find_param(top, it.key())) continue;
+    const SectionSpec* section = find_section(it.key());
+    if (!section) where.fail(it.key(), unknown_key_rule(it.key(), top_level_names()));
+    if (!it.value().is_object())
+      where.fail(it.key(), "must be an object, got " + shown(it.value()));
+    for (auto kv = it.value().begin(); kv != it.value().end(); ++kv)
+      if (!find_param(*section, kv.key()))
+        where.fail(dotted(it.key(), kv.key()), unknown_key_rule(kv.key(), key_names(*section)));
+  }
+}
+
+[[noreturn]] void malformed_override(const std::string& text) {
+  throw ConfigError("--set " + text + ": malformed override, expected section.key=value");
+}
+
+// Applies one "a.b=value" to `root`; returns the dotted path it set.
+std::string apply_override(json& root, const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) malformed_override(text);
+  const std::string path = text.substr(0, eq);
+  const std::string value_text = text.substr(eq + 1);
+  json value = json::parse(value_text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = value_text;  // not JSON: a bare string such as bit_parallel
+
+  const size_t dot = path.find('.');
+  const SectionSpec& top = config_schema().front();
+  if (dot == std::string::npos) {  // a top-level key (clock_ghz)
+    if (find_param(top, path)) {
+      root[path] = value;
+      return path;
+    }
+    if (find_section(path)) malformed_override(text);  // a whole section: no key named
+    throw ConfigError("--set " + path + ": " + unknown_key_rule(path, top_level_names()));
+  }
+  const std::string section_name = path.substr(0, dot);
+  const std::string key = path.substr(dot + 1);
+  if (section_name.empty() || key.empty() || key.find('.') != std::string::npos)
+    malformed_override(text);
+  const SectionSpec* section = find_section(section_name);
+  if (!section || section_name.empty()) {
+    const std::string suggestion = did_you_mean(section_name, top_level_names());
+    throw ConfigError("--set " + path + ": unknown section '" + section_name + "'" +
+                      (suggestion.empty() ? "" : " (did you mean '" + suggestion + "'?)"));
+  }
+  if (!find_param(*section, key))
+    throw ConfigError("--set " + path + ": " + unknown_key_rule(key, key_names(*section)));
+  root[section_name][key] = value;
+  return path;
+}
+
+// The section object of `root` (empty when the config omits it).
+json given_section(const json& root, const SectionSpec& s) {
+  if (s.name.empty()) return root;
+  return root.contains(s.name) ? root.at(s.name) : json::object();
+}
+
+// Every key of every section: the given value checked, or the default.
+json resolved_tree(const json& root, const Where& where) {
+  json out = json::object();
+  for (const SectionSpec& s : config_schema()) {
+    const json given = given_section(root, s);
+    json& target = s.name.empty() ? out : (out[s.name] = json::object());
+    for (const ParamSpec& p : s.params) {
+      const std::string key_path = dotted(s.name, p.name);
+      if (given.contains(p.name))
+        target[p.name] = checked_value(p, given.at(p.name), where, key_path);
+      else if (!p.default_value.is_null())
+        target[p.name] = p.default_value;
+    }
+  }
+  return out;
+}
+
+// Its value is checked like any other (one allowed choice); only presence is special.
+void check_schema_present(const json& resolved, const Where& where) {
+  if (!resolved.contains("schema"))
+    where.fail_root(std::string("missing schema (expected \"schema\": \"") + kConfigSchema + "\")");
+}
+
+// Rules that involve more than one key.
+void check_cross_field(const json& r, const Where& where) {
+  const json& qk = r.at("qk_unit");
+  const int bits = qk.at("bits").get<int>();
+  const int estimate_bits = qk.at("estimate_bits").get<int>();
+  if (estimate_bits > bits)
+    where.fail("qk_unit.estimate_bits", "must be <= qk_unit.bits (" + std::to_string(bits) +
+                                            "), got " + std::to_string(estimate_bits));
+  if (qk.at("type") == "bit_parallel" && qk.at("mode") != "dense")
+    where.fail("qk_unit.mode", "bit_parallel supports only \"dense\", got " + shown(qk.at("mode")));
+}
+
+Config config_from_resolved(json resolved, const std::string& origin) {
+  Config c;
+  c.origin = origin;
+  c.clock_ghz = resolved.at("clock_ghz").get<double>();
+  c.dram = DramParams::from(resolved.at("dram"));
+  c.sram = SramParams::from(resolved.at("sram"));
+  c.qk_unit = QkUnitParams::from(resolved.at("qk_unit"));
+  c.comparator = ComparatorParams::from(resolved.at("comparator"));
+  c.reuse_buffer = ReuseBufferParams::from(resolved.at("reuse_buffer"));
+  c.softmax = SoftmaxParams::from(resolved.at("softmax"));
+  c.av_unit = AvUnitParams::from(resolved.at("av_unit"));
+  c.skim_controller = SkimControllerParams::from(resolved.at("skim_controller"));
+  c.gemm_engine = GemmEngineParams::from(resolved.at("gemm_engine"));
+  c.pipeline = PipelineParams::from(resolved.at("pipeline"));
+  c.energy = EnergyParams::from(resolved.at("energy"));
+  c.quality = QualityParams::from(resolved.at("quality"));
+  c.resolved = std::move(resolved);
+  return c;
+}
+
+// ---- documentation ------------------------------------------------------------------
+
+std::string escape_cell(std::string s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '|') out += "\\|";
+    else out += ch;
+  }
+  return out;
+}
+
+// "0 < x <= 1", "x >= 1", "2 <= x <= 16"; "" when unbounded.
+std::string range_text(const ParamSpec& p) {
+  std::string lower, upper;
+  if (p.min) lower = number_text(*p.min) + (p.min_exclusive ? " < " : " <= ");
+  if (p.max) upper = " <= " + number_text(*p.max);
+  if (lower.empty() && upper.empty()) return "";
+  if (lower.empty()) return "x" + upper;
+  if (upper.empty()) {  // write "x >= 1" rather than "1 <= x"
+    return std::string("x ") + (p.min_exclusive ? "> " : ">= ") + number_text(*p.min);
+  }
+  return lower + "x" + upper;
+}
+
+std::string type_text(const ParamSpec& p) {
+  std::string base;
+  switch (p.kind) {
+    case ParamKind::Integer: base = "integer"; break;
+    case ParamKind::Number: base = "number"; break;
+    case ParamKind::Boolean: base = "boolean"; break;
+    case ParamKind::String: {
+      if (p.choices.empty()) return "string";
+      if (p.choices.size() == 1) return "`\"" + p.choices[0] + "\"`";
+      std::string out = "one of ";
+      for (size_t i = 0; i < p.choices.size(); ++i)
+        out += (i ? ", `\"" : "`\"") + p.choices[i] + "\"`";
+      return out;
+    }
+    case ParamKind::PerHead:
+      base = std::string("per-head ") + (p.integer_only ? "integer" : "number");
+      break;
+    case ParamKind::PerLayer:
+      base = std::string("per-layer ") + (p.integer_only ? "integer" : "number");
+      break;
+  }
+  const std::string range = range_text(p);
+  return range.empty() ? base : base + ", " + range;
+}
+
+std::string default_text(const SectionSpec& s, const ParamSpec& p) {
+  if (s.name.empty() && p.name == "schema") return "required";
+  if (p.default_value.is_null()) return "absent";
+  return "`" + p.default_value.dump() + "`";
+}
+
+void append_section_table(std::string& md, const SectionSpec& s) {
+  md += s.name.empty() ? "## Top-level keys\n\n" : "## `" + s.name + "`\n\n" + s.doc + "\n\n";
+  md += "| key | type | default | unit | meaning |\n";
+  md += "|---|---|---|---|---|\n";
+  for (const ParamSpec& p : s.params) {
+    md += "| `" + dotted(s.name, p.name) + "` | " + escape_cell(type_text(p)) + " | " +
+          escape_cell(default_text(s, p)) + " | " + escape_cell(p.unit) + " | " +
+          escape_cell(p.doc) + " |\n";
+  }
+  md += "\n";
+}
+
+}  // namespace
+
+// ---- public API -----------------------------------------------------------------------
+
+const std::vector<SectionSpec>& config_schema() {
+  static const std::vector<SectionSpec> schema = {
+      top_level_section(),          DramParams::spec(),         SramParams::spec(),
+      QkUnitParams::spec(),         ComparatorParams::spec(),   ReuseBufferParams::spec(),
+      SoftmaxParams::spec(),        AvUnitParams::spec(),       SkimControllerParams::spec(),
+      GemmEngineParams::spec(),     PipelineParams::spec(),     EnergyParams::spec(),
+      QualityParams::spec()};
+  return schema;
+}
+
+Config resolve_config(const json& j, const std::string& origin,
+                      const std::vector<std::string>& overrides) {
+  check_structure(j, origin);
+  json root = j;
+  std::set<std::string> overridden;
+  for (const std::string& text : overrides) overridden.insert(apply_override(root, text));
+  const Where where(origin, overridden);
+  const json resolved = resolved_tree(root, where);
+  check_schema_present(resolved, where);
+  check_cross_field(resolved, where);
+  return config_from_resolved(resolved, origin);
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open config file");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::parse_error& e) {
+    std::string message = e.what();
+    // Drop nlohmann's "[json.exception.parse_error.101] " tag; keep the position and reason.
+    const size_t tag_end = message.find("] ");
+    if (message.rfind("[json.exception", 0) == 0 && tag_end != std::string::npos)
+      message = message.substr(tag_end + 2);
+    std::replace(message.begin(), message.end(), '\n', ' ');
+    throw ConfigError(path + ": not valid JSON: " + message);
+  }
+  return resolve_config(j, path, overrides);
+}
+
+Config default_config() { return resolve_config(json{{"schema", kConfigSchema}}, "<defaults>"); }
+
+std::string config_reference_markdown() {
+  std::string md;
+  md += "# attnsim configuration reference\n\n";
+  md += "<!-- Generated by `attnsim config --doc` from the declarations in arch/unit_params.h and\n"
+        "     sim/config.cpp; do not edit by hand (tests/sim/config_test.cpp checks it). -->\n\n";
+  md += "A config is a JSON object read in two layers: first it is validated against the\n"
+        "parameter declarations of the units and every missing key is filled with its default\n"
+        "(the *resolved* config, echoed under `config` in the stats and printed by\n"
+        "`attnsim config --resolve C.json`); then each section becomes the immutable\n"
+        "parameters of one unit.\n\n";
+  md += std::string("- `\"schema\": \"") + kConfigSchema +
+        "\"` is required; every other key has a default, so\n"
+        "  `{\"schema\": \"" + kConfigSchema + "\"}` alone is a valid config.\n";
+  md += "- Unknown sections and keys are errors (with a did-you-mean for near misses). Every\n"
+        "  error is one line naming the file, the JSON path and the rule, e.g.\n"
+        "  `c.json: qk_unit.lanes: must be >= 1, got 0`.\n";
+  md += "- `--set section.key=value` (on `attnsim run` and `attnsim config --resolve`)\n"
+        "  overrides one key before validation; top-level keys take no section\n"
+        "  (`--set clock_ghz=2`). The value is parsed as JSON and, when that fails, taken as a\n"
+        "  string: `--set qk_unit.lanes=32`, `--set qk_unit.type=bit_parallel`,\n"
+        "  `--set 'comparator.gamma=[0.01,0.02]'`.\n";
+  md += "- Per-head values (`comparator.gamma`, `margin`, `theta`) take one of three shapes: a\n"
+        "  number (every layer and head), a list of H numbers (one per head, every layer), or a\n"
+        "  list of L lists of H numbers (per layer and head). The lengths must match the\n"
+        "  trace's layers and heads. Per-layer values (`skim_controller.keep`) are a number or\n"
+        "  a list of L numbers.\n";
+  md += "- In the type column, `x` stands for the value; per-head and per-layer bounds apply\n"
+        "  to every number of the list.\n\n";
+  for (const SectionSpec& s : config_schema()) append_section_table(md, s);
+  md += "## Cross-field rules\n\n";
+  md += "- `qk_unit.estimate_bits` must be <= `qk_unit.bits` (P <= B).\n";
+  md += "- `qk_unit.type: \"bit_parallel\"` supports only `qk_unit.mode: \"dense\"`.\n";
+  md += "- `comparator.margin`, when given, overrides `comparator.gamma`.\n";
+  return md;
+}
+
+double per_head_value(const json& value, int layer, int head, int layers, int heads,
+                      const std::string& origin, const std::string& path) {
+  const auto fail = [&](const std::string& at, const std::string& rule) -> void {
+    throw ConfigError(origin + ": " + at + ": " + rule);
+  };
+  if (value.is_number()) return value.get<double>();
+  if (!value.is_array() || value.empty()) {
+    fail(path, "must be a number or a list, got " + shown(value));
+  }
+  if (!value[0].is_array()) {
+    if (int(value.size()) != heads)
+      fail(path, "has " + std::to_string(value.size()) + " values, the trace has " +
+                     std::to_string(heads) + " heads");
+    return value.at(size_t(head)).get<double>();
+  }
+  if (int(value.size()) != layers)
+    fail(path, "has " + std::to_string(value.size()) + " lists, the trace has " +
+                   std::to_string(layers) + " layers");
+  const json& row = value.at(size_t(layer));
+  const std::string row_path = path + "[" + std::to_string(layer) + "]";
+  if (!row.is_array()) fail(row_path, "must be a list of numbers, got " + shown(row));
+  if (int(row.size()) != heads)
+    fail(row_path, "has " + std::to_string(row.size()) + " values, the trace has " +
+                       std::to_string(heads) + " heads");
+  return row.at(size_t(head)).get<double>();
+}
+
+}  // namespace attnsim

@@ -1,0 +1,167 @@
+#include "sim/stats.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <thread>
+#include <stdexcept>
+#include <unistd.h>
+
+namespace attnsim {
+
+namespace {
+
+EnergyContext energy_context(const Config& c, Cycles total) {
+  EnergyContext ctx;
+  ctx.sram_bank_kib = static_cast<double>(c.sram.capacity_kib) / c.sram.banks;
+  ctx.sram_width_bits = c.sram.width_bits;
+  ctx.reuse_bank_kib = static_cast<double>(c.reuse_buffer.entries) * c.reuse_buffer.bits_per_entry /
+                       8.0 / 1024.0 / c.reuse_buffer.banks;
+  ctx.reuse_width_bits = c.reuse_buffer.bits_per_entry;
+  ctx.node_scale = c.energy.node_scale;
+  ctx.clock = Clock(c.clock_ghz);
+  ctx.total = total;
+  return ctx;
+}
+
+}  // namespace
+
+nlohmann::json make_stats(const Config& c, const nlohmann::json& trace_info, const SimOutcome& out,
+                          const std::map<std::string, ModuleEnergy>& energy, const Metrics& metrics,
+                          double wall_seconds) {
+  nlohmann::json s;
+  s["schema"] = kStatsSchema;
+  s["config"] = c.resolved;
+  s["trace"] = trace_info;
+
+  nlohmann::json by_module = nlohmann::json::object();
+  nlohmann::json counters = nlohmann::json::object();
+  for (const ModuleActivity& m : out.modules) {
+    by_module[m.name] = {{"busy", m.busy}, {"stall", m.stall}};
+    nlohmann::json mc = nlohmann::json::object();
+    for (const auto& [action, count] : m.counters) mc[action] = count;
+    counters[m.name] = mc;
+  }
+  const Clock clock(c.clock_ghz);
+  s["cycles"] = {{"total", out.total.count()}, {"by_module", by_module}};
+  s["time_ns"] = clock.to_time(out.total).value;
+
+  double total_pj = 0;
+  nlohmann::json energy_by_module = nlohmann::json::object();
+  for (const ModuleActivity& m : out.modules) {
+    const ModuleEnergy& e = energy.at(m.name);
+    energy_by_module[m.name] = {{"dynamic", e.dynamic_pj}, {"static", e.static_pj}};
+    total_pj += e.dynamic_pj + e.static_pj;
+  }
+  s["energy_pj"] = {{"total", total_pj}, {"by_module", energy_by_module}};
+  s["filter"] = metrics.filter_json();
+  s["quality"] = metrics.quality_json();
+  s["counters"] = counters;
+  s["sim"] = {{"wall_seconds", wall_seconds},
+              {"cycles_per_second", wall_seconds > 0 ? out.total.count() / wall_seconds : 0.0}};
+  return s;
+}
+
+RunReport run_simulation(const Config& c, const std::string& trace_path, int threads,
+                         const std::function<void(uint64_t, uint64_t)>& on_progress) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const auto start = std::chrono::steady_clock::now();
+  const Trace trace(trace_path);
+  const TechTable tech = TechTable::load(c.energy.tech);
+  Metrics metrics(trace.layers(), c.quality.enabled);
+  const SimOutcome out = simulate(c, trace, metrics, threads, on_progress);
+  const auto energy = compute_energy(tech, out.modules, energy_context(c, out.total));
+  const nlohmann::json trace_info = {
+      {"path", trace_path}, {"sha256", trace.sha256()}, {"model", trace.model()}};
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return {make_stats(c, trace_info, out, energy, metrics, wall)};
+}
+
+namespace {
+
+std::string fixed(double v, int digits) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(digits) << v;
+  return os.str();
+}
+
+std::string engineering_pj(double pj) {
+  const char* units[] = {"pJ", "nJ", "uJ", "mJ", "J"};
+  int u = 0;
+  while (pj >= 1000.0 && u < 4) pj /= 1000.0, ++u;
+  return fixed(pj, 3) + " " + units[u];
+}
+
+}  // namespace
+
+std::string text_summary(const nlohmann::json& s) {
+  std::ostringstream os;
+  const uint64_t total = s["cycles"]["total"].get<uint64_t>();
+  const double energy = s["energy_pj"]["total"].get<double>();
+  os << "trace     " << s["trace"]["path"].get<std::string>();
+  const std::string model = s["trace"]["model"].get<std::string>();
+  if (!model.empty()) os << "  (" << model << ")";
+  os << "\nqk_unit   " << s["config"]["qk_unit"]["type"].get<std::string>() << ", mode "
+     << s["config"]["qk_unit"]["mode"].get<std::string>() << ", B="
+     << s["config"]["qk_unit"]["bits"] << ", L=" << s["config"]["qk_unit"]["lanes"] << "\n";
+  os << "cycles    " << total << "  (" << fixed(s["time_ns"].get<double>() / 1000.0, 3) << " us at "
+     << s["config"]["clock_ghz"].get<double>() << " GHz)\n";
+  os << "energy    " << engineering_pj(energy) << "\n";
+  const auto& f = s["filter"];
+  os << "filtered  " << fixed(100.0 * f["filtered_ratio"].get<double>(), 2) << "% of "
+     << f["candidate_keys"].get<uint64_t>() << " candidate keys; exact_ratio "
+     << fixed(f["exact_ratio"].get<double>(), 4) << "\n";
+  const auto& q = s["quality"];
+  if (q.contains("rel_error")) {
+    os << "quality   rel_error " << q["rel_error"].get<double>() << ", mass_recall "
+       << fixed(q["mass_recall"].get<double>(), 6);
+    if (q.contains("quant_error")) os << ", quant_error " << q["quant_error"].get<double>();
+    os << "\n";
+  }
+  // Modules by energy, with busy share of the run.
+  std::vector<std::pair<double, std::string>> order;
+  for (const auto& [name, e] : s["energy_pj"]["by_module"].items())
+    order.emplace_back(e["dynamic"].get<double>() + e["static"].get<double>(), name);
+  std::sort(order.rbegin(), order.rend());
+  os << "\n" << std::left << std::setw(14) << "module" << std::right << std::setw(14) << "busy"
+     << std::setw(8) << "busy%" << std::setw(12) << "stall" << std::setw(16) << "energy"
+     << std::setw(8) << "en%" << "\n";
+  for (const auto& [e, name] : order) {
+    const auto& c = s["cycles"]["by_module"][name];
+    const uint64_t busy = c["busy"].get<uint64_t>();
+    os << std::left << std::setw(14) << name << std::right << std::setw(14) << busy << std::setw(8)
+       << fixed(total ? 100.0 * busy / total : 0.0, 1) << std::setw(12) << c["stall"].get<uint64_t>()
+       << std::setw(16) << engineering_pj(e) << std::setw(8)
+       << fixed(energy > 0 ? 100.0 * e / energy : 0.0, 1) << "\n";
+  }
+  os << "\nsimulated in " << fixed(s["sim"]["wall_seconds"].get<double>(), 3) << " s ("
+     << fixed(s["sim"]["cycles_per_second"].get<double>() / 1e6, 2) << " M cycles/s)\n";
+  return os.str();
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::filesystem::path target(path);
+  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error(path + ": cannot write output file");
+    f << text;
+    f.flush();
+    if (!f) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error(path + ": write failed");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error(path + ": cannot rename temporary file into place");
+  }
+}
+
+}  // namespace attnsim

@@ -1,0 +1,514 @@
+// Synthetic traces: determinism, shapes and metadata, the signature of each head pattern,
+// the entropy target, I8 scales, and the `attnsim trace` command line.
+#include "workloads/synth.h"
+
+#include "sim/cli.h"
+#include "tests/workloads/trace_test_files.h"
+#include "workloads/trace.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace attnsim;
+using attnsim_test::TempDir;
+
+namespace {
+
+std::vector<char> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+SynthOptions small_options() {
+  SynthOptions o;
+  o.layers = 2;
+  o.heads = 4;
+  o.tokens = 32;
+  o.head_dim = 16;
+  return o;
+}
+
+// Attention probabilities of one head, in double, from the trace's float values: row i
+// over the keys it may see (0..i when causal).
+std::vector<std::vector<double>> probabilities(const HeadData& h, int n, int d, bool causal) {
+  std::vector<std::vector<double>> p(n);
+  for (int i = 0; i < n; ++i) {
+    const int visible = causal ? i + 1 : n;
+    std::vector<double> row(visible);
+    double m = -INFINITY;
+    for (int j = 0; j < visible; ++j) {
+      double dot = 0;
+      for (int c = 0; c < d; ++c) dot += double(h.q_float[i * d + c]) * h.k_float[j * d + c];
+      row[j] = dot / std::sqrt(double(d));
+      m = std::max(m, row[j]);
+    }
+    double z = 0;
+    for (double& x : row) z += (x = std::exp(x - m));
+    for (double& x : row) x /= z;
+    p[i] = std::move(row);
+  }
+  return p;
+}
+
+int argmax(const std::vector<double>& row) {
+  return static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+double entropy(const std::vector<double>& row) {
+  double e = 0;
+  for (double x : row)
+    if (x > 0) e -= x * std::log(x);
+  return e;
+}
+
+struct Signature {
+  double at_diagonal = 0;  // fraction of rows whose argmax is j = i
+  double at_previous = 0;  // ... j = i - 1
+  double mean_distance = 0;  // mean |argmax - i|
+  double top3_mass = 0;    // mean over rows of the three largest probabilities
+  double entropy_ratio = 0;  // mean row entropy / mean log(visible keys)
+};
+
+Signature signature(const HeadData& h, int n, int d, bool causal) {
+  const auto p = probabilities(h, n, d, causal);
+  Signature s;
+  double entropy_sum = 0, max_sum = 0;
+  for (int i = 0; i < n; ++i) {
+    const int a = argmax(p[i]);
+    s.at_diagonal += a == i;
+    s.at_previous += a == i - 1;
+    s.mean_distance += std::abs(a - i);
+    std::vector<double> sorted = p[i];
+    std::sort(sorted.rbegin(), sorted.rend());
+    for (size_t t = 0; t < std::min<size_t>(3, sorted.size()); ++t) s.top3_mass += sorted[t];
+    entropy_sum += entropy(p[i]);
+    max_sum += std::log(double(p[i].size()));
+  }
+  s.at_diagonal /= n;
+  s.at_previous /= n;
+  s.mean_distance /= n;
+  s.top3_mass /= n;
+  s.entropy_ratio = max_sum > 0 ? entropy_sum / max_sum : 0;
+  return s;
+}
+
+// Runs cmd_trace on `args` (args[0] == "trace"), capturing stdout and stderr.
+struct CliResult {
+  int code = 0;
+  std::string out, err;
+};
+
+CliResult run_trace(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(&a[0]);
+  argv.push_back(nullptr);
+  std::ostringstream out, err;
+  auto* old_out = std::cout.rdbuf(out.rdbuf());
+  auto* old_err = std::cerr.rdbuf(err.rdbuf());
+  CliResult r;
+  r.code = cmd_trace(static_cast<int>(args.size()), argv.data());
+  std::cout.rdbuf(old_out);
+  std::cerr.rdbuf(old_err);
+  r.out = out.str();
+  r.err = err.str();
+  return r;
+}
+
+bool one_error_line(const std::string& err) {
+  return err.rfind("attnsim: ", 0) == 0 && std::count(err.begin(), err.end(), '\n') == 1 &&
+         err.back() == '\n';
+}
+
+}  // namespace
+
+TEST_CASE("pattern names round-trip and unknown names are rejected") {
+  for (HeadPattern p : {HeadPattern::Peaked, HeadPattern::Local, HeadPattern::Diagonal,
+                        HeadPattern::Uniform})
+    CHECK(parse_head_pattern(head_pattern_name(p)) == p);
+  CHECK(std::string(head_pattern_name(HeadPattern::Diagonal)) == "diagonal");
+  CHECK_THROWS_AS(parse_head_pattern("sparse"), std::invalid_argument);
+}
+
+TEST_CASE("same options give identical bytes; another seed gives other bytes") {
+  TempDir dir;
+  SynthOptions o = small_options();
+  write_synthetic_trace(o, dir.file("a.safetensors"));
+  write_synthetic_trace(o, dir.file("b.safetensors"));
+  o.seed = 2;
+  write_synthetic_trace(o, dir.file("c.safetensors"));
+  const auto a = file_bytes(dir.file("a.safetensors"));
+  REQUIRE(a.size() > 1000);
+  CHECK(a == file_bytes(dir.file("b.safetensors")));
+  CHECK(a != file_bytes(dir.file("c.safetensors")));
+  // Layers differ from each other (own streams, own gains).
+  Trace t(dir.file("a.safetensors"));
+  CHECK(t.layer(0, 8).head[0].q_float != t.layer(1, 8).head[0].q_float);
+  CHECK(t.layer(0, 8).head[0].v_float != t.layer(1, 8).head[0].v_float);
+}
+
+TEST_CASE("shapes, dtypes and metadata are as requested") {
+  TempDir dir;
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+    SynthOptions o = small_options();
+    o.layers = 3;
+    o.heads = 2;
+    o.tokens = 24;
+    o.head_dim = 8;
+    o.dtype = dtype;
+    o.causal = dtype == DType::F16;
+    o.seed = 12345678901234567ULL;
+    o.patterns = {HeadPattern::Local, HeadPattern::Uniform};
+    o.temperature = 0.75;
+    o.model = "tiny-test";
+    const std::string path = dir.file(std::string(dtype_name(dtype)) + ".safetensors");
+    write_synthetic_trace(o, path);
+    Trace t(path);
+    REQUIRE(t.layers() == 3);
+    for (int l = 0; l < 3; ++l) {
+      CHECK(t.shape(l).heads == 2);
+      CHECK(t.shape(l).n == 24);
+      CHECK(t.shape(l).m == 24);
+      CHECK(t.shape(l).d == 8);
+      CHECK(t.shape(l).dtype == dtype);
+    }
+    CHECK(t.causal() == o.causal);
+    CHECK(t.model() == "tiny-test");
+    const auto& md = t.metadata();
+    CHECK(md.at("source") == "attnsim trace synth");
+    CHECK(md.at("causal") == (o.causal ? "true" : "false"));
+    CHECK(md.at("synth.seed") == "12345678901234567");
+    CHECK(md.at("synth.patterns") == "local,uniform");
+    CHECK(md.at("synth.temperature") == "0.75");
+    CHECK(md.at("synth.entropy_target") == "0");
+    // q is scaled by 1/temperature in every head.
+    CHECK(md.at("synth.q_scale.0") == "1.3333333333333333,1.3333333333333333");
+    CHECK(t.file().tensors().size() == 9);  // q, k, v of 3 layers, nothing else
+  }
+}
+
+TEST_CASE("the default pattern list is all four patterns, cycled over the heads") {
+  TempDir dir;
+  SynthOptions o = small_options();
+  o.heads = 6;
+  write_synthetic_trace(o, dir.file("t.safetensors"));
+  Trace t(dir.file("t.safetensors"));
+  CHECK(t.metadata().at("synth.patterns") == "peaked,local,diagonal,uniform");
+  CHECK(t.shape(0).heads == 6);
+}
+
+TEST_CASE("each head pattern has its signature in the attention probabilities") {
+  TempDir dir;
+  for (bool causal : {false, true}) {
+    SynthOptions o;
+    o.layers = 2;
+    o.heads = 8;  // each pattern twice per layer
+    o.tokens = 64;
+    o.head_dim = 32;
+    o.dtype = DType::F32;
+    o.causal = causal;
+    const std::string path = dir.file(causal ? "causal.safetensors" : "full.safetensors");
+    write_synthetic_trace(o, path);
+    Trace t(path);
+    for (int l = 0; l < t.layers(); ++l) {
+      const LayerView v = t.layer(l, 8);
+      for (int h = 0; h < v.heads; ++h) {
+        INFO("causal " << causal << ", layer " << l << ", head " << h);
+        const Signature s = signature(v.head[h], v.n, v.d, causal);
+        switch (h % 4) {
+          case 0:  // peaked: a few keys hold the mass, anywhere in the row
+            CHECK(s.top3_mass > 0.75);
+            CHECK(s.mean_distance > 8);
+            break;
+          case 1:  // local: the argmax is near the query
+            CHECK(s.mean_distance < 3);
+            CHECK(s.entropy_ratio < 0.8);
+            break;
+          case 2:  // diagonal: the argmax is i (or i-1 for previous-token heads)
+            CHECK(std::max(s.at_diagonal, s.at_previous) > 0.9);
+            CHECK(s.top3_mass > 0.85);
+            break;
+          case 3:  // uniform: entropy near log M
+            CHECK(s.entropy_ratio > 0.95);
+            CHECK(s.top3_mass < 0.25);
+            break;
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("both kinds of diagonal head occur: self and previous token") {
+  TempDir dir;
+  SynthOptions o = small_options();
+  o.tokens = 48;
+  o.head_dim = 32;
+  o.dtype = DType::F32;
+  o.patterns = {HeadPattern::Diagonal};
+  o.heads = 2;
+  o.layers = 1;
+  write_synthetic_trace(o, dir.file("t.safetensors"));
+  const LayerView v = Trace(dir.file("t.safetensors")).layer(0, 8);
+  const Signature self = signature(v.head[0], v.n, v.d, false);
+  const Signature previous = signature(v.head[1], v.n, v.d, false);
+  CHECK(self.at_diagonal > 0.9);
+  CHECK(previous.at_previous > 0.9);
+}
+
+TEST_CASE("temperature divides the logits: q is scaled by 1/temperature, k and v unchanged") {
+  TempDir dir;
+  SynthOptions o = small_options();
+  o.dtype = DType::F32;
+  write_synthetic_trace(o, dir.file("t1.safetensors"));
+  o.temperature = 2.0;  // 1/2 is exact in float, so the comparison can be exact
+  write_synthetic_trace(o, dir.file("t2.safetensors"));
+  Trace a(dir.file("t1.safetensors")), b(dir.file("t2.safetensors"));
+  const LayerView va = a.layer(1, 8), vb = b.layer(1, 8);
+  for (int h = 0; h < va.heads; ++h) {
+    std::vector<float> halved = va.head[h].q_float;
+    for (float& x : halved) x *= 0.5f;
+    CHECK(vb.head[h].q_float == halved);
+    CHECK(vb.head[h].k_float == va.head[h].k_float);
+    CHECK(vb.head[h].v_float == va.head[h].v_float);
+  }
+  // Flatter: the peaked head's entropy rises.
+  CHECK(signature(vb.head[0], vb.n, vb.d, false).entropy_ratio >
+        signature(va.head[0], va.n, va.d, false).entropy_ratio + 0.05);
+}
+
+TEST_CASE("entropy target: every head's mean row entropy is the fraction of its maximum") {
+  TempDir dir;
+  for (bool causal : {false, true}) {
+    for (DType dtype : {DType::F32, DType::F16}) {
+      SynthOptions o;
+      o.layers = 1;
+      o.heads = 4;
+      o.tokens = 48;
+      o.head_dim = 32;
+      o.dtype = dtype;
+      o.causal = causal;
+      o.entropy_target = causal ? 0.3 : 0.6;
+      const std::string path = dir.file("e.safetensors");
+      write_synthetic_trace(o, path);
+      const LayerView v = Trace(path).layer(0, 8);
+      for (int h = 0; h < v.heads; ++h) {
+        INFO("causal " << causal << ", dtype " << dtype_name(dtype) << ", head " << h);
+        const double ratio = signature(v.head[h], v.n, v.d, causal).entropy_ratio;
+        CHECK(std::fabs(ratio - o.entropy_target) <= 0.01 * o.entropy_target);
+      }
+    }
+  }
+}
+
+TEST_CASE("an unreachable or invalid option is rejected before anything is written") {
+  TempDir dir;
+  const std::string path = dir.file("t.safetensors");
+  auto rejected = [&](SynthOptions o) {
+    CHECK_THROWS_AS(write_synthetic_trace(o, path), std::invalid_argument);
+    CHECK_FALSE(std::filesystem::exists(path));
+  };
+  SynthOptions o = small_options();
+  o.tokens = 0;
+  rejected(o);
+  o = small_options();
+  o.heads = 0;
+  rejected(o);
+  o = small_options();
+  o.head_dim = 0;
+  rejected(o);
+  o = small_options();
+  o.tokens = 1000001;
+  rejected(o);
+  o = small_options();
+  o.temperature = 0;
+  rejected(o);
+  o = small_options();
+  o.entropy_target = 1.0;
+  rejected(o);
+  o = small_options();
+  o.dtype = DType::U8;
+  rejected(o);
+  // Causal with one token: the only row has one key, its entropy is always 0.
+  o = small_options();
+  o.tokens = 1;
+  o.causal = true;
+  o.entropy_target = 0.5;
+  rejected(o);
+  // Too cold for F16: q overflows 65504.
+  o = small_options();
+  o.temperature = 1e-5;
+  rejected(o);
+}
+
+TEST_CASE("I8 traces: one scale per layer and tensor in the metadata, close to the floats") {
+  TempDir dir;
+  SynthOptions o = small_options();
+  o.dtype = DType::F32;
+  write_synthetic_trace(o, dir.file("f.safetensors"));
+  o.dtype = DType::I8;
+  write_synthetic_trace(o, dir.file("i.safetensors"));
+  SafetensorsFile f(dir.file("f.safetensors")), i8(dir.file("i.safetensors"));
+  for (int l = 0; l < o.layers; ++l) {
+    for (const char* which : {"q", "k", "v"}) {
+      const std::string name = "layers." + std::to_string(l) + "." + which;
+      INFO(name);
+      CHECK(i8.info(name).dtype == DType::I8);
+      const std::vector<float> x = f.read_float(name), xq = i8.read_float(name);
+      REQUIRE(x.size() == xq.size());
+      double max_abs = 0;
+      for (float v : x) max_abs = std::max(max_abs, std::fabs(double(v)));
+      const std::string text = i8.metadata().at("scale." + std::to_string(l) + "." + which);
+      const double scale = std::strtod(text.c_str(), nullptr);
+      CHECK(scale == max_abs / 127);  // the decimal text round-trips exactly
+      double worst = 0;
+      int at_max = 0;
+      for (size_t e = 0; e < x.size(); ++e) {
+        worst = std::max(worst, std::fabs(xq[e] * scale - x[e]));
+        at_max += std::fabs(xq[e]) == 127;
+      }
+      CHECK(worst <= scale / 2 * (1 + 1e-9));
+      CHECK(at_max >= 1);
+    }
+  }
+  // The Trace accepts it and uses the I8 values as they are at 8 bits.
+  Trace t(dir.file("i.safetensors"));
+  CHECK(t.shape(0).dtype == DType::I8);
+  CHECK(t.layer(0, 8).head[0].scale_q ==
+        std::strtod(t.metadata().at("scale.0.q").c_str(), nullptr));
+}
+
+TEST_CASE("attnsim trace synth writes a trace; info describes it, as text and JSON") {
+  TempDir dir;
+  const std::string path = dir.file("cli.safetensors");
+  CliResult r = run_trace({"trace", "synth", "--out", path, "--layers", "3", "--heads", "2",
+                           "--tokens", "16", "--head-dim", "8", "--seed", "7", "--dtype", "bf16",
+                           "--causal", "--patterns", "diagonal,peaked", "--model", "toy"});
+  REQUIRE(r.code == 0);
+  CHECK(r.err.empty());
+  Trace t(path);
+  CHECK(t.layers() == 3);
+  CHECK(t.shape(2).heads == 2);
+  CHECK(t.shape(2).n == 16);
+  CHECK(t.shape(2).d == 8);
+  CHECK(t.shape(2).dtype == DType::BF16);
+  CHECK(t.causal());
+  CHECK(t.model() == "toy");
+  CHECK(t.metadata().at("synth.patterns") == "diagonal,peaked");
+  CHECK(t.metadata().at("synth.seed") == "7");
+
+  // The same options through the library give the same bytes.
+  SynthOptions o;
+  o.layers = 3;
+  o.heads = 2;
+  o.tokens = 16;
+  o.head_dim = 8;
+  o.seed = 7;
+  o.dtype = DType::BF16;
+  o.causal = true;
+  o.patterns = {HeadPattern::Diagonal, HeadPattern::Peaked};
+  o.model = "toy";
+  write_synthetic_trace(o, dir.file("lib.safetensors"));
+  CHECK(file_bytes(path) == file_bytes(dir.file("lib.safetensors")));
+
+  r = run_trace({"trace", "info", path});
+  REQUIRE(r.code == 0);
+  CHECK(r.out == describe_trace(t));
+
+  r = run_trace({"trace", "info", path, "--json"});
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j.at("model") == "toy");
+  CHECK(j.at("causal") == true);
+  CHECK(j.at("sha256") == t.sha256());
+  REQUIRE(j.at("layers").size() == 3);
+  CHECK(j.at("layers")[1].at("heads") == 2);
+  CHECK(j.at("layers")[1].at("n") == 16);
+  CHECK(j.at("layers")[1].at("d") == 8);
+  CHECK(j.at("layers")[1].at("dtype") == "BF16");
+  CHECK(j.at("tensors").at("layers.0.q").at("shape") == nlohmann::json::array({2, 16, 8}));
+  CHECK(j.at("metadata").at("source") == "attnsim trace synth");
+}
+
+TEST_CASE("attnsim trace help texts; synth defaults come from SynthOptions") {
+  CliResult r = run_trace({"trace", "--help"});
+  CHECK(r.code == 0);
+  CHECK(r.out.find("synth") != std::string::npos);
+  CHECK(r.out.find("info") != std::string::npos);
+
+  r = run_trace({"trace", "synth", "--help"});
+  CHECK(r.code == 0);
+  const SynthOptions defaults;
+  CHECK(r.out.find("--tokens arg (=" + std::to_string(defaults.tokens) + ")") != std::string::npos);
+  CHECK(r.out.find("--head-dim arg (=" + std::to_string(defaults.head_dim) + ")") !=
+        std::string::npos);
+  CHECK(r.out.find("--dtype arg (=f16)") != std::string::npos);
+  CHECK(r.out.find("--patterns arg (=peaked,local,diagonal,uniform)") != std::string::npos);
+  CHECK(r.out.find("--model arg (=synthetic)") != std::string::npos);
+
+  r = run_trace({"trace", "info", "--help"});
+  CHECK(r.code == 0);
+  CHECK(r.out.find("--json") != std::string::npos);
+
+  r = run_trace({"trace"});
+  CHECK(r.code == 2);
+}
+
+TEST_CASE("attnsim trace errors: one line on stderr, exit 2, no file written") {
+  TempDir dir;
+  const std::string path = dir.file("bad.safetensors");
+  const std::vector<std::vector<std::string>> bad = {
+      {"trace", "synth", "--out", path, "--dtype", "f64"},
+      {"trace", "synth", "--out", path, "--tokens", "0"},
+      {"trace", "synth", "--out", path, "--tokens", "many"},
+      {"trace", "synth", "--out", path, "--tokens", "1000001"},
+      {"trace", "synth", "--out", path, "--head-dim", "0"},
+      {"trace", "synth", "--out", path, "--layers", "-1"},
+      {"trace", "synth", "--out", path, "--patterns", "peaked,sparse"},
+      {"trace", "synth", "--out", path, "--patterns", ""},
+      {"trace", "synth", "--out", path, "--seed", "-1"},
+      {"trace", "synth", "--out", path, "--temperature", "0"},
+      {"trace", "synth", "--out", path, "--entropy-target", "1.5"},
+      {"trace", "synth", "--out", path, "--bogus"},
+      {"trace", "synth", "--out", path, "extra"},
+      {"trace", "synth"},
+      {"trace", "frobnicate"},
+  };
+  for (const auto& args : bad) {
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    INFO(joined);
+    const CliResult r = run_trace(args);
+    CHECK(r.code == 2);
+    CHECK(one_error_line(r.err));
+    CHECK(r.out.empty());
+    CHECK_FALSE(std::filesystem::exists(path));
+  }
+  // A bad dtype names the option.
+  CHECK(run_trace(bad[0]).err.find("--dtype") != std::string::npos);
+  // Unwritable output: the writer's TraceError, printed as it is.
+  const CliResult r = run_trace({"trace", "synth", "--out", dir.file("no/such/dir/t.safetensors")});
+  CHECK(r.code == 2);
+  CHECK(one_error_line(r.err));
+
+  // info: missing file, not a trace, missing argument.
+  CHECK(run_trace({"trace", "info", dir.file("absent.safetensors")}).code == 2);
+  {
+    std::ofstream junk(dir.file("junk.safetensors"));
+    junk << "not a trace";
+  }
+  const CliResult junk = run_trace({"trace", "info", dir.file("junk.safetensors")});
+  CHECK(junk.code == 2);
+  CHECK(one_error_line(junk.err));
+  CHECK(junk.err.find("junk.safetensors") != std::string::npos);
+  CHECK(run_trace({"trace", "info"}).code == 2);
+}

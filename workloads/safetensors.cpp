@@ -1,0 +1,548 @@
+#include "workloads/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+namespace attnsim {
+
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw TraceError(path + ": " + what);
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& tensor,
+                       const std::string& what) {
+  throw TraceError(path + ": " + tensor + ": " + what);
+}
+
+bool parse_dtype(const std::string& s, DType* out) {
+  static const std::pair<const char*, DType> kNames[] = {
+      {"I8", DType::I8}, {"U8", DType::U8}, {"F16", DType::F16},
+      {"BF16", DType::BF16}, {"F32", DType::F32}};
+  for (const auto& n : kNames) {
+    if (s == n.first) {
+      *out = n.second;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Reads a non-negative JSON integer; false for floats, negatives and non-numbers.
+bool json_to_u64(const json& j, uint64_t* out) {
+  if (j.is_number_unsigned()) {
+    *out = j.get<uint64_t>();
+    return true;
+  }
+  if (j.is_number_integer()) {
+    int64_t v = j.get<int64_t>();
+    if (v < 0) return false;
+    *out = static_cast<uint64_t>(v);
+    return true;
+  }
+  return false;
+}
+
+// Element count with overflow detection (a hostile header must not wrap around).
+bool checked_elements(const std::vector<int64_t>& shape, uint64_t* out) {
+  uint64_t n = 1;
+  for (int64_t dim : shape) {
+    uint64_t u = static_cast<uint64_t>(dim);
+    if (u != 0 && n > std::numeric_limits<uint64_t>::max() / u) return false;
+    n *= u;
+  }
+  *out = n;
+  return true;
+}
+
+TensorInfo parse_tensor_entry(const std::string& path, const std::string& name,
+                              const json& entry, uint64_t data_size) {
+  if (!entry.is_object()) fail(path, name, "header entry is not a JSON object");
+  TensorInfo t;
+  t.name = name;
+
+  auto dt = entry.find("dtype");
+  if (dt == entry.end() || !dt->is_string()) fail(path, name, "missing string field dtype");
+  if (!parse_dtype(dt->get<std::string>(), &t.dtype))
+    fail(path, name, "unsupported dtype " + dt->get<std::string>() +
+                         " (supported: I8, U8, F16, BF16, F32)");
+
+  auto sh = entry.find("shape");
+  if (sh == entry.end() || !sh->is_array())
+    fail(path, name, "missing field shape (a list of non-negative integers)");
+  for (const json& dim : *sh) {
+    uint64_t v = 0;
+    if (!json_to_u64(dim, &v) || v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      fail(path, name, "shape " + sh->dump() + " is not a list of non-negative integers");
+    t.shape.push_back(static_cast<int64_t>(v));
+  }
+
+  auto off = entry.find("data_offsets");
+  if (off == entry.end() || !off->is_array() || off->size() != 2 ||
+      !json_to_u64((*off)[0], &t.begin) || !json_to_u64((*off)[1], &t.end))
+    fail(path, name, "data_offsets must be [begin, end] with non-negative integers");
+  if (t.begin > t.end) fail(path, name, "data_offsets " + off->dump() + " has begin > end");
+  if (t.end > data_size)
+    fail(path, name, "data_offsets " + off->dump() + " reach past the end of the data section (" +
+                         std::to_string(data_size) +
+                         " bytes): file is shorter than its header says");
+
+  uint64_t elements = 0;
+  if (!checked_elements(t.shape, &elements) ||
+      elements > std::numeric_limits<uint64_t>::max() / dtype_size(t.dtype))
+    fail(path, name, "shape " + sh->dump() + " is too large");
+  const uint64_t expected = elements * dtype_size(t.dtype);
+  if (t.end - t.begin != expected)
+    fail(path, name, "data_offsets " + off->dump() + " span " + std::to_string(t.end - t.begin) +
+                         " bytes but shape " + sh->dump() + " x " + dtype_name(t.dtype) +
+                         " needs " + std::to_string(expected));
+  return t;
+}
+
+std::map<std::string, std::string> parse_metadata(const std::string& path, const json& meta) {
+  if (!meta.is_object()) fail(path, "__metadata__ is not a JSON object of strings");
+  std::map<std::string, std::string> out;
+  for (auto it = meta.begin(); it != meta.end(); ++it) {
+    if (!it->is_string())
+      fail(path, "__metadata__." + it.key() + " is not a string (safetensors metadata maps strings to strings)");
+    out[it.key()] = it->get<std::string>();
+  }
+  return out;
+}
+
+uint64_t read_le64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+std::string index_text(const TensorInfo& t, uint64_t flat) {
+  // "[h, i, t]" for the multi-dimensional position of element `flat`.
+  std::vector<uint64_t> idx(t.shape.size());
+  for (size_t k = t.shape.size(); k-- > 0;) {
+    uint64_t dim = static_cast<uint64_t>(t.shape[k]);
+    idx[k] = dim ? flat % dim : 0;
+    flat = dim ? flat / dim : 0;
+  }
+  std::string s = "[";
+  for (size_t k = 0; k < idx.size(); ++k) s += (k ? ", " : "") + std::to_string(idx[k]);
+  return s + "]";
+}
+
+inline uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// IEEE half -> float bits, exact. Normals are re-biased with one add; subnormals are
+// normalised by the FPU (exact: the result has at most 11 significant bits); Inf/NaN
+// get exponent 255. All three are computed and selected with masks so that the
+// conversion loops have no branches and vectorize.
+inline uint32_t half_to_float_bits(uint32_t h) {
+  const uint32_t o = (h & 0x7fff) << 13;
+  const uint32_t exp = o & 0x0f800000;
+  const uint32_t normal = o + 0x38000000;                          // bias 15 -> 127
+  const uint32_t inf_nan = o + 0x70000000;                         // exponent 31 -> 255
+  const uint32_t subnormal =
+      float_bits(bits_float(o + 0x38800000) - 6.103515625e-05f);  // (1 + m/1024 - 1) * 2^-14
+  const uint32_t is_inf_nan = 0u - static_cast<uint32_t>(exp == 0x0f800000);
+  const uint32_t is_subnormal = 0u - static_cast<uint32_t>(exp == 0);
+  const uint32_t magnitude = (normal & ~(is_inf_nan | is_subnormal)) | (inf_nan & is_inf_nan) |
+                             (subnormal & is_subnormal);
+  return magnitude | ((h & 0x8000) << 16);
+}
+
+inline uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+
+// Converts `count` elements at `src` with `to_bits` (element pointer -> float bits);
+// true when all are finite. The exponent test on bits keeps the loop branch-free.
+template <size_t kSize, typename ToBits>
+bool convert_float_bits(const uint8_t* src, uint64_t count, float* out, ToBits to_bits) {
+  uint32_t non_finite = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint32_t b = to_bits(src + i * kSize);
+    non_finite |= static_cast<uint32_t>((b & 0x7f800000) == 0x7f800000);
+    std::memcpy(out + i, &b, 4);
+  }
+  return non_finite == 0;
+}
+
+}  // namespace
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::I8: return "I8";
+    case DType::U8: return "U8";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+    case DType::F32: return "F32";
+  }
+  return "?";
+}
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::I8:
+    case DType::U8: return 1;
+    case DType::F16:
+    case DType::BF16: return 2;
+    case DType::F32: return 4;
+  }
+  return 1;
+}
+
+uint64_t TensorInfo::elements() const {
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+// ---------------------------------------------------------------------------
+// SafetensorsFile
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(path, "not a regular file");
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ < 8) {
+    ::close(fd);
+    fail(path, "file is " + std::to_string(size_) +
+                   " bytes, shorter than the 8-byte header length");
+  }
+  void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  int map_errno = errno;
+  ::close(fd);
+  if (m == MAP_FAILED) fail(path, std::string("cannot mmap: ") + std::strerror(map_errno));
+  map_ = static_cast<const uint8_t*>(m);
+
+  try {
+    const uint64_t header_len = read_le64(map_);
+    if (header_len > size_ - 8)
+      fail(path, "header length " + std::to_string(header_len) + " exceeds the file (" +
+                     std::to_string(size_) + " bytes): file is shorter than its header says");
+    data_start_ = 8 + header_len;
+    const char* hb = reinterpret_cast<const char*>(map_ + 8);
+    json header = json::parse(hb, hb + header_len, nullptr, /*allow_exceptions=*/false);
+    if (header.is_discarded()) fail(path, "header is not JSON");
+    if (!header.is_object()) fail(path, "header is not a JSON object");
+
+    const uint64_t data_size = size_ - data_start_;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+      if (it.key() == "__metadata__") {
+        metadata_ = parse_metadata(path, *it);
+      } else {
+        tensors_[it.key()] = parse_tensor_entry(path, it.key(), *it, data_size);
+      }
+    }
+  } catch (...) {
+    ::munmap(const_cast<uint8_t*>(map_), size_);
+    map_ = nullptr;
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
+}
+
+const TensorInfo& SafetensorsFile::info(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) fail(path_, name, "no such tensor");
+  return it->second;
+}
+
+const uint8_t* SafetensorsFile::raw(const TensorInfo& t) const {
+  return map_ + data_start_ + t.begin;
+}
+
+std::vector<float> SafetensorsFile::read_float(const std::string& name) const {
+  const TensorInfo& t = info(name);
+  std::vector<float> out(t.elements());
+  read_float_into(t, 0, out.size(), out.data());
+  return out;
+}
+
+void SafetensorsFile::read_float_into(const TensorInfo& t, uint64_t first, uint64_t count,
+                                      float* out) const {
+  if (first > t.elements() || count > t.elements() - first)
+    fail(path_, t.name, "element range [" + std::to_string(first) + ", " +
+                            std::to_string(first + count) + ") outside the tensor");
+  const uint8_t* src = raw(t) + first * dtype_size(t.dtype);
+  bool finite = true;
+  switch (t.dtype) {
+    case DType::I8:
+      for (uint64_t i = 0; i < count; ++i) out[i] = static_cast<int8_t>(src[i]);
+      break;
+    case DType::U8:
+      for (uint64_t i = 0; i < count; ++i) out[i] = src[i];
+      break;
+    case DType::F16:
+      finite = convert_float_bits<2>(src, count, out,
+                                     [](const uint8_t* p) { return half_to_float_bits(load_u16(p)); });
+      break;
+    case DType::BF16:
+      finite = convert_float_bits<2>(src, count, out,
+                                     [](const uint8_t* p) { return uint32_t{load_u16(p)} << 16; });
+      break;
+    case DType::F32:
+      // Data may be unaligned; memcpy is the portable load (the host is little-endian).
+      finite = convert_float_bits<4>(src, count, out, [](const uint8_t* p) {
+        uint32_t b;
+        std::memcpy(&b, p, 4);
+        return b;
+      });
+      break;
+  }
+  if (finite) return;
+  // Slow path, only on failure: name the first bad element.
+  for (uint64_t i = 0; i < count; ++i) {
+    if (!std::isfinite(out[i]))
+      fail(path_, t.name, std::string(std::isnan(out[i]) ? "NaN" : "Inf") + " at index " +
+                              index_text(t, first + i));
+  }
+}
+
+std::string SafetensorsFile::sha256() const { return sha256_hex(map_, size_); }
+
+// ---------------------------------------------------------------------------
+// SafetensorsWriter
+
+void SafetensorsWriter::add(const std::string& name, DType dtype,
+                            const std::vector<int64_t>& shape, std::vector<uint8_t> bytes) {
+  if (name.empty() || name == "__metadata__")
+    throw std::invalid_argument("safetensors: invalid tensor name '" + name + "'");
+  uint64_t elements = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw std::invalid_argument(name + ": negative dimension in shape");
+    elements *= static_cast<uint64_t>(d);
+  }
+  if (bytes.size() != elements * dtype_size(dtype))
+    throw std::invalid_argument(name + ": " + std::to_string(bytes.size()) + " bytes for " +
+                                std::to_string(elements) + " elements of " + dtype_name(dtype));
+  entries_[name] = Entry{dtype, shape, std::move(bytes)};
+}
+
+void SafetensorsWriter::add_float(const std::string& name, DType dtype,
+                                  const std::vector<int64_t>& shape,
+                                  const std::vector<float>& values) {
+  std::vector<uint8_t> bytes(values.size() * dtype_size(dtype));
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float v = values[i];
+    switch (dtype) {
+      case DType::I8:
+      case DType::U8: {
+        const float lo = dtype == DType::I8 ? -128.f : 0.f;
+        const float hi = dtype == DType::I8 ? 127.f : 255.f;
+        if (!(v >= lo && v <= hi) || std::nearbyint(v) != v)
+          throw std::invalid_argument(name + ": value " + std::to_string(v) + " at index " +
+                                      std::to_string(i) + " is not an integer in " +
+                                      dtype_name(dtype) + " range");
+        bytes[i] = static_cast<uint8_t>(static_cast<int>(v));
+        break;
+      }
+      case DType::F16:
+      case DType::BF16: {
+        uint16_t h = dtype == DType::F16 ? float_to_half(v) : float_to_bf16(v);
+        bytes[2 * i] = static_cast<uint8_t>(h & 0xff);
+        bytes[2 * i + 1] = static_cast<uint8_t>(h >> 8);
+        break;
+      }
+      case DType::F32:
+        std::memcpy(&bytes[4 * i], &v, 4);
+        break;
+    }
+  }
+  add(name, dtype, shape, std::move(bytes));
+}
+
+void SafetensorsWriter::set_metadata(const std::string& key, const std::string& value) {
+  metadata_[key] = value;
+}
+
+void SafetensorsWriter::write(const std::string& path) const {
+  // Header: tensors in name order (std::map), contiguous data in the same order.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata_.empty()) {
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& kv : metadata_) meta[kv.first] = kv.second;
+    header["__metadata__"] = meta;
+  }
+  uint64_t offset = 0;
+  for (const auto& kv : entries_) {
+    const Entry& e = kv.second;
+    nlohmann::ordered_json entry;
+    entry["dtype"] = dtype_name(e.dtype);
+    entry["shape"] = e.shape;
+    entry["data_offsets"] = {offset, offset + e.bytes.size()};
+    header[kv.first] = entry;
+    offset += e.bytes.size();
+  }
+  std::string text = header.dump();
+  // Pad with spaces so the data section starts 8-byte aligned (as Hugging Face does).
+  text.append((8 - text.size() % 8) % 8, ' ');
+
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail(path, std::string("cannot write: ") + std::strerror(errno));
+  bool ok = std::fwrite(len, 1, 8, f) == 8 &&
+            std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  for (auto it = entries_.begin(); ok && it != entries_.end(); ++it) {
+    const auto& b = it->second.bytes;
+    ok = b.empty() || std::fwrite(b.data(), 1, b.size(), f) == b.size();
+  }
+  int err = ok ? 0 : errno;
+  if (std::fclose(f) != 0 && ok) {
+    ok = false;
+    err = errno;
+  }
+  if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ok = false;
+    err = errno;
+  }
+  if (!ok) {
+    std::remove(tmp.c_str());
+    fail(path, std::string("cannot write: ") + std::strerror(err));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// SHA-256 (FIPS 180-4)
+
+namespace {
+
+const uint32_t kSha256K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+void sha256_block(uint32_t h[8], const uint8_t* p) {
+  uint32_t w[64];
+  for (int t = 0; t < 16; ++t)
+    w[t] = (uint32_t(p[4 * t]) << 24) | (uint32_t(p[4 * t + 1]) << 16) |
+           (uint32_t(p[4 * t + 2]) << 8) | uint32_t(p[4 * t + 3]);
+  for (int t = 16; t < 64; ++t) {
+    uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
+    uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
+    w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+  }
+  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+  for (int t = 0; t < 64; ++t) {
+    uint32_t S1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
+    uint32_t ch = (e & f) ^ (~e & g);
+    uint32_t t1 = k + S1 + ch + kSha256K[t] + w[t];
+    uint32_t S0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
+    uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
+    uint32_t t2 = S0 + maj;
+    k = g;
+    g = f;
+    f = e;
+    e = d + t1;
+    d = c;
+    c = b;
+    b = a;
+    a = t1 + t2;
+  }
+  h[0] += a; h[1] += b; h[2] += c; h[3] += d;
+  h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+}
+
+}  // namespace
+
+std::string sha256_hex(const uint8_t* data, size_t size) {
+  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  size_t full = size / 64;
+  for (size_t i = 0; i < full; ++i) sha256_block(h, data + 64 * i);
+  // Padding: 0x80, zeros, then the message length in bits (big-endian, 64 bits).
+  uint8_t tail[128] = {0};
+  size_t rest = size - 64 * full;
+  if (rest) std::memcpy(tail, data + 64 * full, rest);
+  tail[rest] = 0x80;
+  size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
+  uint64_t bits = static_cast<uint64_t>(size) * 8;
+  for (int i = 0; i < 8; ++i) tail[tail_len - 1 - i] = static_cast<uint8_t>(bits >> (8 * i));
+  for (size_t off = 0; off < tail_len; off += 64) sha256_block(h, tail + off);
+
+  static const char* kHex = "0123456789abcdef";
+  std::string out(64, '0');
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) out[8 * i + j] = kHex[(h[i] >> (28 - 4 * j)) & 0xf];
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Half and bfloat16 conversions
+
+float half_to_float(uint16_t h) { return bits_float(half_to_float_bits(h)); }
+
+uint16_t float_to_half(float f) {
+  uint32_t x = float_bits(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  x &= 0x7fffffff;
+  if (x >= 0x7f800000) return sign | (x > 0x7f800000 ? 0x7e00 : 0x7c00);  // NaN / Inf
+  if (x >= 0x477ff000) return sign | 0x7c00;  // >= 65520 rounds to Inf (tie goes to even)
+  const uint32_t e = x >> 23;
+  if (e >= 113) {
+    // Normal half: keep 10 of 23 mantissa bits, round the 13 dropped bits to even.
+    uint32_t h = ((e - 112) << 10) | ((x & 0x7fffff) >> 13);
+    const uint32_t rem = x & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;  // carry may bump the exponent
+    return sign | static_cast<uint16_t>(h);
+  }
+  // Subnormal half (or zero): value / 2^-24 = m * 2^(e-126), m the 24-bit significand.
+  if (e < 102) return sign;  // below 2^-25: rounds to zero
+  const uint32_t m = (x & 0x7fffff) | 0x800000;
+  const uint32_t shift = 126 - e;  // 14..24
+  uint32_t h = m >> shift;
+  const uint32_t rem = m & ((1u << shift) - 1);
+  const uint32_t half = 1u << (shift - 1);
+  if (rem > half || (rem == half && (h & 1))) ++h;
+  return sign | static_cast<uint16_t>(h);
+}
+
+float bf16_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+
+uint16_t float_to_bf16(float f) {
+  const uint32_t x = float_bits(f);
+  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
+  const uint32_t rounded = x + 0x7fff + ((x >> 16) & 1);
+  return static_cast<uint16_t>(rounded >> 16);
+}
+
+}  // namespace attnsim

@@ -1,0 +1,535 @@
+// Synthetic traces with per-head attention shapes (see docs/traces.md).
+//
+// Every head is built from two parts that add up in the logits
+// q_i . k_j / sqrt(d):
+//  - a content part: random vectors (peaked heads aim each query at a few keys' content),
+//  - a position part (local and diagonal heads): rotary-style cos/sin features, so that
+//    the position logit is A * K(i - j) with K(0) = 1 and K decaying with |i - j|.
+// Everything is drawn from our own PRNG (splitmix64 + xoshiro256**, Box-Muller normals),
+// so the same options give the same bytes with any standard library.
+#include "workloads/synth.h"
+
+#include "workloads/trace.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace attnsim {
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+constexpr int kMaxTokens = 1000000;
+constexpr int kMaxHeads = 4096;
+constexpr int kMaxHeadDim = 4096;
+constexpr int64_t kMaxTensorElements = int64_t{1} << 28;  // one [H,N,d] tensor: 1 GiB of floats
+
+// ---------------------------------------------------------------------------------------
+// Random numbers
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// xoshiro256** seeded through splitmix64; normals by Box-Muller (never
+// std::normal_distribution, whose output differs between standard libraries).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) {
+    for (auto& w : s_) w = splitmix64(seed);
+  }
+  uint64_t next() {
+    const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+    const uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return result;
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+  int below(int n) { return static_cast<int>(uniform() * n); }  // 0..n-1
+  double normal() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    const double u1 = 1.0 - uniform();  // (0, 1]: log is finite
+    const double u2 = uniform();
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    spare_ = r * std::sin(2 * kPi * u2);
+    has_spare_ = true;
+    return r * std::cos(2 * kPi * u2);
+  }
+
+ private:
+  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  uint64_t s_[4];
+  double spare_ = 0;
+  bool has_spare_ = false;
+};
+
+// One independent stream per (seed, layer, head, purpose).
+Rng stream(uint64_t seed, int layer, int head, uint64_t purpose) {
+  uint64_t s = seed;
+  uint64_t mixed = splitmix64(s);
+  mixed ^= 0x632be59bd9b4e019ULL * static_cast<uint64_t>(layer + 1);
+  mixed ^= 0x8cb92ba72f3d8dd7ULL * static_cast<uint64_t>(head + 2);
+  mixed ^= 0xd1b54a32d192ed03ULL * (purpose + 3);
+  return Rng(splitmix64(mixed));
+}
+
+enum Purpose : uint64_t { kLayerGains = 1, kShape = 2, kContent = 3, kValues = 4 };
+
+// ---------------------------------------------------------------------------------------
+// Formatting
+
+// Shortest decimal that reads back as the same double.
+std::string format_double(double x) {
+  char buf[40];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  return buf;
+}
+
+std::string patterns_text(const std::vector<HeadPattern>& patterns) {
+  std::string out;
+  for (HeadPattern p : patterns) out += (out.empty() ? "" : ",") + std::string(head_pattern_name(p));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Options
+
+std::vector<HeadPattern> effective_patterns(const SynthOptions& o) {
+  if (!o.patterns.empty()) return o.patterns;
+  return {HeadPattern::Peaked, HeadPattern::Local, HeadPattern::Diagonal, HeadPattern::Uniform};
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+void validate(const SynthOptions& o) {
+  require(o.layers >= 1, "layers must be at least 1 (got " + std::to_string(o.layers) + ")");
+  require(o.heads >= 1 && o.heads <= kMaxHeads,
+          "heads must be in 1.." + std::to_string(kMaxHeads) + " (got " + std::to_string(o.heads) + ")");
+  require(o.tokens >= 1 && o.tokens <= kMaxTokens, "tokens must be in 1.." +
+                                                      std::to_string(kMaxTokens) + " (got " +
+                                                      std::to_string(o.tokens) + ")");
+  require(o.head_dim >= 1 && o.head_dim <= kMaxHeadDim,
+          "head-dim must be in 1.." + std::to_string(kMaxHeadDim) + " (got " +
+              std::to_string(o.head_dim) + ")");
+  const int64_t elements = int64_t{o.heads} * o.tokens * o.head_dim;
+  require(elements <= kMaxTensorElements,
+          "heads x tokens x head-dim = " + std::to_string(elements) + " exceeds the limit of " +
+              std::to_string(kMaxTensorElements) + " elements per tensor");
+  require(o.dtype == DType::F32 || o.dtype == DType::F16 || o.dtype == DType::BF16 ||
+              o.dtype == DType::I8,
+          std::string("dtype must be F32, F16, BF16 or I8 (got ") + dtype_name(o.dtype) + ")");
+  require(std::isfinite(o.temperature) && o.temperature > 0,
+          "temperature must be a finite number > 0 (got " + format_double(o.temperature) + ")");
+  require(std::isfinite(o.entropy_target) && o.entropy_target >= 0 && o.entropy_target < 1,
+          "entropy-target must be in (0, 1), or 0 for none (got " +
+              format_double(o.entropy_target) + ")");
+}
+
+// ---------------------------------------------------------------------------------------
+// One head
+
+struct HeadShape {
+  int n = 0, d = 0;
+  bool causal = false;
+};
+
+struct HeadTensors {
+  std::vector<float> q, k, v;  // [n, d] row-major each
+};
+
+// Layer-wide gains: keys are scaled by key_gain and queries by 1/key_gain (the logits do
+// not change, the stored magnitudes do), values by value_gain. Distinct per layer.
+struct LayerGains {
+  double key_gain = 1, value_gain = 1;
+};
+
+LayerGains layer_gains(uint64_t seed, int layer) {
+  Rng rng = stream(seed, layer, -1, kLayerGains);
+  LayerGains g;
+  g.key_gain = rng.uniform(0.7, 1.5);
+  g.value_gain = rng.uniform(0.5, 1.2);
+  return g;
+}
+
+// Number of (cos, sin) pairs given to position features: a quarter of the dimensions.
+int position_pairs(int d) { return d >= 4 ? d / 4 : d / 2; }
+
+// Inverse CDF of the half-normal distribution, by bisection on erf (p in (0, 1)).
+double half_normal_quantile(double p) {
+  double lo = 0, hi = 40;
+  for (int it = 0; it < 100; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    if (std::erf(mid / std::sqrt(2.0)) < p) lo = mid; else hi = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+// Rotary-style position part on the last 2F dimensions: q_i gets a*[cos(w_f (i-shift)),
+// sin(...)], k_j gets b*[cos(w_f j), sin(w_f j)], so that the logit adds
+// (a b / sqrt(d)) * sum_f cos(w_f (i - shift - j)) = amplitude * K(i - shift - j), K(0) = 1.
+void add_position_part(const HeadShape& s, const std::vector<double>& freqs, double amplitude,
+                       int shift, HeadTensors& t) {
+  const int pairs = static_cast<int>(freqs.size());
+  if (pairs == 0) return;
+  const double ab = amplitude * std::sqrt(static_cast<double>(s.d)) / pairs;
+  const double b = 0.8 * std::sqrt(ab);  // keys a little smaller than queries
+  const double a = ab / b;
+  const int base = s.d - 2 * pairs;
+  for (int i = 0; i < s.n; ++i) {
+    for (int f = 0; f < pairs; ++f) {
+      const double qa = freqs[f] * (i - shift), ka = freqs[f] * i;
+      t.q[size_t(i) * s.d + base + 2 * f] += static_cast<float>(a * std::cos(qa));
+      t.q[size_t(i) * s.d + base + 2 * f + 1] += static_cast<float>(a * std::sin(qa));
+      t.k[size_t(i) * s.d + base + 2 * f] += static_cast<float>(b * std::cos(ka));
+      t.k[size_t(i) * s.d + base + 2 * f + 1] += static_cast<float>(b * std::sin(ka));
+    }
+  }
+}
+
+// Random content vectors on dimensions [0, dims): q ~ N(0, sq^2), k ~ N(0, sk^2).
+void add_content_part(const HeadShape& s, int dims, double sq, double sk, Rng& rng, HeadTensors& t) {
+  for (int i = 0; i < s.n; ++i)
+    for (int c = 0; c < dims; ++c) {
+      t.q[size_t(i) * s.d + c] += static_cast<float>(sq * rng.normal());
+      t.k[size_t(i) * s.d + c] += static_cast<float>(sk * rng.normal());
+    }
+}
+
+// Content logit noise of standard deviation `logit_sd` from `dims` random dimensions.
+void add_content_noise(const HeadShape& s, int dims, double logit_sd, Rng& rng, HeadTensors& t) {
+  if (dims == 0) return;
+  const double product = logit_sd * std::sqrt(static_cast<double>(s.d) / dims);  // sq * sk
+  const double sk = 1.0;
+  add_content_part(s, dims, product / sk, sk, rng, t);
+}
+
+// Local: Gaussian kernel K(D) ~ exp(-D^2 / (2 W^2)) from stratified half-normal frequencies.
+void build_local(const HeadShape& s, int window, Rng& shape_rng, Rng& content_rng, HeadTensors& t) {
+  const int pairs = position_pairs(s.d);
+  std::vector<double> freqs(pairs);
+  for (int f = 0; f < pairs; ++f)
+    freqs[f] = half_normal_quantile((f + shape_rng.uniform(0.05, 0.95)) / pairs) / window;
+  add_position_part(s, freqs, shape_rng.uniform(6.0, 8.0), 0, t);
+  add_content_noise(s, s.d - 2 * pairs, 0.6, content_rng, t);
+}
+
+// Diagonal: frequencies spread over (0, pi) make K a near-delta at D = 0 (its value at any
+// other integer D is a small sum of cosines with random phases).
+void build_diagonal(const HeadShape& s, int shift, Rng& shape_rng, Rng& content_rng, HeadTensors& t) {
+  const int pairs = position_pairs(s.d);
+  std::vector<double> freqs(pairs);
+  for (int f = 0; f < pairs; ++f) freqs[f] = kPi * (f + shape_rng.uniform(0.05, 0.95)) / pairs;
+  add_position_part(s, freqs, shape_rng.uniform(8.0, 10.0), shift, t);
+  add_content_noise(s, s.d - 2 * pairs, 0.6, content_rng, t);
+}
+
+// Peaked: random keys; each query points at 1-3 target keys (half of the time one of a
+// few "hub" keys shared by the head, the first being token 0, like an attention sink),
+// with logit ~ A_t each, plus a little noise.
+void build_peaked(const HeadShape& s, Rng& shape_rng, Rng& content_rng, HeadTensors& t) {
+  const int d = s.d;
+  const double key_sd = 1.0;
+  for (size_t x = 0; x < t.k.size(); ++x) t.k[x] = static_cast<float>(key_sd * content_rng.normal());
+  std::vector<int> hubs = {0};
+  const int extra_hubs = shape_rng.below(3);
+  for (int h = 0; h < extra_hubs; ++h) hubs.push_back(shape_rng.below(s.n));
+  std::vector<double> norm2(s.n, 0.0);
+  for (int j = 0; j < s.n; ++j)
+    for (int c = 0; c < d; ++c) norm2[j] += double(t.k[size_t(j) * d + c]) * t.k[size_t(j) * d + c];
+
+  const double noise_sd = 0.4 / key_sd;  // content logit noise ~0.4
+  for (int i = 0; i < s.n; ++i) {
+    const int visible = s.causal ? i + 1 : s.n;
+    const int targets = 1 + shape_rng.below(3);
+    std::vector<double> row(d, 0.0);
+    for (int x = 0; x < targets; ++x) {
+      int target = shape_rng.below(visible);
+      if (shape_rng.uniform() < 0.5) {
+        const int hub = hubs[shape_rng.below(static_cast<int>(hubs.size()))];
+        if (hub < visible) target = hub;
+      }
+      if (norm2[target] == 0) continue;
+      // q . k_target / sqrt(d) = amplitude.
+      const double amplitude = shape_rng.uniform(4.5, 7.5);
+      const double w = amplitude * std::sqrt(double(d)) / norm2[target];
+      for (int c = 0; c < d; ++c) row[c] += w * t.k[size_t(target) * d + c];
+    }
+    for (int c = 0; c < d; ++c)
+      t.q[size_t(i) * d + c] = static_cast<float>(row[c] + noise_sd * content_rng.normal());
+  }
+}
+
+// Uniform: small random queries against keys of ordinary size: logits ~ N(0, 0.3^2).
+void build_uniform(const HeadShape& s, Rng& content_rng, HeadTensors& t) {
+  add_content_part(s, s.d, 0.3 / 1.2, 1.2, content_rng, t);
+}
+
+// A bias shared by all keys of the head: real keys have one, and it leaves every row's
+// softmax unchanged (it adds the same q_i . mu to all logits of row i).
+void add_key_bias(const HeadShape& s, Rng& rng, HeadTensors& t) {
+  std::vector<double> mu(s.d);
+  for (auto& m : mu) m = 0.5 * rng.normal();
+  for (int j = 0; j < s.n; ++j)
+    for (int c = 0; c < s.d; ++c) t.k[size_t(j) * s.d + c] += static_cast<float>(mu[c]);
+}
+
+// Values: normal, with a per-channel spread (a few channels larger, as in real models).
+void build_values(const HeadShape& s, double gain, Rng& rng, HeadTensors& t) {
+  std::vector<double> channel(s.d);
+  for (auto& c : channel) c = gain * std::exp(0.3 * rng.normal());
+  for (int j = 0; j < s.n; ++j)
+    for (int c = 0; c < s.d; ++c)
+      t.v[size_t(j) * s.d + c] = static_cast<float>(channel[c] * rng.normal());
+}
+
+// ---------------------------------------------------------------------------------------
+// Entropy target
+
+// Logits q_i . k_j / sqrt(d) for a sample of rows (all rows when small enough), in double.
+struct RowLogits {
+  std::vector<int> rows;
+  std::vector<std::vector<double>> logits;  // per sampled row: its visible keys
+};
+
+RowLogits sample_logits(const HeadShape& s, const HeadTensors& t) {
+  const int64_t budget = int64_t{1} << 22;  // logits kept in memory
+  const int64_t max_rows = std::max<int64_t>(8, budget / s.n);
+  RowLogits out;
+  if (s.n <= max_rows) {
+    for (int i = 0; i < s.n; ++i) out.rows.push_back(i);
+  } else {
+    for (int64_t r = 0; r < max_rows; ++r) out.rows.push_back(static_cast<int>(r * s.n / max_rows));
+  }
+  const double inv_sqrt_d = 1.0 / std::sqrt(double(s.d));
+  for (int i : out.rows) {
+    const int visible = s.causal ? i + 1 : s.n;
+    std::vector<double> row(visible);
+    for (int j = 0; j < visible; ++j) {
+      double dot = 0;
+      for (int c = 0; c < s.d; ++c) dot += double(t.q[size_t(i) * s.d + c]) * t.k[size_t(j) * s.d + c];
+      row[j] = dot * inv_sqrt_d;
+    }
+    out.logits.push_back(std::move(row));
+  }
+  return out;
+}
+
+// Entropy in nats of softmax(scale * logits), averaged over the sampled rows.
+double mean_row_entropy(const RowLogits& r, double scale) {
+  double total = 0;
+  for (const auto& row : r.logits) {
+    double m = -INFINITY;
+    for (double x : row) m = std::max(m, scale * x);
+    double z = 0, zx = 0;
+    for (double x : row) {
+      const double y = scale * x - m;
+      const double e = std::exp(y);
+      z += e;
+      zx += e * y;
+    }
+    total += std::log(z) - zx / z;
+  }
+  return total / r.logits.size();
+}
+
+// Highest achievable mean row entropy: log of the visible keys, averaged over the rows.
+double max_mean_entropy(const RowLogits& r) {
+  double total = 0;
+  for (const auto& row : r.logits) total += std::log(double(row.size()));
+  return total / r.logits.size();
+}
+
+// The factor on q that brings the mean row entropy to fraction * its maximum, within
+// 0.5 % (relative); entropy falls monotonically as the factor grows.
+double scale_for_entropy(const RowLogits& r, double fraction, int layer, int head) {
+  const double target = fraction * max_mean_entropy(r);
+  const std::string where = "layer " + std::to_string(layer) + " head " + std::to_string(head);
+  if (target <= 0)
+    throw std::invalid_argument("entropy target unreachable for " + where +
+                                " (its rows have a single visible key)");
+  const double tolerance = 0.005 * target;
+  auto close = [&](double h) { return std::fabs(h - target) <= tolerance; };
+  auto unreachable = [&]() {
+    return std::invalid_argument("entropy target " + format_double(fraction) +
+                                 " unreachable for " + where);
+  };
+  // Bracket: lo too flat (entropy above target), hi too sharp.
+  double lo = 1, hi = 1;
+  double h = mean_row_entropy(r, 1.0);
+  if (close(h)) return 1.0;
+  if (h > target) {
+    for (;;) {
+      lo = hi;
+      hi *= 2;
+      if (hi > 1e12) throw unreachable();
+      h = mean_row_entropy(r, hi);
+      if (close(h)) return hi;
+      if (h < target) break;
+    }
+  } else {
+    for (;;) {
+      hi = lo;
+      lo /= 2;
+      if (lo < 1e-12) throw unreachable();
+      h = mean_row_entropy(r, lo);
+      if (close(h)) return lo;
+      if (h > target) break;
+    }
+  }
+  for (int it = 0; it < 200; ++it) {
+    const double mid = std::sqrt(lo * hi);
+    h = mean_row_entropy(r, mid);
+    if (close(h)) return mid;
+    (h > target ? lo : hi) = mid;
+  }
+  throw unreachable();
+}
+
+// ---------------------------------------------------------------------------------------
+
+float round_to(DType dtype, float x) {
+  if (dtype == DType::F16) return half_to_float(float_to_half(x));
+  if (dtype == DType::BF16) return bf16_to_float(float_to_bf16(x));
+  return x;
+}
+
+struct BuiltHead {
+  HeadTensors t;
+  double q_scale = 1;  // factor applied to q (1/temperature or the entropy search result)
+};
+
+BuiltHead build_head(const SynthOptions& o, int layer, int head, HeadPattern pattern,
+                     int occurrence, const LayerGains& gains) {
+  HeadShape s{o.tokens, o.head_dim, o.causal};
+  BuiltHead out;
+  HeadTensors& t = out.t;
+  const size_t size = size_t(s.n) * s.d;
+  t.q.assign(size, 0.f);
+  t.k.assign(size, 0.f);
+  t.v.assign(size, 0.f);
+  Rng shape_rng = stream(o.seed, layer, head, kShape);
+  Rng content_rng = stream(o.seed, layer, head, kContent);
+  switch (pattern) {
+    case HeadPattern::Peaked: build_peaked(s, shape_rng, content_rng, t); break;
+    case HeadPattern::Local: build_local(s, 2 << ((occurrence + layer) % 4), shape_rng, content_rng, t); break;
+    // Every other diagonal head looks at the previous token.
+    case HeadPattern::Diagonal: build_diagonal(s, (occurrence + layer) % 2, shape_rng, content_rng, t); break;
+    case HeadPattern::Uniform: build_uniform(s, content_rng, t); break;
+  }
+  add_key_bias(s, shape_rng, t);
+  Rng value_rng = stream(o.seed, layer, head, kValues);
+  build_values(s, gains.value_gain, value_rng, t);
+
+  for (auto& x : t.k) x = round_to(o.dtype, static_cast<float>(x * gains.key_gain));
+  for (auto& x : t.q) x = static_cast<float>(x / gains.key_gain);
+  if (o.entropy_target > 0) {
+    out.q_scale = scale_for_entropy(sample_logits(s, t), o.entropy_target, layer, head);
+  } else {
+    out.q_scale = 1.0 / o.temperature;
+  }
+  for (auto& x : t.q) x = static_cast<float>(x * out.q_scale);
+  return out;
+}
+
+void check_finite_in(DType dtype, const std::vector<float>& x, const std::string& name) {
+  const double limit = dtype == DType::F16 ? 65504.0 : 3.0e38;
+  for (float v : x)
+    if (!(std::fabs(v) <= limit))
+      throw std::invalid_argument(name + ": value " + format_double(v) + " does not fit " +
+                                  dtype_name(dtype) +
+                                  " (temperature too low or entropy target too small?)");
+}
+
+void add_layer_tensor(SafetensorsWriter& w, const SynthOptions& o, int layer, const char* which,
+                      const std::vector<float>& values) {
+  const std::string name = "layers." + std::to_string(layer) + "." + which;
+  const std::vector<int64_t> shape = {o.heads, o.tokens, o.head_dim};
+  check_finite_in(o.dtype, values, name);
+  if (o.dtype != DType::I8) {
+    w.add_float(name, o.dtype, shape, values);
+    return;
+  }
+  // One scale per layer and tensor (all heads), SEMANTICS §2 with B = 8.
+  const Quantized qz = quantize(values.data(), values.size(), 8);
+  std::vector<uint8_t> bytes(qz.values.size());
+  for (size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<uint8_t>(static_cast<int8_t>(qz.values[i]));
+  w.add(name, DType::I8, shape, std::move(bytes));
+  w.set_metadata("scale." + std::to_string(layer) + "." + which, format_double(qz.scale));
+}
+
+}  // namespace
+
+HeadPattern parse_head_pattern(const std::string& name) {
+  if (name == "peaked") return HeadPattern::Peaked;
+  if (name == "local") return HeadPattern::Local;
+  if (name == "diagonal") return HeadPattern::Diagonal;
+  if (name == "uniform") return HeadPattern::Uniform;
+  throw std::invalid_argument("unknown head pattern '" + name +
+                              "' (expected peaked, local, diagonal or uniform)");
+}
+
+const char* head_pattern_name(HeadPattern p) {
+  switch (p) {
+    case HeadPattern::Peaked: return "peaked";
+    case HeadPattern::Local: return "local";
+    case HeadPattern::Diagonal: return "diagonal";
+    case HeadPattern::Uniform: return "uniform";
+  }
+  return "?";
+}
+
+void write_synthetic_trace(const SynthOptions& o, const std::string& path) {
+  validate(o);
+  const std::vector<HeadPattern> patterns = effective_patterns(o);
+  SafetensorsWriter w;
+  const size_t per_head = size_t(o.tokens) * o.head_dim;
+  for (int l = 0; l < o.layers; ++l) {
+    const LayerGains gains = layer_gains(o.seed, l);
+    std::vector<float> q(per_head * o.heads), k(q.size()), v(q.size());
+    std::string q_scales;
+    for (int h = 0; h < o.heads; ++h) {
+      const HeadPattern p = patterns[h % patterns.size()];
+      const int occurrence = h / static_cast<int>(patterns.size());
+      const BuiltHead b = build_head(o, l, h, p, occurrence, gains);
+      std::copy(b.t.q.begin(), b.t.q.end(), q.begin() + h * per_head);
+      std::copy(b.t.k.begin(), b.t.k.end(), k.begin() + h * per_head);
+      std::copy(b.t.v.begin(), b.t.v.end(), v.begin() + h * per_head);
+      q_scales += (h ? "," : "") + format_double(b.q_scale);
+    }
+    add_layer_tensor(w, o, l, "q", q);
+    add_layer_tensor(w, o, l, "k", k);
+    add_layer_tensor(w, o, l, "v", v);
+    w.set_metadata("synth.q_scale." + std::to_string(l), q_scales);
+  }
+  w.set_metadata("model", o.model);
+  w.set_metadata("source", "attnsim trace synth");
+  w.set_metadata("causal", o.causal ? "true" : "false");
+  w.set_metadata("synth.seed", std::to_string(o.seed));
+  w.set_metadata("synth.patterns", patterns_text(patterns));
+  w.set_metadata("synth.temperature", format_double(o.temperature));
+  w.set_metadata("synth.entropy_target", format_double(o.entropy_target));
+  w.write(path);
+}
+
+}  // namespace attnsim

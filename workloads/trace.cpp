@@ -1,0 +1,484 @@
+#include "workloads/trace.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cfenv>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace attnsim {
+
+namespace {
+
+const char* const kKnownLayerTensors =
+    "known per-layer tensors: q, k, v, skim_keep, tree.{h}.w, tree.{h}.b, lsh.{h}.proj, "
+    "performer.{h}.w, skim_predictor.*";
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw TraceError(path + ": " + what);
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& tensor,
+                       const std::string& what) {
+  throw TraceError(path + ": " + tensor + ": " + what);
+}
+
+// Canonical non-negative decimal ("0", "12"; not "01", "+1", "") that fits an int.
+bool parse_index(const std::string& s, int* out) {
+  if (s.empty() || s.size() > 9) return false;
+  if (s.size() > 1 && s[0] == '0') return false;
+  int v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+std::vector<std::string> split_dots(const std::string& s) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t dot = s.find('.', start);
+    parts.push_back(s.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string layer_tensor(int l, const std::string& what) {
+  return "layers." + std::to_string(l) + "." + what;
+}
+
+// A positive finite number written in full (the whole string must parse).
+bool parse_positive_scale(const std::string& s, double* out) {
+  if (s.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || errno == ERANGE) return false;
+  if (!std::isfinite(v) || !(v > 0)) return false;
+  *out = v;
+  return true;
+}
+
+// One per-layer tensor name taken apart: layers.{layer}.{kind}[.{head}.{part}].
+struct LayerTensorName {
+  int layer = -1;
+  std::string kind;   // q, k, v, skim_keep, tree, lsh, performer, skim_predictor
+  int head = -1;      // for tree / lsh / performer
+  std::string part;   // w, b, proj
+};
+
+// Returns false for names under `layers.` that match nothing we know.
+bool parse_layer_tensor_name(const std::string& name, LayerTensorName* out) {
+  std::vector<std::string> p = split_dots(name);
+  if (p.size() < 3 || p[0] != "layers" || !parse_index(p[1], &out->layer)) return false;
+  out->kind = p[2];
+  if (p.size() == 3) return p[2] == "q" || p[2] == "k" || p[2] == "v" || p[2] == "skim_keep";
+  if (p[2] == "skim_predictor") return true;  // reserved; any sub-name
+  if (p.size() != 5 || !parse_index(p[3], &out->head)) return false;
+  out->part = p[4];
+  if (p[2] == "tree") return p[4] == "w" || p[4] == "b";
+  if (p[2] == "lsh") return p[4] == "proj";
+  if (p[2] == "performer") return p[4] == "w";
+  return false;
+}
+
+bool is_power_of_two_minus_one(int64_t x) { return x >= 1 && ((x + 1) & x) == 0; }
+
+class TraceValidator {
+ public:
+  explicit TraceValidator(const SafetensorsFile& f) : f_(f), path_(f.path()) {}
+
+  bool parse_causal() const {
+    auto it = f_.metadata().find("causal");
+    if (it == f_.metadata().end() || it->second == "false") return false;
+    if (it->second == "true") return true;
+    fail(path_, "metadata causal = '" + it->second + "': expected \"true\" or \"false\"");
+  }
+
+  std::vector<LayerShape> run(bool causal) {
+    int max_layer = collect_layer_tensors();
+    if (max_layer < 0)
+      fail(path_, "no layers (a trace needs at least layers.0.q, layers.0.k, layers.0.v)");
+    std::vector<LayerShape> shapes;
+    for (int l = 0; l <= max_layer; ++l) shapes.push_back(check_qkv(l, causal));
+    for (const auto& opt : optional_) check_optional(opt.first, opt.second, shapes);
+    return shapes;
+  }
+
+ private:
+  // Classifies every `layers.*` tensor; returns the largest layer index seen (-1: none).
+  int collect_layer_tensors() {
+    int max_layer = -1;
+    for (const auto& kv : f_.tensors()) {
+      const std::string& name = kv.first;
+      if (name.compare(0, 7, "layers.") != 0) continue;
+      LayerTensorName parsed;
+      if (!parse_layer_tensor_name(name, &parsed))
+        fail(path_, name, std::string("unknown tensor (") + kKnownLayerTensors + ")");
+      max_layer = std::max(max_layer, parsed.layer);
+      if (parsed.kind != "q" && parsed.kind != "k" && parsed.kind != "v" &&
+          parsed.kind != "skim_predictor")
+        optional_.emplace_back(name, parsed);
+    }
+    return max_layer;
+  }
+
+  const TensorInfo& require(int l, const char* which) const {
+    const std::string name = layer_tensor(l, which);
+    if (!f_.has(name))
+      fail(path_, name, "missing (layers must be numbered 0..L-1 without gaps, each with q, k, v)");
+    return f_.info(name);
+  }
+
+  LayerShape check_qkv(int l, bool causal) const {
+    const TensorInfo& q = require(l, "q");
+    const TensorInfo& k = require(l, "k");
+    const TensorInfo& v = require(l, "v");
+    for (const TensorInfo* t : {&q, &k, &v}) {
+      if (t->shape.size() != 3)
+        fail(path_, t->name, "expected rank 3 [H, tokens, d], got rank " +
+                                 std::to_string(t->shape.size()) + " " + shape_text(t->shape));
+      if (t->dtype == DType::U8)
+        fail(path_, t->name, "dtype U8 not allowed for q/k/v (expected I8, F16, BF16 or F32)");
+      for (int64_t dim : t->shape)
+        if (dim > INT_MAX) fail(path_, t->name, "dimension too large in " + shape_text(t->shape));
+    }
+    for (const TensorInfo* t : {&k, &v}) {
+      if (t->dtype != q.dtype)
+        fail(path_, t->name, std::string("dtype ") + dtype_name(t->dtype) + " differs from " +
+                                 q.name + " (" + dtype_name(q.dtype) + ")");
+      if (t->shape[0] != q.shape[0])
+        fail(path_, t->name, "H = " + std::to_string(t->shape[0]) + " differs from " + q.name +
+                                 " (H = " + std::to_string(q.shape[0]) + ")");
+      if (t->shape[2] != q.shape[2])
+        fail(path_, t->name, "d = " + std::to_string(t->shape[2]) + " differs from " + q.name +
+                                 " (d = " + std::to_string(q.shape[2]) + ")");
+    }
+    if (v.shape[1] != k.shape[1])
+      fail(path_, v.name, "M = " + std::to_string(v.shape[1]) + " differs from " + k.name +
+                              " (M = " + std::to_string(k.shape[1]) + ")");
+    if (q.shape[0] < 1) fail(path_, q.name, "layer has no heads (H = 0)");
+    if (q.shape[2] < 1) fail(path_, q.name, "head dimension d = 0");
+    if (q.shape[1] < 1) fail(path_, q.name, "layer has no tokens (N = 0)");
+    if (k.shape[1] < 1) fail(path_, k.name, "layer has no tokens (M = 0)");
+    if (causal && q.shape[1] != k.shape[1])
+      fail(path_, k.name, "causal trace needs N = M, got N = " + std::to_string(q.shape[1]) +
+                              ", M = " + std::to_string(k.shape[1]));
+    if (q.dtype == DType::I8) check_i8_scales(l);
+
+    LayerShape s;
+    s.heads = static_cast<int>(q.shape[0]);
+    s.n = static_cast<int>(q.shape[1]);
+    s.m = static_cast<int>(k.shape[1]);
+    s.d = static_cast<int>(q.shape[2]);
+    s.dtype = q.dtype;
+    return s;
+  }
+
+  void check_i8_scales(int l) const {
+    for (const char* which : {"q", "k", "v"}) {
+      const std::string key = "scale." + std::to_string(l) + "." + which;
+      auto it = f_.metadata().find(key);
+      double scale = 0;
+      if (it == f_.metadata().end())
+        fail(path_, layer_tensor(l, which), "I8 tensor needs metadata " + key +
+                                                 " (its dequantization scale)");
+      if (!parse_positive_scale(it->second, &scale))
+        fail(path_, layer_tensor(l, which), "metadata " + key + " = '" + it->second +
+                                                 "' is not a positive finite number");
+    }
+  }
+
+  void expect(const TensorInfo& t, DType dtype, const std::vector<int64_t>& shape,
+              const std::string& shape_doc) const {
+    if (t.dtype != dtype)
+      fail(path_, t.name, std::string("expected dtype ") + dtype_name(dtype) + ", got " +
+                              dtype_name(t.dtype));
+    if (t.shape != shape)
+      fail(path_, t.name, "expected shape " + shape_doc + " = " + shape_text(shape) + ", got " +
+                              shape_text(t.shape));
+  }
+
+  void check_optional(const std::string& name, const LayerTensorName& p,
+                      const std::vector<LayerShape>& shapes) const {
+    const TensorInfo& t = f_.info(name);
+    const LayerShape& s = shapes.at(p.layer);
+    if (p.kind == "skim_keep") {
+      expect(t, DType::U8, {s.n}, "[N]");
+      return;
+    }
+    if (p.head >= s.heads)
+      fail(path_, name, "head " + std::to_string(p.head) + " out of range (layer has " +
+                            std::to_string(s.heads) + " heads)");
+    if (p.kind == "lsh") {
+      if (t.shape.size() != 2 || t.shape[0] < 1)
+        fail(path_, name, "expected shape [R, d] with R >= 1, got " + shape_text(t.shape));
+      expect(t, DType::F32, {t.shape[0], s.d}, "[R, d]");
+    } else if (p.kind == "performer") {
+      if (t.shape.size() != 2 || t.shape[0] < 1)
+        fail(path_, name, "expected shape [m/2, d] with m/2 >= 1, got " + shape_text(t.shape));
+      expect(t, DType::F32, {t.shape[0], s.d}, "[m/2, d]");
+    } else if (p.kind == "tree") {
+      check_tree(p, s);
+    }
+  }
+
+  // tree.{h}.w [2^D-1, d] and tree.{h}.b [2^D-1], both F32, both or neither.
+  void check_tree(const LayerTensorName& p, const LayerShape& s) const {
+    const std::string prefix = layer_tensor(p.layer, "tree." + std::to_string(p.head) + ".");
+    const std::string w_name = prefix + "w", b_name = prefix + "b";
+    if (!f_.has(w_name)) fail(path_, w_name, "missing (" + b_name + " is present; give both or neither)");
+    if (!f_.has(b_name)) fail(path_, b_name, "missing (" + w_name + " is present; give both or neither)");
+    const TensorInfo& w = f_.info(w_name);
+    if (w.shape.size() != 2 || !is_power_of_two_minus_one(w.shape[0]))
+      fail(path_, w_name, "expected shape [2^D-1, d] (D >= 1), got " + shape_text(w.shape));
+    expect(w, DType::F32, {w.shape[0], s.d}, "[2^D-1, d]");
+    expect(f_.info(b_name), DType::F32, {w.shape[0]}, "[2^D-1] (rows of " + w_name + ")");
+  }
+
+  const SafetensorsFile& f_;
+  const std::string& path_;
+  std::vector<std::pair<std::string, LayerTensorName>> optional_;
+};
+
+// round_half_even(clamp(r, -qmax, qmax)) equals clamp(round_half_even(r)) because the
+// bounds are integers. Clamping first keeps |r| <= 32767, which both roundings need;
+// NaN (possible only through the public quantize()) maps to -qmax.
+inline double clamp_to(double r, double qmax) {
+  r = r >= -qmax ? r : -qmax;
+  return r <= qmax ? r : qmax;
+}
+
+// Round half to even without relying on the FP rounding mode (slow path).
+inline int16_t round_half_even_exact(double r) {
+  int32_t t = static_cast<int32_t>(r);  // toward zero
+  const double frac = r - t;            // exact, in (-1, 1)
+  const int32_t odd = t & 1;
+  t += static_cast<int32_t>(frac > 0.5) - static_cast<int32_t>(frac < -0.5) +
+       (static_cast<int32_t>(frac == 0.5) & odd) - (static_cast<int32_t>(frac == -0.5) & odd);
+  return static_cast<int16_t>(t);
+}
+
+// dst[i] = clamp(round_half_even(x[i] / scale)).
+template <typename T, typename ToDouble>
+void quantize_values(const T* x, size_t n, double scale, double qmax, ToDouble to_double,
+                     int16_t* dst) {
+  if (std::fegetround() == FE_TONEAREST) {
+    // Adding and removing 1.5 * 2^52 rounds |r| < 2^51 to an integer in the current
+    // mode, i.e. half to even; unlike a branchy rounding this loop vectorizes.
+    const double magic = 6755399441055744.0;
+    for (size_t i = 0; i < n; ++i) {
+      const double r = clamp_to(to_double(x[i]) / scale, qmax);
+      dst[i] = static_cast<int16_t>(static_cast<int32_t>((r + magic) - magic));
+    }
+  } else {
+    for (size_t i = 0; i < n; ++i)
+      dst[i] = round_half_even_exact(clamp_to(to_double(x[i]) / scale, qmax));
+  }
+}
+
+double max_abs_of(const float* x, size_t n) {
+  // For finite floats, |x| orders like its bit pattern with the sign cleared.
+  uint32_t max_bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    b &= 0x7fffffff;
+    max_bits = b > max_bits ? b : max_bits;
+  }
+  float m;
+  std::memcpy(&m, &max_bits, 4);
+  return m;
+}
+
+double max_abs_of(const int8_t* x, size_t n) {
+  int m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::abs(static_cast<int>(x[i])));
+  return m;
+}
+
+// SEMANTICS §2; to_double gives an element's value (for I8, dequantized), and
+// value_scale the factor from raw max|x| to the value's max|x|.
+template <typename T, typename ToDouble>
+Quantized quantize_impl(const T* x, size_t n, int bits, double value_scale, ToDouble to_double) {
+  if (bits < 2 || bits > 16)
+    throw std::invalid_argument("quantize: bits must be in 2..16, got " + std::to_string(bits));
+  const double qmax = static_cast<double>((1 << (bits - 1)) - 1);
+  const double max_abs = max_abs_of(x, n) * value_scale;
+  Quantized out;
+  out.scale = max_abs > 0 ? max_abs / qmax : 1.0;
+  out.values.resize(n);
+  quantize_values(x, n, out.scale, qmax, to_double, out.values.data());
+  return out;
+}
+
+double metadata_scale(const SafetensorsFile& f, int l, const char* which) {
+  double s = 1;
+  parse_positive_scale(f.metadata().at("scale." + std::to_string(l) + "." + which), &s);
+  return s;  // validated when the trace was opened
+}
+
+// Fills q/k/v (and the float copies) of every head from one tensor [H, rows, d].
+void load_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
+                 const LayerShape& s, std::vector<HeadData>& heads) {
+  const std::string name = layer_tensor(l, which);
+  const TensorInfo& t = f.info(name);
+  const size_t rows = static_cast<size_t>(t.shape[1]);
+  const size_t per_head = rows * static_cast<size_t>(s.d);
+  auto slot = [&](HeadData& h) -> std::pair<std::vector<int16_t>*, double*> {
+    if (*which == 'q') return {&h.q, &h.scale_q};
+    if (*which == 'k') return {&h.k, &h.scale_k};
+    return {&h.v, &h.scale_v};
+  };
+  auto float_slot = [&](HeadData& h) -> std::vector<float>* {
+    if (*which == 'q') return &h.q_float;
+    if (*which == 'k') return &h.k_float;
+    return &h.v_float;
+  };
+
+  if (t.dtype == DType::I8) {
+    const int8_t* raw = reinterpret_cast<const int8_t*>(f.raw(t));
+    const double meta_scale = metadata_scale(f, l, which);
+    for (int h = 0; h < s.heads; ++h) {
+      const int8_t* src = raw + h * per_head;
+      auto dst = slot(heads[h]);
+      if (bits == 8) {
+        // Used as they are (SEMANTICS §2), -128 included: it is a valid 8-bit value.
+        dst.first->assign(src, src + per_head);
+        *dst.second = meta_scale;
+      } else {
+        Quantized qz = quantize_impl(src, per_head, bits, meta_scale,
+                                     [meta_scale](int8_t v) { return v * meta_scale; });
+        *dst.first = std::move(qz.values);
+        *dst.second = qz.scale;
+      }
+    }
+    return;
+  }
+
+  // Float traces: convert each head straight into its q_float/k_float/v_float (this
+  // rejects NaN / Inf), then quantize from there.
+  for (int h = 0; h < s.heads; ++h) {
+    std::vector<float>& floats = *float_slot(heads[h]);
+    floats.resize(per_head);
+    f.read_float_into(t, h * per_head, per_head, floats.data());
+    Quantized qz = quantize(floats.data(), per_head, bits);
+    auto dst = slot(heads[h]);
+    *dst.first = std::move(qz.values);
+    *dst.second = qz.scale;
+  }
+}
+
+}  // namespace
+
+Quantized quantize(const float* x, size_t n, int bits) {
+  return quantize_impl(x, n, bits, 1.0, [](float v) { return static_cast<double>(v); });
+}
+
+Trace::Trace(const std::string& path) : file_(new SafetensorsFile(path)) {
+  TraceValidator validator(*file_);
+  causal_ = validator.parse_causal();
+  shapes_ = validator.run(causal_);
+}
+
+const std::string& Trace::path() const { return file_->path(); }
+
+std::string Trace::model() const {
+  auto it = file_->metadata().find("model");
+  return it == file_->metadata().end() ? std::string() : it->second;
+}
+
+const std::map<std::string, std::string>& Trace::metadata() const { return file_->metadata(); }
+
+std::string Trace::sha256() const { return file_->sha256(); }
+
+LayerView Trace::layer(int l, int bits) const {
+  if (l < 0 || l >= layers())
+    fail(path(), "layer " + std::to_string(l) + " out of range (the trace has " +
+                     std::to_string(layers()) + " layers)");
+  if (bits < 2 || bits > 16)
+    throw std::invalid_argument("quantization bits must be in 2..16, got " + std::to_string(bits));
+  const LayerShape& s = shapes_[l];
+  LayerView view;
+  view.index = l;
+  view.heads = s.heads;
+  view.n = s.n;
+  view.m = s.m;
+  view.d = s.d;
+  view.head.resize(s.heads);
+  for (const char* which : {"q", "k", "v"}) load_tensor(*file_, l, which, bits, s, view.head);
+
+  const std::string keep = layer_tensor(l, "skim_keep");
+  if (file_->has(keep)) {
+    const TensorInfo& t = file_->info(keep);
+    const uint8_t* raw = file_->raw(t);
+    for (int i = 0; i < s.n; ++i)
+      if (raw[i] > 1)
+        fail(path(), keep, "value " + std::to_string(raw[i]) + " at index " + std::to_string(i) +
+                               " (expected 0 or 1)");
+    view.skim_keep.assign(raw, raw + s.n);
+  }
+  return view;
+}
+
+std::string describe_trace(const Trace& trace) {
+  std::ostringstream out;
+  const SafetensorsFile& f = trace.file();
+  out << "trace:   " << trace.path() << "\n";
+  out << "sha256:  " << trace.sha256() << "\n";
+  out << "model:   " << (trace.model().empty() ? "(none)" : trace.model()) << "\n";
+  out << "causal:  " << (trace.causal() ? "true" : "false") << "\n";
+  out << "layers:  " << trace.layers() << "\n";
+
+  // Optional per-layer tensors, grouped by layer and kind ("tree (heads 0, 1)").
+  std::vector<std::map<std::string, std::set<int>>> extras(trace.layers());
+  std::vector<std::string> others;
+  for (const auto& kv : f.tensors()) {
+    LayerTensorName p;
+    if (!parse_layer_tensor_name(kv.first, &p)) {
+      others.push_back(kv.first + " " + dtype_name(kv.second.dtype) + " " +
+                       shape_text(kv.second.shape));
+      continue;
+    }
+    if (p.kind == "q" || p.kind == "k" || p.kind == "v") continue;
+    extras[p.layer][p.kind].insert(p.head);
+  }
+  for (int l = 0; l < trace.layers(); ++l) {
+    const LayerShape& s = trace.shape(l);
+    out << "  layer " << l << ": heads " << s.heads << ", N " << s.n << ", M " << s.m << ", d "
+        << s.d << ", " << dtype_name(s.dtype);
+    for (const auto& kind : extras[l]) {
+      out << ", " << kind.first;
+      std::vector<int> heads(kind.second.begin(), kind.second.end());
+      if (!heads.empty() && heads.front() >= 0) {
+        out << " (heads";
+        for (size_t i = 0; i < heads.size(); ++i) out << (i ? ", " : " ") << heads[i];
+        out << ")";
+      }
+    }
+    out << "\n";
+  }
+  out << "other tensors:" << (others.empty() ? " (none)" : "") << "\n";
+  for (const auto& o : others) out << "  " << o << "\n";
+  out << "metadata:" << (trace.metadata().empty() ? " (none)" : "") << "\n";
+  for (const auto& kv : trace.metadata()) out << "  " << kv.first << " = " << kv.second << "\n";
+  return out.str();
+}
+
+}  // namespace attnsim
