@@ -31,7 +31,8 @@ struct LayerContext {
 // buffer (rules in arch/qk_unit.h).
 struct QkRowCost {
   uint64_t busy = 0;             // qk_unit busy cycles (SEMANTICS §4)
-  uint64_t comparator_wait = 0;  // cycles waiting for the comparator (latte)
+  uint64_t comparator_wait = 0;  // cycles the lanes wait for the comparator (latte)
+  uint64_t advance = 0;          // cycles the unit advances for this row (see qk_unit.h)
   uint64_t comparator_busy = 0;
   uint64_t bitplane_ops = 0;
   uint64_t adder_tree_inputs = 0;
@@ -42,6 +43,7 @@ struct QkRowCost {
 
   QkRowCost& operator+=(const QkRowCost& o) {
     busy += o.busy, comparator_wait += o.comparator_wait, comparator_busy += o.comparator_busy;
+    advance += o.advance;
     bitplane_ops += o.bitplane_ops, adder_tree_inputs += o.adder_tree_inputs;
     int8_macs += o.int8_macs, compares += o.compares;
     reuse_reads += o.reuse_reads, reuse_writes += o.reuse_writes, reuse_busy += o.reuse_busy;

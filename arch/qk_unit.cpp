@@ -54,7 +54,8 @@ QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
   return c;
 }
 
-QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row) {
+QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row,
+                    const RowPlace& place) {
   QkRowCost c;
   const int d = w.d();
   const int n = static_cast<int>(row.candidates.size());
@@ -72,10 +73,17 @@ QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowDa
   c.adder_tree_inputs = c.bitplane_ops * d;
   c.sram_read_bits = c.bitplane_ops * d;
   const uint64_t kpc = s.comparator.keys_per_cycle, banks = s.reuse.banks;
-  for (const qk::Segment& seg : segs) {
+  const auto pass1 = [&](const qk::Segment& seg) { return ceil_div(seg.keys, s.qk.lanes) * planes; };
+  const auto pass2 = [&](const qk::Segment& seg) { return ceil_div(seg.survivors, s.qk.lanes) * (bits - planes); };
+  if (place.first_in_head && !segs.empty()) c.advance += pass1(segs.front());
+  for (size_t k = 0; k < segs.size(); ++k) {
+    const qk::Segment& seg = segs[k];
     const uint64_t compare_cycles = ceil_div(seg.keys, kpc);
+    const uint64_t compare_done = compare_cycles + s.comparator.latency_cycles;
+    const uint64_t next_pass1 = k + 1 < segs.size() ? pass1(segs[k + 1]) : place.next_row_pass1;
     c.comparator_busy += compare_cycles;
-    c.comparator_wait += compare_cycles + s.comparator.latency_cycles;
+    c.comparator_wait += compare_done > next_pass1 ? compare_done - next_pass1 : 0;
+    c.advance += std::max(next_pass1, compare_done) + pass2(seg);
     c.compares += seg.keys;
     c.reuse_writes += seg.keys;
     c.reuse_reads += seg.survivors;
@@ -112,7 +120,12 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
 
 }  // namespace
 
-QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
+uint64_t first_segment_pass1_cycles(const QkSetup& s, uint64_t candidates) {
+  const uint64_t keys = std::min<uint64_t>(candidates, s.reuse.entries);
+  return ceil_div(keys, s.qk.lanes) * s.qk.estimate_bits;
+}
+
+QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row, const RowPlace& place) {
   const int d = w.d();
   const int16_t* q = row_ptr(w.data().q, row.row, d);
   // The functional model knows every candidate's exact score (the quality reference
@@ -121,11 +134,12 @@ QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
   row.exact_scored = 0;
   QkRowCost c;
   if (s.qk.mode == "latte")
-    c = latte_row(s, w, q, row);
+    c = latte_row(s, w, q, row, place);
   else if (s.qk.mode == "early_term")
     c = early_term_row(s, w, q, row);
   else
     c = dense_row(s, d, row);
+  if (s.qk.mode != "latte") c.advance = c.busy;
   c.sram_read_bits += static_cast<uint64_t>(d) * s.qk.bits;  // the query row
   collect_survivors(row);
   return c;
@@ -143,8 +157,8 @@ void QkUnit::run() {
     for (int i = 0; i < work->n(); ++i) {
       const QkRowCost& c = work->rows[i].qk;
       sram_.read_bits(c.sram_read_bits);
-      // Pass 1, comparator, pass 2 in sequence; only the passes are busy time.
-      wait_cycles(Cycles(c.busy + c.comparator_wait));
+      // The row leaves when its last pass 2 ends (see the comparator schedule in the header).
+      wait_cycles(Cycles(c.advance));
       total_ += c;
       const Cycles before = now_cycles();
       row_out->write(RowToken{work, i, sc_core::sc_time_stamp()});

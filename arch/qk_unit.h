@@ -16,10 +16,15 @@
 //        latte sum_seg ceil(n_seg/L)*P + ceil(s_seg/L)*(B-P);
 //        early_term lockstep sum over L-key tiles of the max plane count,
 //        independent the greedy makespan (arch/qk_math.h).
-//  stall: latte only, per segment the unit waits for the comparator before pass 2:
-//        ceil(n_seg / comparator.keys_per_cycle) + comparator.latency_cycles
-//        (the comparator needs the segment's maximum, known at the end of pass 1);
-//        plus any time blocked on a full output FIFO.
+//  comparator (latte): the comparator needs a segment's maximum, known only when its
+//        pass 1 ends; it then takes cmp = ceil(n_seg / comparator.keys_per_cycle) +
+//        comparator.latency_cycles cycles. Meanwhile the lanes run pass 1 of the next
+//        segment (the next in the row, or the first of the next row of the head; the
+//        reuse buffer holds both segments' partial sums), then pass 2 of this one:
+//          P1(s0) | max(P1(s1), cmp(s0)) | P2(s0) | max(P1(s2), cmp(s1)) | P2(s1) | ...
+//        so the lanes stall max(0, cmp(s_k) - P1(s_k+1)) per segment (P1 of "next" = 0
+//        after the last segment of a head). A row leaves the unit when its last pass 2
+//        ends. Busy stays the §4 formula; stall adds the output FIFO's back-pressure.
 //  Early-termination bound checks happen inside the lanes and take no extra cycles.
 //
 // Params: QkUnitParams, ComparatorParams, ReuseBufferParams (arch/unit_params.h).
@@ -35,6 +40,7 @@
 
 #include <systemc>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -48,12 +54,23 @@ struct QkSetup {
 
 // The dense candidate generator: all keys, or keys 0..i when the trace is causal.
 void dense_candidates(int row, int m, bool causal, std::vector<int32_t>& out);
+inline int candidate_count(int row, int m, bool causal) { return causal ? std::min(row + 1, m) : m; }
+
+// Where a row sits in its head's stream of segments (latte's overlapped comparator).
+struct RowPlace {
+  bool first_in_head = true;        // the unit starts with this row's first pass 1
+  uint64_t next_row_pass1 = 0;      // pass-1 cycles of the next row's first segment (0: none)
+};
+
+// Pass-1 cycles of the first segment of a row with `candidates` keys (latte).
+uint64_t first_segment_pass1_cycles(const QkSetup& setup, uint64_t candidates);
 
 // Functional and timing model of one row: fills row.exact (every candidate's exact
 // score), row.keep, row.survivor_ids / survivor_scores and row.exact_scored from
 // row.candidates, and returns the row's cycles and action counts. Pure: no SystemC;
 // safe to call from several threads on different rows.
-QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row);
+QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row,
+                    const RowPlace& place = {});
 
 class QkUnit : public sc_core::sc_module {
  public:

@@ -37,8 +37,8 @@ struct SramParams {
   static SectionSpec spec() {
     return {"sram", "On-chip buffers holding one head's Q, K and V (two heads when they fit: double buffering).",
             {int_param("capacity_kib", 1024, "KiB", "Total capacity of the Q/K/V buffers.", 1),
-             int_param("banks", 16, "", "Number of banks; access energy is that of one bank's capacity.", 1),
-             int_param("width_bits", 64, "bits", "Width of one bank access (one energy event).", 8)}};
+             int_param("banks", 64, "", "Number of banks; access energy is that of one bank's capacity.", 1),
+             int_param("width_bits", 128, "bits", "Width of one bank access (one energy event); banks x width_bits is the bits per cycle the buffers supply.", 8)}};
   }
   static SramParams from(const json& s) {
     return {s.at("capacity_kib").get<int>(), s.at("banks").get<int>(), s.at("width_bits").get<int>()};
@@ -121,7 +121,7 @@ struct ReuseBufferParams {
   static SectionSpec spec() {
     return {"reuse_buffer", "Holds pass-1 partial sums until survivors finish their planes.",
             {int_param("entries", 4096, "", "Partial sums held; longer rows are processed in segments.", 1),
-             int_param("banks", 4, "", "Banks of the buffer.", 1),
+             int_param("banks", 16, "", "Banks of the buffer: partial sums written or read per cycle.", 1),
              int_param("bits_per_entry", 32, "bits", "Width of one stored partial sum.", 1)}};
   }
   static ReuseBufferParams from(const json& s) {
@@ -135,7 +135,7 @@ struct SoftmaxParams {
   int latency_cycles;
   static SectionSpec spec() {
     return {"softmax", "Softmax over a row's surviving scores.",
-            {int_param("elements_per_cycle", 64, "elements/cycle", "Scores accepted per cycle.", 1),
+            {int_param("elements_per_cycle", 8, "elements/cycle", "Scores accepted per cycle.", 1),
              int_param("latency_cycles", 8, "cycles", "Pipeline latency from a row's last score to its first probability.", 0)}};
   }
   static SoftmaxParams from(const json& s) {
@@ -150,7 +150,7 @@ struct AvUnitParams {
   int output_bits;
   static SectionSpec spec() {
     return {"av_unit", "Multiplies a row's probabilities with the value rows (P.V).",
-            {int_param("macs_per_cycle", 4096, "MACs/cycle", "Multiply-accumulates per cycle.", 1),
+            {int_param("macs_per_cycle", 512, "MACs/cycle", "Multiply-accumulates per cycle.", 1),
              int_param("latency_cycles", 4, "cycles", "Pipeline latency (adder tree, rounding).", 0),
              int_param("output_bits", 16, "bits", "Width of an output element written back to DRAM.", 1, 64)}};
   }
@@ -187,18 +187,28 @@ struct SkimControllerParams {
 };
 
 // ---- gemm_engine: systolic array for projections and FFN (issue 4) ----------------------
+// Timing and traffic rules: arch/gemm_math.h, docs/gemm_engine.md.
 struct GemmEngineParams {
   int rows;
   int cols;
   std::string dataflow;
+  int sram_kib = 512;    // operand buffer capacity
+  int input_bits = 8;    // width of an A or B element
+  int output_bits = 32;  // width of a C element (and of a partial sum)
   static SectionSpec spec() {
     return {"gemm_engine", "Systolic MAC array for projections and FFN.",
             {int_param("rows", 32, "", "R: PE rows.", 1), int_param("cols", 32, "", "C: PE columns.", 1),
              choice_param("dataflow", "os", {"os", "ws", "is"},
-                          "Output-, weight- or input-stationary.")}};
+                          "Output-, weight- or input-stationary."),
+             int_param("sram_kib", 512, "KiB",
+                       "Operand buffer: when A, B and C fit, each moves once to or from DRAM; otherwise the row-edge operand is re-read once per fold column.",
+                       1),
+             int_param("input_bits", 8, "bits", "Width of an element of A (activations) and B (weights).", 1, 32),
+             int_param("output_bits", 32, "bits", "Width of an element of C and of a partial sum.", 1, 64)}};
   }
   static GemmEngineParams from(const json& s) {
-    return {s.at("rows").get<int>(), s.at("cols").get<int>(), s.at("dataflow").get<std::string>()};
+    return {s.at("rows").get<int>(),       s.at("cols").get<int>(),       s.at("dataflow").get<std::string>(),
+            s.at("sram_kib").get<int>(),   s.at("input_bits").get<int>(), s.at("output_bits").get<int>()};
   }
 };
 

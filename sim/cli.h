@@ -7,5 +7,9 @@ namespace attnsim {
 int cmd_run(int argc, char** argv);     // sim/cli_run.cpp
 int cmd_trace(int argc, char** argv);   // sim/cli_trace.cpp: `trace synth`, `trace info`
 int cmd_config(int argc, char** argv);  // sim/cli_config.cpp: `config --doc`, `config --resolve`
+int cmd_calibrate(int argc, char** argv);
+int cmd_compare(int argc, char** argv); // sim/cli_compare.cpp: runs side by side
+int cmd_kernel(int argc, char** argv);  // sim/cli_kernel.cpp: bare arithmetic, for benchmarks
+int cmd_gemm(int argc, char** argv);    // sim/cli_gemm.cpp: GEMM engine cycles of one GEMM
 
 }  // namespace attnsim

@@ -25,9 +25,18 @@ SectionSpec top_level_section() {
   schema.doc = "Config format and version; required.";
   return {"",
           "Top-level keys.",
-          {schema, number_param("clock_ghz", 1.0, "GHz",
-                                "Clock frequency: converts cycles to seconds and static power to energy.",
-                                0.0, true)}};
+          {schema,
+           [] {
+             ParamSpec p;
+             p.name = "description";
+             p.kind = ParamKind::String;
+             p.default_value = "";
+             p.doc = "Free text: what this config models (presets say which parameters are our reading).";
+             return p;
+           }(),
+           number_param("clock_ghz", 1.0, "GHz",
+                        "Clock frequency: converts cycles to seconds and static power to energy.", 0.0,
+                        true)}};
 }
 
 const SectionSpec* find_section(const std::string& name) {
@@ -154,11 +163,15 @@ void check_number(const ParamSpec& p, const json& v, const Where& where, const s
   }
   if (p.max && !(x <= *p.max))
     where.fail(key_path, path, "must be <= " + number_text(*p.max) + ", got " + shown(v));
-  // The params structs hold int: keep integers in range of it.
-  if (must_be_integer && x > double(INT_MAX))
-    where.fail(key_path, path, "must be <= " + std::to_string(INT_MAX) + ", got " + shown(v));
-  if (must_be_integer && x < double(INT_MIN))
-    where.fail(key_path, path, "must be >= " + std::to_string(INT_MIN) + ", got " + shown(v));
+  // The params structs hold int; per-head integers (margin, theta) are score-domain
+  // values, held exactly as doubles up to 2^53 (B = 16 scores reach d * 2^30).
+  const bool per_head = p.kind == ParamKind::PerHead || p.kind == ParamKind::PerLayer;
+  const long long limit = per_head ? (1LL << 53) : INT_MAX;
+  const long long low = per_head ? -(1LL << 53) : INT_MIN;
+  if (must_be_integer && x > double(limit))
+    where.fail(key_path, path, "must be <= " + std::to_string(limit) + ", got " + shown(v));
+  if (must_be_integer && x < double(low))
+    where.fail(key_path, path, "must be >= " + std::to_string(low) + ", got " + shown(v));
 }
 
 // An integral number in canonical integer form (2.0 -> 2), anything else unchanged.
@@ -389,7 +402,7 @@ std::string range_text(const ParamSpec& p) {
 std::string type_text(const ParamSpec& p) {
   std::string base;
   switch (p.kind) {
-    case ParamKind::Integer: base = "integer"; break;
+    case ParamKind::Integer: base = "integer (32-bit)"; break;
     case ParamKind::Number: base = "number"; break;
     case ParamKind::Boolean: base = "boolean"; break;
     case ParamKind::String: {
@@ -401,7 +414,7 @@ std::string type_text(const ParamSpec& p) {
       return out;
     }
     case ParamKind::PerHead:
-      base = std::string("per-head ") + (p.integer_only ? "integer" : "number");
+      base = std::string("per-head ") + (p.integer_only ? "integer (|x| <= 2^53)" : "number");
       break;
     case ParamKind::PerLayer:
       base = std::string("per-layer ") + (p.integer_only ? "integer" : "number");

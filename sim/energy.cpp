@@ -2,6 +2,8 @@
 // (see docs/energy.md for the formula, the table format and every recipe).
 #include "sim/energy.h"
 
+#include "sim/config.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -155,14 +157,75 @@ void parse_actions(const TableReader& r, const nlohmann::json& j, TechTable& t) 
   }
 }
 
+// The declaration of the config key "section.key" (or a top-level "key"), or nullptr.
+const ParamSpec* find_config_param(const std::string& dotted) {
+  const size_t dot = dotted.find('.');
+  const std::string section = dot == std::string::npos ? "" : dotted.substr(0, dot);
+  const std::string key = dot == std::string::npos ? dotted : dotted.substr(dot + 1);
+  for (const SectionSpec& s : config_schema()) {
+    if (s.name != section) continue;
+    for (const ParamSpec& p : s.params)
+      if (p.name == key) return &p;
+  }
+  return nullptr;
+}
+
+// static_mw.<m>.at: {"<config key>": reference value > 0, ...}. Keys are checked against
+// the config declarations here, so a typo fails when the table loads.
+std::map<std::string, double> parse_static_at(const TableReader& r, const nlohmann::json& at,
+                                              const std::string& path) {
+  if (!at.is_object()) r.fail(path, "must be an object {\"<config key>\": reference value, ...}");
+  std::map<std::string, double> refs;
+  for (const auto& item : at.items()) {
+    const std::string p = TableReader::join(path, item.key());
+    const ParamSpec* param = find_config_param(item.key());
+    if (!param) r.fail(p, "unknown config key");
+    if (param->kind != ParamKind::Integer && param->kind != ParamKind::Number)
+      r.fail(p, "config key is not a number parameter");
+    refs[item.key()] = r.number(item.value(), p, true);
+  }
+  return refs;
+}
+
+// static_mw.<m>.by_type: {"<value of <m>.type>": {"mw": x, "source": "..."}, ...}.
+std::map<std::string, double> parse_static_by_type(const TableReader& r, const std::string& module,
+                                                   const nlohmann::json& by_type,
+                                                   const std::string& path) {
+  const std::string type_key = module + ".type";
+  const ParamSpec* type = find_config_param(type_key);
+  if (!type || type->choices.empty()) r.fail(path, "the config has no choice " + type_key);
+  if (!by_type.is_object()) r.fail(path, "must be an object {\"<type>\": {\"mw\": x, \"source\": \"...\"}}");
+  std::map<std::string, double> mw;
+  for (const auto& item : by_type.items()) {
+    const std::string p = TableReader::join(path, item.key());
+    if (std::find(type->choices.begin(), type->choices.end(), item.key()) == type->choices.end())
+      r.fail(p, "not a value of " + type_key);
+    if (!item.value().is_object()) r.fail(p, "must be an object {\"mw\": x, \"source\": \"...\"}");
+    r.only_keys(item.value(), {"mw", "source"}, p);
+    mw[item.key()] = r.number_member(item.value(), "mw", p);
+    r.require_source(item.value(), p);
+  }
+  return mw;
+}
+
+// static_mw.<m> = {"mw": x, "at": {...}, "by_type": {...}, "source": "..."}; "at" and
+// "by_type" are optional (absent: fixed power, one value for every type).
 void parse_static(const TableReader& r, const nlohmann::json& j, TechTable& t) {
   const std::string path = "static_mw";
   for (const auto& item : r.object(j, path, path).items()) {
     const std::string p = TableReader::join(path, item.key());
-    if (!item.value().is_object()) r.fail(p, "must be an object {\"mw\": x, \"source\": \"...\"}");
-    r.only_keys(item.value(), {"mw", "source"}, p);
-    t.static_mw[item.key()] = r.number_member(item.value(), "mw", p);
-    r.require_source(item.value(), p);
+    const nlohmann::json& entry = item.value();
+    if (!entry.is_object())
+      r.fail(p, "must be an object {\"mw\": x, \"at\": {...}, \"source\": \"...\"}");
+    r.only_keys(entry, {"mw", "at", "by_type", "source"}, p);
+    t.static_mw[item.key()] = r.number_member(entry, "mw", p);
+    r.require_source(entry, p);
+    TechTable::StaticScaling scaling;
+    if (entry.contains("at")) scaling.at = parse_static_at(r, entry.at("at"), TableReader::join(p, "at"));
+    if (entry.contains("by_type"))
+      scaling.mw_by_type =
+          parse_static_by_type(r, item.key(), entry.at("by_type"), TableReader::join(p, "by_type"));
+    if (!scaling.at.empty() || !scaling.mw_by_type.empty()) t.static_scaling[item.key()] = scaling;
   }
 }
 
@@ -193,6 +256,56 @@ const std::map<std::string, double>* find_recipe(const TechTable& t, const std::
   const auto a = m->second.find(action);
   return a == m->second.end() ? nullptr : &a->second;
 }
+
+// The value at a dotted key ("qk_unit.lanes") of the resolved config, or nullptr.
+const nlohmann::json* config_value(const nlohmann::json& config, const std::string& dotted) {
+  const nlohmann::json* node = &config;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = dotted.find('.', start);
+    const std::string part = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!node->is_object() || !node->contains(part)) return nullptr;
+    node = &node->at(part);
+    if (dot == std::string::npos) return node;
+    start = dot + 1;
+  }
+}
+
+// Reads one config key for static_mw.<module>; errors name the table path that asked.
+class StaticConfigReader {
+ public:
+  StaticConfigReader(const TechTable& t, const EnergyContext& ctx) : t_(t), ctx_(ctx) {}
+
+  const nlohmann::json& value(const std::string& table_path, const std::string& key) const {
+    if (ctx_.config.is_null())
+      fail(table_path, "needs " + key + ", but the energy model was given no config");
+    const nlohmann::json* v = config_value(ctx_.config, key);
+    if (!v) fail(table_path, key + " is not a key of the config");
+    return *v;
+  }
+
+  double number(const std::string& table_path, const std::string& key) const {
+    const nlohmann::json& v = value(table_path, key);
+    if (!v.is_number()) fail(table_path, key + " must be a number in the config, got " + v.dump());
+    const double x = v.get<double>();
+    if (!std::isfinite(x) || x < 0)
+      fail(table_path, key + " must be a finite number >= 0 in the config, got " + v.dump());
+    return x;
+  }
+
+  std::string string(const std::string& table_path, const std::string& key) const {
+    const nlohmann::json& v = value(table_path, key);
+    if (!v.is_string()) fail(table_path, key + " must be a string in the config, got " + v.dump());
+    return v.get<std::string>();
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& table_path, const std::string& rule) const {
+    throw EnergyError(t_.name + ": " + table_path + ": " + rule);
+  }
+  const TechTable& t_;
+  const EnergyContext& ctx_;
+};
 
 }  // namespace
 
@@ -286,6 +399,26 @@ double action_pj(const TechTable& t, const EnergyContext& ctx, const std::string
   return pj;
 }
 
+double static_power_mw(const TechTable& t, const EnergyContext& ctx, const std::string& module) {
+  const std::string path = "static_mw." + module;
+  const auto s = t.static_mw.find(module);
+  if (s == t.static_mw.end())
+    throw EnergyError(t.name + ": " + path + ": missing (the " + module +
+                      " module is part of this architecture)");
+  const auto scaling = t.static_scaling.find(module);
+  if (scaling == t.static_scaling.end()) return s->second;  // fixed
+  const StaticConfigReader config(t, ctx);
+  double mw = s->second;
+  const auto& by_type = scaling->second.mw_by_type;
+  if (!by_type.empty()) {
+    const auto typed = by_type.find(config.string(path + ".by_type", module + ".type"));
+    if (typed != by_type.end()) mw = typed->second;
+  }
+  for (const auto& [key, reference] : scaling->second.at)
+    mw *= config.number(path + ".at." + key, key) / reference;
+  return mw;
+}
+
 std::map<std::string, ModuleEnergy> compute_energy(const TechTable& t,
                                                    const std::vector<ModuleActivity>& modules,
                                                    const EnergyContext& ctx) {
@@ -295,16 +428,13 @@ std::map<std::string, ModuleEnergy> compute_energy(const TechTable& t,
   const double total_ns = ctx.clock.to_time(ctx.total).value;  // 1 mW x 1 ns = 1 pJ
   std::map<std::string, ModuleEnergy> energy;
   for (const ModuleActivity& m : modules) {
-    const auto s = t.static_mw.find(m.name);
-    if (s == t.static_mw.end())
-      throw EnergyError(t.name + ": static_mw." + m.name + ": missing (the " + m.name +
-                        " module is part of this architecture)");
+    const double static_mw = static_power_mw(t, ctx, m.name);
     ModuleEnergy& e = energy[m.name];
     // Every counter needs a recipe, even at count 0, so a missing recipe shows up on
     // the first run rather than on the first workload that exercises it.
     for (const auto& [action, count] : m.counters)
       e.dynamic_pj += static_cast<double>(count) * action_pj(t, ctx, m.name, action) * ctx.node_scale;
-    e.static_pj += s->second * total_ns * ctx.node_scale;
+    e.static_pj += static_mw * total_ns * ctx.node_scale;
   }
   return energy;
 }

@@ -33,7 +33,12 @@ void compute_rows(const FunctionalSetup& s, HeadWork& w, int begin, int end) {
     row.row = i;
     dense_candidates(i, w.m(), causal, row.candidates);
     RowOutcome& out = w.rows[i];
-    out.qk = score_row(s.qk, w, row);
+    RowPlace place;
+    place.first_in_head = i == 0;
+    if (s.qk.qk.mode == "latte" && i + 1 < w.n())
+      place.next_row_pass1 =
+          first_segment_pass1_cycles(s.qk, candidate_count(i + 1, w.m(), causal));
+    out.qk = score_row(s.qk, w, row, place);
     out.candidates = static_cast<uint32_t>(row.candidates.size());
     out.survivors = static_cast<uint32_t>(row.survivor_ids.size());
     out.exact_scored = row.exact_scored;

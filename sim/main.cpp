@@ -16,7 +16,11 @@ void print_usage(std::ostream& os) {
         "  run          simulate a config on a trace, write stats JSON\n"
         "  trace synth  write a synthetic trace\n"
         "  trace info   print layers, heads, shapes, dtypes and metadata of a trace\n"
-        "  config       print the config reference (--doc) or a resolved config (--resolve)\n\n"
+        "  config       print the config reference (--doc) or a resolved config (--resolve)\n"
+        "  calibrate    find per-head LATTE gammas for a target filtered_ratio or rel_error\n"
+        "  compare      compare stats files side by side (speedup, energy reduction)\n"
+        "  kernel       time the bare arithmetic of dense attention on a trace (benchmarks)\n"
+        "  gemm         cycles of the GEMM engine for one GEMM (compare with SCALE-Sim)\n\n"
         "  attnsim <command> --help   options of a command\n"
         "  attnsim --version\n";
 }
@@ -43,6 +47,10 @@ int main(int argc, char** argv) {
   if (command == "run") return attnsim::cmd_run(argc - 1, argv + 1);
   if (command == "trace") return attnsim::cmd_trace(argc - 1, argv + 1);
   if (command == "config") return attnsim::cmd_config(argc - 1, argv + 1);
+  if (command == "calibrate") return attnsim::cmd_calibrate(argc - 1, argv + 1);
+  if (command == "compare") return attnsim::cmd_compare(argc - 1, argv + 1);
+  if (command == "kernel") return attnsim::cmd_kernel(argc - 1, argv + 1);
+  if (command == "gemm") return attnsim::cmd_gemm(argc - 1, argv + 1);
   std::cerr << "attnsim: unknown command '" << command << "' (try attnsim --help)\n";
   return 2;
 }

@@ -19,13 +19,32 @@ EnergyContext energy_context(const Config& c, Cycles total) {
   EnergyContext ctx;
   ctx.sram_bank_kib = static_cast<double>(c.sram.capacity_kib) / c.sram.banks;
   ctx.sram_width_bits = c.sram.width_bits;
-  ctx.reuse_bank_kib = static_cast<double>(c.reuse_buffer.entries) * c.reuse_buffer.bits_per_entry /
-                       8.0 / 1024.0 / c.reuse_buffer.banks;
+  // Two segments' partial sums: the comparator of one overlaps pass 1 of the next.
+  ctx.reuse_bank_kib = 2.0 * c.reuse_buffer.entries * c.reuse_buffer.bits_per_entry / 8.0 / 1024.0 /
+                       c.reuse_buffer.banks;
   ctx.reuse_width_bits = c.reuse_buffer.bits_per_entry;
   ctx.node_scale = c.energy.node_scale;
   ctx.clock = Clock(c.clock_ghz);
   ctx.total = total;
+  ctx.config = c.resolved;  // static power scales with the sizes in it (docs/energy.md)
   return ctx;
+}
+
+// Storage units (SRAM, reuse buffer) are assumed to supply what the compute units ask
+// each cycle; their busy cycles measure the demand. Demand beyond the run's length means
+// the configured banks cannot feed the units: say so rather than hide it.
+nlohmann::json capacity_warnings(const SimOutcome& out) {
+  nlohmann::json w = nlohmann::json::array();
+  for (const ModuleActivity& m : out.modules) {
+    if (m.busy <= out.total.count()) continue;
+    std::ostringstream msg;
+    msg << m.name << ": port demand of " << m.busy << " bank-cycles exceeds the run's " << out.total.count()
+        << " cycles (" << std::fixed << std::setprecision(2)
+        << static_cast<double>(m.busy) / std::max<uint64_t>(1, out.total.count())
+        << "x): the units need more banks or wider ones than configured; timing assumes they are there";
+    w.push_back(msg.str());
+  }
+  return w;
 }
 
 }  // namespace
@@ -59,6 +78,7 @@ nlohmann::json make_stats(const Config& c, const nlohmann::json& trace_info, con
   }
   s["energy_pj"] = {{"total", total_pj}, {"by_module", energy_by_module}};
   s["filter"] = metrics.filter_json();
+  s["warnings"] = capacity_warnings(out);
   s["quality"] = metrics.quality_json();
   s["counters"] = counters;
   s["sim"] = {{"wall_seconds", wall_seconds},
@@ -139,6 +159,7 @@ std::string text_summary(const nlohmann::json& s) {
        << std::setw(16) << engineering_pj(e) << std::setw(8)
        << fixed(energy > 0 ? 100.0 * e / energy : 0.0, 1) << "\n";
   }
+  for (const auto& w : s["warnings"]) os << "\nwarning: " << w.get<std::string>() << "\n";
   os << "\nsimulated in " << fixed(s["sim"]["wall_seconds"].get<double>(), 3) << " s ("
      << fixed(s["sim"]["cycles_per_second"].get<double>() / 1e6, 2) << " M cycles/s)\n";
   return os.str();

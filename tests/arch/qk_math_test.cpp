@@ -428,7 +428,7 @@ TEST_CASE("randomized: estimate and early_term match a bit-plane-by-bit-plane re
   }
 }
 
-TEST_CASE("randomized: segmenting only keeps more; greedy makespan matches a lane-by-lane reference") {
+TEST_CASE("randomized: segmenting only keeps more, and the greedy makespan matches a lane-by-lane reference") {
   std::mt19937_64 rng(7);
   std::uniform_int_distribution<int64_t> est(-500, 500);
   for (int rep = 0; rep < 200; ++rep) {

@@ -77,7 +77,8 @@ TEST_CASE("schema lists the top-level keys then the unit sections in order") {
                                           "reuse_buffer", "softmax", "av_unit", "skim_controller",
                                           "gemm_engine", "pipeline", "energy", "quality"});
   CHECK(config_schema()[0].params.at(0).name == "schema");
-  CHECK(config_schema()[0].params.at(1).name == "clock_ghz");
+  CHECK(config_schema()[0].params.at(1).name == "description");
+  CHECK(config_schema()[0].params.at(2).name == "clock_ghz");
 }
 
 TEST_CASE("minimal config resolves with every default filled in") {
@@ -125,7 +126,7 @@ TEST_CASE("default_config equals the resolved minimal config") {
   CHECK(default_config().resolved == resolve_config(kMinimal, "x.json").resolved);
 }
 
-TEST_CASE("given values replace defaults; integral floats become integers") {
+TEST_CASE("given values replace defaults, and integral floats become integers") {
   json j = with("qk_unit", "lanes", 16.0);
   j["comparator"]["margin"] = json::array({3, 4});
   j["clock_ghz"] = 2;
@@ -344,7 +345,7 @@ TEST_CASE("docs/config.md is generated from the schema and up to date") {
       INFO(key);
       CHECK(md.find("| `" + key + "` |") != std::string::npos);
     }
-  CHECK(md.find("| `qk_unit.lanes` | integer, x >= 1 | `64` |  | L: keys scored in parallel. |") !=
+  CHECK(md.find("| `qk_unit.lanes` | integer (32-bit), x >= 1 | `64` |  | L: keys scored in parallel. |") !=
         std::string::npos);
   CHECK(md.find("## Cross-field rules") != std::string::npos);
   // Regenerate with: attnsim config --doc > docs/config.md

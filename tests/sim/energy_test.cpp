@@ -1,6 +1,9 @@
 // Energy model: the built-in 45 nm table, SRAM interpolation, the energy formula on a
-// hand-computed case, and the table's validation errors.
+// hand-computed case, static power scaled by the configured sizes, and the table's
+// validation errors.
 #include "sim/energy.h"
+
+#include "sim/config.h"
 
 #include <catch2/catch.hpp>
 
@@ -73,6 +76,37 @@ EnergyContext tiny_context() {
   return ctx;
 }
 
+// The tiny table with static power that follows the config: qk_unit by lanes (and a
+// bit-parallel override), reuse_buffer by entries x bits_per_entry.
+json tiny_scaled_table() {
+  json j = tiny_table();
+  j["static_mw"]["qk_unit"]["at"] = {{"qk_unit.lanes", 64}};
+  j["static_mw"]["qk_unit"]["by_type"] = {{"bit_parallel", {{"mw", 20}, {"source", "test"}}}};
+  j["static_mw"]["reuse_buffer"]["at"] = {{"reuse_buffer.entries", 4096},
+                                          {"reuse_buffer.bits_per_entry", 32}};
+  return j;
+}
+
+// The resolved default config with `overrides` ("section.key=value").
+json resolved(const std::vector<std::string>& overrides = {}) {
+  return resolve_config(json{{"schema", kConfigSchema}}, "<test>", overrides).resolved;
+}
+
+EnergyContext context_with(const std::vector<std::string>& overrides) {
+  EnergyContext ctx = tiny_context();
+  ctx.config = resolved(overrides);
+  return ctx;
+}
+
+std::string static_error(const TechTable& t, const EnergyContext& ctx, const std::string& module) {
+  try {
+    static_power_mw(t, ctx, module);
+  } catch (const EnergyError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 std::string parse_error(const json& j) {
   try {
     TechTable::parse(j, "my.json");
@@ -116,6 +150,7 @@ TEST_CASE("built-in 45nm table equals configs/tech/45nm.json") {
   CHECK(builtin.dram_pj_per_bit == file.dram_pj_per_bit);
   CHECK(builtin.actions == file.actions);
   CHECK(builtin.static_mw == file.static_mw);
+  CHECK(builtin.static_scaling == file.static_scaling);
 }
 
 TEST_CASE("45nm table: every module has a static entry and every counted action a recipe") {
@@ -136,9 +171,11 @@ TEST_CASE("45nm table: every module has a static entry and every counted action 
   CHECK(t.static_mw.size() == counted.size());
   CHECK(t.actions.size() == counted.size());
   EnergyContext ctx;
+  ctx.config = resolved();
   for (const auto& [module, actions] : counted) {
     INFO(module);
     CHECK(t.static_mw.count(module) == 1);
+    CHECK(static_power_mw(t, ctx, module) > 0);
     for (const auto& action : actions) {
       INFO(action);
       CHECK(action_pj(t, ctx, module, action) > 0);
@@ -350,5 +387,221 @@ TEST_CASE("load: built-in names and paths") {
     std::ofstream(path) << "{ \"schema\": ";
     CHECK_THROWS_WITH(TechTable::load(path), Catch::StartsWith(path + ": invalid JSON"));
     std::remove(path.c_str());
+  }
+}
+
+TEST_CASE("static power scales with the configured sizes (hand-computed)") {
+  const TechTable t = TechTable::parse(tiny_scaled_table(), "tiny.json");
+  SECTION("at the reference sizes: the table's mW") {
+    const EnergyContext ctx = context_with({});
+    CHECK(static_power_mw(t, ctx, "qk_unit") == 2.0);
+    CHECK(static_power_mw(t, ctx, "reuse_buffer") == 0.5);
+  }
+  SECTION("qk_unit: 128 lanes double it, 16 lanes quarter it") {
+    CHECK(static_power_mw(t, context_with({"qk_unit.lanes=128"}), "qk_unit") == 4.0);
+    CHECK(static_power_mw(t, context_with({"qk_unit.lanes=16"}), "qk_unit") == 0.5);
+  }
+  SECTION("reuse_buffer: product over both keys") {
+    // 0.5 mW x (8192/4096) x (8/32) = 0.25 mW
+    const EnergyContext ctx =
+        context_with({"reuse_buffer.entries=8192", "reuse_buffer.bits_per_entry=8"});
+    CHECK(static_power_mw(t, ctx, "reuse_buffer") == Approx(0.25).epsilon(1e-12));
+    // banks are not a size key: 16 banks leak as 4
+    CHECK(static_power_mw(t, context_with({"reuse_buffer.banks=16"}), "reuse_buffer") == 0.5);
+  }
+  SECTION("modules without \"at\" are fixed") {
+    const EnergyContext ctx = context_with({"sram.capacity_kib=4096", "dram.bytes_per_cycle=256"});
+    CHECK(static_power_mw(t, ctx, "sram") == 10.0);
+    CHECK(static_power_mw(t, ctx, "dram") == 100.0);
+  }
+  SECTION("compute_energy charges the scaled power over the run") {
+    const EnergyContext ctx = context_with({"qk_unit.lanes=128"});
+    const auto e = compute_energy(t, tiny_activity(), ctx);
+    CHECK(e.at("qk_unit").static_pj == Approx(4.0 * 500).epsilon(1e-12));  // 4 mW x 500 ns
+    CHECK(e.at("reuse_buffer").static_pj == Approx(0.5 * 500).epsilon(1e-12));
+    CHECK(e.at("dram").static_pj == Approx(100.0 * 500).epsilon(1e-12));
+    // dynamic energy does not depend on the lane count
+    CHECK(e.at("qk_unit").dynamic_pj == Approx(165.0).epsilon(1e-12));
+  }
+  SECTION("the static energy of a hand-built table follows the same rule") {
+    TechTable hand = t;
+    hand.static_scaling["softmax"].at["softmax.elements_per_cycle"] = 16;
+    // 4 mW x 64/16 = 16 mW
+    CHECK(static_power_mw(hand, context_with({"softmax.elements_per_cycle=64"}), "softmax") == 16.0);
+  }
+}
+
+TEST_CASE("static power: by_type overrides the mW for the configured qk_unit.type") {
+  const TechTable t = TechTable::parse(tiny_scaled_table(), "tiny.json");
+  REQUIRE(t.static_scaling.at("qk_unit").mw_by_type.at("bit_parallel") == 20.0);
+  const EnergyContext serial = context_with({"qk_unit.type=bit_serial"});
+  const EnergyContext parallel = context_with({"qk_unit.type=bit_parallel", "qk_unit.mode=dense"});
+  const EnergyContext parallel_wide =
+      context_with({"qk_unit.type=bit_parallel", "qk_unit.mode=dense", "qk_unit.lanes=256"});
+  CHECK(static_power_mw(t, serial, "qk_unit") == 2.0);    // no override for bit_serial
+  CHECK(static_power_mw(t, parallel, "qk_unit") == 20.0);
+  CHECK(static_power_mw(t, parallel_wide, "qk_unit") == 80.0);  // 20 x 256/64
+}
+
+TEST_CASE("EnergyContext defaults are the default config's storage geometry") {
+  const Config c = default_config();
+  const EnergyContext ctx;
+  CHECK(ctx.sram_bank_kib == static_cast<double>(c.sram.capacity_kib) / c.sram.banks);
+  CHECK(ctx.sram_width_bits == c.sram.width_bits);
+  // The reuse buffer holds two segments of `entries` partial sums (arch/qk_unit.h).
+  CHECK(ctx.reuse_bank_kib ==
+        2.0 * c.reuse_buffer.entries * c.reuse_buffer.bits_per_entry / 8192 / c.reuse_buffer.banks);
+  CHECK(ctx.reuse_width_bits == c.reuse_buffer.bits_per_entry);
+  CHECK(ctx.config.is_null());
+}
+
+TEST_CASE("45nm static power: scaled values at sizes other than the reference") {
+  const TechTable t = TechTable::load("45nm");
+  const auto mw = [&](const std::string& module, const std::vector<std::string>& overrides) {
+    EnergyContext ctx;
+    ctx.config = resolved(overrides);
+    return static_power_mw(t, ctx, module);
+  };
+  CHECK(mw("qk_unit", {"qk_unit.lanes=128"}) == Approx(25.8).epsilon(1e-12));
+  CHECK(mw("qk_unit", {"qk_unit.type=bit_parallel", "qk_unit.mode=dense"}) == 123.0);
+  CHECK(mw("qk_unit", {"qk_unit.type=bit_parallel", "qk_unit.mode=dense", "qk_unit.lanes=32"}) ==
+        Approx(61.5).epsilon(1e-12));
+  CHECK(mw("comparator", {"comparator.keys_per_cycle=16"}) == Approx(0.16).epsilon(1e-12));
+  CHECK(mw("reuse_buffer", {"reuse_buffer.entries=8192"}) == Approx(5.66).epsilon(1e-12));
+  CHECK(mw("reuse_buffer", {"reuse_buffer.bits_per_entry=16"}) == Approx(1.415).epsilon(1e-12));
+  CHECK(mw("reuse_buffer", {"reuse_buffer.banks=4"}) == 2.83);  // capacity unchanged
+  CHECK(mw("softmax", {"softmax.elements_per_cycle=128"}) == Approx(298).epsilon(1e-12));
+  CHECK(mw("av_unit", {"av_unit.macs_per_cycle=1024"}) == Approx(204.75).epsilon(1e-12));
+  CHECK(mw("sram", {"sram.capacity_kib=256"}) == Approx(32.0).epsilon(1e-12));
+  CHECK(mw("sram", {"sram.banks=4", "sram.width_bits=64"}) == 128.0);  // capacity unchanged
+  CHECK(mw("gemm_engine", {"gemm_engine.rows=64", "gemm_engine.cols=16"}) == Approx(30.7).epsilon(1e-12));
+  CHECK(mw("gemm_engine", {"gemm_engine.rows=64"}) == Approx(61.4).epsilon(1e-12));
+  CHECK(mw("dram", {"dram.bytes_per_cycle=256"}) == 200.0);  // fixed controller/PHY
+}
+
+TEST_CASE("45nm static power is 10% of peak dynamic power at its reference sizes") {
+  // Recomputed from the table's own recipes at the sizes in each "at" block, so a static
+  // entry cannot drift from the recipes or from its reference size (values are rounded
+  // to 3 significant digits in the table: 0.5% tolerance).
+  const TechTable t = TechTable::load("45nm");
+  const auto at = [&](const std::string& module, const std::string& key) {
+    return t.static_scaling.at(module).at.at(key);
+  };
+  const double d = 64;  // head dimension the QK lanes are sized for
+  EnergyContext ctx;
+  const auto pj = [&](const std::string& m, const std::string& a) { return action_pj(t, ctx, m, a); };
+  const auto ten_percent = [](double pj_per_cycle) { return Approx(0.1 * pj_per_cycle).epsilon(0.005); };
+
+  // SRAM: the reference capacity as 32 banks of 128-bit accesses, one per bank per cycle.
+  const int sram_banks = 32;
+  ctx.sram_bank_kib = at("sram", "sram.capacity_kib") / sram_banks;
+  ctx.sram_width_bits = 128;
+  CHECK(t.static_mw.at("sram") == ten_percent(sram_banks * pj("sram", "read_words")));
+  // Reuse buffer: the reference entries x bits as 16 banks, one access per bank per cycle.
+  const int reuse_banks = 16;
+  const double entry_bits = at("reuse_buffer", "reuse_buffer.bits_per_entry");
+  ctx.reuse_bank_kib = at("reuse_buffer", "reuse_buffer.entries") * entry_bits / 8192 / reuse_banks;
+  ctx.reuse_width_bits = static_cast<int>(entry_bits);
+  CHECK(t.static_mw.at("reuse_buffer") == ten_percent(reuse_banks * pj("reuse_buffer", "reads")));
+
+  const double lanes = at("qk_unit", "qk_unit.lanes");
+  CHECK(t.static_mw.at("qk_unit") ==
+        ten_percent(lanes * (d * pj("qk_unit", "adder_tree_inputs") + pj("qk_unit", "bitplane_ops"))));
+  CHECK(t.static_scaling.at("qk_unit").mw_by_type.at("bit_parallel") ==
+        ten_percent(lanes * d * pj("qk_unit", "int8_macs")));
+  CHECK(t.static_mw.at("comparator") ==
+        ten_percent(at("comparator", "comparator.keys_per_cycle") * pj("comparator", "compares")));
+  CHECK(t.static_mw.at("softmax") ==
+        ten_percent(at("softmax", "softmax.elements_per_cycle") *
+                    (pj("softmax", "max_compares") + pj("softmax", "exps") + pj("softmax", "sum_adds") +
+                     pj("softmax", "normalizes"))));
+  CHECK(t.static_mw.at("av_unit") ==
+        ten_percent(at("av_unit", "av_unit.macs_per_cycle") * pj("av_unit", "macs")));
+  CHECK(t.static_mw.at("gemm_engine") ==
+        ten_percent(at("gemm_engine", "gemm_engine.rows") * at("gemm_engine", "gemm_engine.cols") *
+                    pj("gemm_engine", "macs")));
+  // Fixed entries: DRAM at 64 bytes/cycle, the rest at an assumed 64-MAC datapath.
+  CHECK(t.static_scaling.count("dram") == 0);
+  CHECK(t.static_mw.at("dram") == ten_percent(64 * 8 * pj("dram", "read_bits")));
+  for (const char* m : {"skim_controller", "tree_engine", "lsh_unit"}) {
+    INFO(m);
+    CHECK(t.static_scaling.count(m) == 0);
+  }
+  CHECK(t.static_mw.at("skim_controller") == ten_percent(64 * pj("skim_controller", "macs")));
+  CHECK(t.static_mw.at("tree_engine") == ten_percent(64 * pj("tree_engine", "node_macs")));
+  CHECK(t.static_mw.at("lsh_unit") == ten_percent(64 * pj("lsh_unit", "projection_macs")));
+  CHECK(t.static_mw.at("lowrank_unit") ==
+        ten_percent(64 * pj("lowrank_unit", "feature_macs") + pj("lowrank_unit", "exps")));
+}
+
+TEST_CASE("static scaling errors name the table path") {
+  SECTION("the scaled tiny table is valid") { CHECK(parse_error(tiny_scaled_table()) == "(no error)"); }
+  SECTION("unknown config key in \"at\"") {
+    json j = tiny_scaled_table();
+    j["static_mw"]["qk_unit"]["at"] = {{"qk_unit.lane", 64}};
+    CHECK(parse_error(j) == "my.json: static_mw.qk_unit.at.qk_unit.lane: unknown config key");
+    j["static_mw"]["qk_unit"]["at"] = {{"qk.lanes", 64}};
+    CHECK(parse_error(j) == "my.json: static_mw.qk_unit.at.qk.lanes: unknown config key");
+  }
+  SECTION("a config key that is not a number parameter") {
+    json j = tiny_scaled_table();
+    j["static_mw"]["qk_unit"]["at"] = {{"qk_unit.type", 1}};
+    CHECK(parse_error(j) ==
+          "my.json: static_mw.qk_unit.at.qk_unit.type: config key is not a number parameter");
+  }
+  SECTION("reference values are numbers > 0") {
+    json j = tiny_scaled_table();
+    j["static_mw"]["qk_unit"]["at"]["qk_unit.lanes"] = 0;
+    CHECK(parse_error(j) == "my.json: static_mw.qk_unit.at.qk_unit.lanes: must be > 0, got 0");
+    j["static_mw"]["qk_unit"]["at"]["qk_unit.lanes"] = "64";
+    CHECK(parse_error(j) == "my.json: static_mw.qk_unit.at.qk_unit.lanes: must be a number");
+    j["static_mw"]["qk_unit"]["at"] = json::array({64});
+    CHECK(parse_error(j).rfind("my.json: static_mw.qk_unit.at: must be an object", 0) == 0);
+  }
+  SECTION("by_type: known types of <module>.type, each with mw and source") {
+    json j = tiny_scaled_table();
+    j["static_mw"]["qk_unit"]["by_type"]["bit_paralel"] = {{"mw", 1}, {"source", "x"}};
+    CHECK(parse_error(j) ==
+          "my.json: static_mw.qk_unit.by_type.bit_paralel: not a value of qk_unit.type");
+    j = tiny_scaled_table();
+    j["static_mw"]["qk_unit"]["by_type"]["bit_parallel"].erase("source");
+    CHECK(parse_error(j).rfind("my.json: static_mw.qk_unit.by_type.bit_parallel.source: missing", 0) == 0);
+    j = tiny_scaled_table();
+    j["static_mw"]["sram"]["by_type"] = {{"x", {{"mw", 1}, {"source", "x"}}}};
+    CHECK(parse_error(j) == "my.json: static_mw.sram.by_type: the config has no choice sram.type");
+  }
+  SECTION("a key that is not a number in the resolved config") {
+    const TechTable t = TechTable::parse(tiny_scaled_table(), "tiny.json");
+    EnergyContext ctx = tiny_context();
+    ctx.config = resolved();
+    ctx.config["qk_unit"]["lanes"] = "wide";
+    CHECK(static_error(t, ctx, "qk_unit") ==
+          "tiny: static_mw.qk_unit.at.qk_unit.lanes: qk_unit.lanes must be a number in the config, "
+          "got \"wide\"");
+    CHECK_THROWS_WITH(compute_energy(t, tiny_activity(), ctx),
+                      Catch::Contains("static_mw.qk_unit.at.qk_unit.lanes"));
+    ctx.config["qk_unit"]["lanes"] = json::array({64});
+    CHECK(static_error(t, ctx, "qk_unit") ==
+          "tiny: static_mw.qk_unit.at.qk_unit.lanes: qk_unit.lanes must be a number in the config, "
+          "got [64]");
+  }
+  SECTION("a key missing from the config (hand-built table or config)") {
+    TechTable t = TechTable::parse(tiny_scaled_table(), "tiny.json");
+    t.static_scaling["sram"].at["sram.size"] = 1;
+    EnergyContext ctx = tiny_context();
+    ctx.config = resolved();
+    CHECK(static_error(t, ctx, "sram") ==
+          "tiny: static_mw.sram.at.sram.size: sram.size is not a key of the config");
+    ctx.config.erase("qk_unit");
+    CHECK(static_error(t, ctx, "qk_unit") ==
+          "tiny: static_mw.qk_unit.by_type: qk_unit.type is not a key of the config");
+  }
+  SECTION("a scaled entry without a config") {
+    const TechTable t = TechTable::parse(tiny_scaled_table(), "tiny.json");
+    const EnergyContext ctx = tiny_context();  // config left null
+    CHECK(static_error(t, ctx, "qk_unit") ==
+          "tiny: static_mw.qk_unit.by_type: needs qk_unit.type, but the energy model was given no config");
+    CHECK(static_error(t, ctx, "reuse_buffer").find("needs reuse_buffer.bits_per_entry") != std::string::npos);
+    CHECK(static_error(t, ctx, "dram") == "(no error)");  // fixed entries need no config
   }
 }

@@ -140,7 +140,7 @@ TEST_CASE("pattern names round-trip and unknown names are rejected") {
   CHECK_THROWS_AS(parse_head_pattern("sparse"), std::invalid_argument);
 }
 
-TEST_CASE("same options give identical bytes; another seed gives other bytes") {
+TEST_CASE("same options give identical bytes, another seed gives other bytes") {
   TempDir dir;
   SynthOptions o = small_options();
   write_synthetic_trace(o, dir.file("a.safetensors"));
@@ -387,7 +387,7 @@ TEST_CASE("I8 traces: one scale per layer and tensor in the metadata, close to t
         std::strtod(t.metadata().at("scale.0.q").c_str(), nullptr));
 }
 
-TEST_CASE("attnsim trace synth writes a trace; info describes it, as text and JSON") {
+TEST_CASE("attnsim trace synth writes a trace, info describes it as text and JSON") {
   TempDir dir;
   const std::string path = dir.file("cli.safetensors");
   CliResult r = run_trace({"trace", "synth", "--out", path, "--layers", "3", "--heads", "2",
@@ -439,7 +439,7 @@ TEST_CASE("attnsim trace synth writes a trace; info describes it, as text and JS
   CHECK(j.at("metadata").at("source") == "attnsim trace synth");
 }
 
-TEST_CASE("attnsim trace help texts; synth defaults come from SynthOptions") {
+TEST_CASE("attnsim trace help texts, synth defaults come from SynthOptions") {
   CliResult r = run_trace({"trace", "--help"});
   CHECK(r.code == 0);
   CHECK(r.out.find("synth") != std::string::npos);

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Benchmark: a BERT-base-shaped synthetic trace (12 layers, 12 heads, N = 512, d = 64),
+# the dense bit-parallel baseline and LATTE. Prints wall seconds, simulated cycles per
+# second and peak RSS of each run, the bare arithmetic's time, and LATTE's simulated
+# speedup and energy reduction over the baseline.
+# Targets on the 2-core machine: dense < 5 s wall and < 1 GiB RSS; LATTE < 10 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh
+out=results/bench
+mkdir -p "$out"
+trace=$out/bert-base.safetensors
+[ -f "$trace" ] || build/attnsim trace synth --out "$trace" --layers 12 --heads 12 --tokens 512 \
+  --head-dim 64 --seed 7 --model bert-base-shaped >/dev/null
+
+run() {  # name, config, extra args...
+  local name=$1 config=$2
+  shift 2
+  /usr/bin/time -v -o "$out/$name.time" build/attnsim run --config "$config" --trace "$trace" \
+    --out "$out/$name.json" -q "$@"
+  local rss wall cps
+  rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$out/$name.time")
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$out/$name.time")
+  cps=$(/usr/bin/python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print('%.3g' % s['sim']['cycles_per_second'])" "$out/$name.json")
+  printf "%-24s wall %-8s  peak RSS %6.1f MiB  %s simulated cycles/s\n" "$name" "$wall" "$(awk -v r="$rss" 'BEGIN {print r / 1024}')" "$cps"
+}
+
+echo "trace: $trace (12 layers x 12 heads, N = 512, d = 64)"
+run dense configs/dense-baseline.json
+run dense-no-quality configs/dense-baseline.json --set quality.enabled=false
+run latte configs/latte.json
+build/attnsim kernel --trace "$trace"
+echo
+build/attnsim compare "$out/dense.json" "$out/latte.json"

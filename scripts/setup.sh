@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages attnsim needs. Idempotent; prints nothing when all is there.
+set -euo pipefail
+packages=(
+  g++ cmake make pkg-config             # toolchain
+  libsystemc-dev                        # SystemC 2.3.4 kernel
+  libboost-dev libboost-program-options-dev
+  nlohmann-json3-dev catch2             # JSON, tests (Catch2 v2)
+  python3-numpy python3-matplotlib      # reference model, plots (/usr/bin/python3)
+  time                                  # /usr/bin/time -v for the benchmark's peak RSS
+)
+missing=()
+for p in "${packages[@]}"; do
+  [[ "$p" == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,172 @@
+// The attnsim command line as a user drives it: exit codes, one-line errors naming the
+// file and the JSON path or tensor, no partial output file, byte-identical stats.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+Result attnsim(const std::string& args) {
+  const std::string cmd = std::string(ATTNSIM_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+fs::path scratch() {
+  const fs::path dir = fs::temp_directory_path() / ("attnsim_cli_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string write(const fs::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+const std::string kDemo = std::string(ATTNSIM_SOURCE_DIR) + "/workloads/demo.safetensors";
+
+// A small trace so that whole runs take milliseconds.
+std::string small_trace() {
+  const fs::path t = scratch() / "small.safetensors";
+  const Result r = attnsim("trace synth --out " + t.string() + " --layers 2 --heads 2 --tokens 48 --head-dim 16 --seed 3");
+  REQUIRE(r.code == 0);
+  return t.string();
+}
+
+int count_lines(const std::string& s) {
+  int lines = 0;
+  for (char c : s) lines += c == '\n';
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("a bad config value fails with one line naming the file and the path, and no output") {
+  const fs::path dir = scratch();
+  const std::string cfg = write(dir / "bad.json", R"({"schema": "attnsim.config/1", "qk_unit": {"lanes": 0}})");
+  const fs::path out = dir / "stats.json";
+  const Result r = attnsim("run --config " + cfg + " --trace " + small_trace() + " --out " + out.string());
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + cfg + ": qk_unit.lanes: must be >= 1, got 0\n");
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("an unknown key gets a did-you-mean") {
+  const fs::path dir = scratch();
+  const std::string cfg = write(dir / "typo.json", R"({"schema": "attnsim.config/1", "qk_unit": {"lanse": 8}})");
+  const Result r = attnsim("run --config " + cfg + " --trace " + small_trace());
+  CHECK(r.code != 0);
+  CHECK(r.out.find("qk_unit.lanse: unknown key (did you mean 'lanes'?)") != std::string::npos);
+  CHECK(count_lines(r.out) == 1);
+}
+
+TEST_CASE("a bad trace fails with one line naming the file, and no output") {
+  const fs::path dir = scratch();
+  const std::string bad = write(dir / "junk.safetensors", "not a safetensors file at all");
+  const fs::path out = dir / "stats.json";
+  const Result r = attnsim("run --trace " + bad + " --out " + out.string());
+  CHECK(r.code != 0);
+  CHECK(r.out.find(bad) != std::string::npos);
+  CHECK(count_lines(r.out) == 1);
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("a per-head list that does not fit the trace names the config path") {
+  const fs::path dir = scratch();
+  const std::string cfg =
+      write(dir / "heads.json", R"({"schema": "attnsim.config/1", "comparator": {"gamma": [0.1, 0.2, 0.3]}})");
+  const Result r = attnsim("run --config " + cfg + " --trace " + small_trace());
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + cfg + ": comparator.gamma: has 3 values, the trace has 2 heads\n");
+}
+
+TEST_CASE("an SRAM too small for one head is a config error") {
+  const Result r = attnsim("run --trace " + small_trace() + " --set sram.capacity_kib=1");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("sram.capacity_kib: too small for one head's Q, K and V of layer 0") != std::string::npos);
+}
+
+TEST_CASE("missing --trace and unknown options are usage errors") {
+  CHECK(attnsim("run").code != 0);
+  CHECK(attnsim("run --trace x --bogus").code != 0);
+  CHECK(attnsim("frobnicate").code != 0);
+  CHECK(attnsim("--version").out.rfind("attnsim ", 0) == 0);
+  CHECK(attnsim("run --help").code == 0);
+}
+
+TEST_CASE("the same inputs give byte-identical stats apart from sim") {
+  const fs::path dir = scratch();
+  const std::string trace = small_trace();
+  const fs::path a = dir / "a.json", b = dir / "b.json";
+  REQUIRE(attnsim("run -q --threads 1 --trace " + trace + " --out " + a.string()).code == 0);
+  REQUIRE(attnsim("run -q --threads 2 --trace " + trace + " --out " + b.string()).code == 0);
+  nlohmann::json ja, jb;
+  std::ifstream(a) >> ja;
+  std::ifstream(b) >> jb;
+  ja.erase("sim");
+  jb.erase("sim");
+  CHECK(ja.dump() == jb.dump());
+}
+
+TEST_CASE("stats carry every key SEMANTICS section 7 requires") {
+  const fs::path out = scratch() / "s.json";
+  REQUIRE(attnsim("run -q --trace " + kDemo + " --out " + out.string()).code == 0);
+  nlohmann::json s;
+  std::ifstream(out) >> s;
+  CHECK(s["schema"] == "attnsim.stats/1");
+  CHECK(s["config"]["qk_unit"]["mode"] == "latte");
+  CHECK(s["trace"]["sha256"].get<std::string>().size() == 64);
+  CHECK(s["cycles"]["total"].get<uint64_t>() > 0);
+  for (const char* m : {"dram", "sram", "qk_unit", "comparator", "reuse_buffer", "softmax", "av_unit"}) {
+    CHECK(s["cycles"]["by_module"][m].contains("busy"));
+    CHECK(s["cycles"]["by_module"][m].contains("stall"));
+    CHECK(s["energy_pj"]["by_module"][m].contains("dynamic"));
+    CHECK(s["energy_pj"]["by_module"][m].contains("static"));
+    CHECK(s["counters"].contains(m));
+  }
+  for (const char* k : {"candidate_keys", "filtered_keys", "filtered_ratio", "exact_ratio"}) {
+    CHECK(s["filter"].contains(k));
+    CHECK(s["filter"]["by_layer"][0]["by_head"][0].contains(k));
+  }
+  CHECK(s["filter"]["by_layer"].size() == 4);
+  CHECK(s["filter"]["by_layer"][0]["by_head"].size() == 4);
+  CHECK(s["quality"].contains("rel_error"));
+  CHECK(s["quality"].contains("mass_recall"));
+  CHECK(s["quality"].contains("quant_error"));  // the demo trace is F16
+  CHECK(s["sim"].contains("wall_seconds"));
+  CHECK(s["sim"].contains("cycles_per_second"));
+  // energy total is the sum of the modules' parts
+  double sum = 0;
+  for (const auto& [m, e] : s["energy_pj"]["by_module"].items()) sum += e["dynamic"].get<double>() + e["static"].get<double>();
+  CHECK(s["energy_pj"]["total"].get<double>() == Approx(sum).epsilon(1e-12));
+}
+
+TEST_CASE("compare prints speedup and energy reduction against the first run") {
+  const fs::path dir = scratch();
+  const std::string trace = small_trace();
+  REQUIRE(attnsim("run -q --trace " + trace + " --out " + (dir / "x.json").string()).code == 0);
+  const Result r = attnsim("compare " + (dir / "x.json").string() + " " + (dir / "x.json").string());
+  CHECK(r.code == 0);
+  CHECK(r.out.find("1.00x") != std::string::npos);
+}
