@@ -18,8 +18,10 @@ namespace {
 
 // One layer, one head, N = M = 4, d = 4. Every tensor holds a value of magnitude 127, so
 // the quantization scale is exactly 1 and the quantized values are the numbers below.
-std::string write_tiny_trace(bool causal) {
-  const std::vector<float> q = {127, 0, -3, 5, 2, -127, 1, 0, 10, 20, 30, 40, -5, -6, 7, 8};
+// `q_unit` scales the queries (and so scale_q) without changing their quantized values.
+std::string write_tiny_trace(bool causal, float q_unit = 1.0f) {
+  std::vector<float> q = {127, 0, -3, 5, 2, -127, 1, 0, 10, 20, 30, 40, -5, -6, 7, 8};
+  for (float& x : q) x *= q_unit;
   const std::vector<float> k = {1, 2, 3, 127, -4, 5, -6, 7, 8, -9, 10, -11, 0, 0, 0, 1};
   const std::vector<float> v = {127, 1, 2, 3, 4, 5, 6, 7, -8, 9, -10, 11, 12, 13, 14, 15};
   SafetensorsWriter w;
@@ -44,9 +46,9 @@ std::vector<std::string> tiny_machine(const std::string& qk_type) {
           "av_unit.macs_per_cycle=8", "av_unit.latency_cycles=1", "av_unit.output_bits=8"};
 }
 
-nlohmann::json run(const std::vector<std::string>& sets, bool causal = false) {
+nlohmann::json run(const std::vector<std::string>& sets, bool causal = false, float q_unit = 1.0f) {
   const Config c = resolve_config(json{{"schema", kConfigSchema}}, "test.json", sets);
-  return run_simulation(c, write_tiny_trace(causal), 1).stats;
+  return run_simulation(c, write_tiny_trace(causal, q_unit), 1).stats;
 }
 
 }  // namespace
@@ -186,4 +188,34 @@ TEST_CASE("a row longer than the reuse buffer is processed in segments") {
   // The comparator (ceil(2/64) + 1 = 2 cycles) hides behind the next segment's pass 1
   // (ceil(2/2)*4 = 4 cycles) except after the head's last segment.
   CHECK(s["cycles"]["by_module"]["qk_unit"]["stall"] == 2);
+}
+
+TEST_CASE("a tiny gamma keeps every key and then the output equals dense") {
+  std::vector<std::string> sets = tiny_machine("bit_serial");
+  sets[1] = "qk_unit.mode=\"latte\"";
+  // With q scaled by 1/128 (scale_q = 1/128, the same quantized values), gamma = 1e-30 gives
+  // T = floor(69.08 * 2 * 128) = 17684, above every row's largest gap (5440, see below).
+  sets.push_back("comparator.gamma=1e-30");
+  const nlohmann::json s = run(sets, false, 1.0f / 128);
+  CHECK(s["filter"]["filtered_keys"] == 0);
+  CHECK(s["filter"]["exact_ratio"].get<double>() == 1.0);
+  CHECK(s["quality"]["rel_error"].get<double>() == 0.0);
+  CHECK(s["quality"]["mass_recall"].get<double>() == Approx(1.0).epsilon(1e-12));
+  // Every key takes P + (B-P) = B planes, as in dense bit-serial.
+  CHECK(s["counters"]["qk_unit"]["bitplane_ops"] == 4 * 4 * 8);
+}
+
+TEST_CASE("a gamma whose margin lies below every gap keeps only the row maxima") {
+  // d = 4 and scales 1: T = floor(-ln(0.0001) * sqrt(4) / 1) = floor(18.42) = 18.
+  std::vector<std::string> base = tiny_machine("bit_serial");
+  base[1] = "qk_unit.mode=\"latte\"";
+  std::vector<std::string> with_gamma = base;
+  with_gamma.push_back("comparator.gamma=0.0001");
+  nlohmann::json a = run(with_gamma);
+  // Row gaps (max e - e): q0 {0, 2544, 640, 560},
+  // q1 {2032, 2080, 0, 2032}, q2 {0, 5120, 5440, 4480}, q3 {0, 928, 928, 896}: a margin of
+  // 18 keeps only the maxima, exactly as margin 0 does.
+  CHECK(a["filter"]["filtered_keys"] == 12);
+  CHECK(a["cycles"]["by_module"]["qk_unit"]["busy"] == 48);
+  CHECK(a["cycles"]["total"] == 87);
 }

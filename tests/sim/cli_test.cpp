@@ -1,5 +1,8 @@
 // The attnsim command line as a user drives it: exit codes, one-line errors naming the
 // file and the JSON path or tensor, no partial output file, byte-identical stats.
+#include "arch/qk_math.h"
+#include "workloads/trace.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -21,7 +24,7 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
-Result attnsim(const std::string& args) {
+Result run_cli(const std::string& args) {
   const std::string cmd = std::string(ATTNSIM_BINARY) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -49,7 +52,7 @@ const std::string kDemo = std::string(ATTNSIM_SOURCE_DIR) + "/workloads/demo.saf
 // A small trace so that whole runs take milliseconds.
 std::string small_trace() {
   const fs::path t = scratch() / "small.safetensors";
-  const Result r = attnsim("trace synth --out " + t.string() + " --layers 2 --heads 2 --tokens 48 --head-dim 16 --seed 3");
+  const Result r = run_cli("trace synth --out " + t.string() + " --layers 2 --heads 2 --tokens 48 --head-dim 16 --seed 3");
   REQUIRE(r.code == 0);
   return t.string();
 }
@@ -66,7 +69,7 @@ TEST_CASE("a bad config value fails with one line naming the file and the path, 
   const fs::path dir = scratch();
   const std::string cfg = write(dir / "bad.json", R"({"schema": "attnsim.config/1", "qk_unit": {"lanes": 0}})");
   const fs::path out = dir / "stats.json";
-  const Result r = attnsim("run --config " + cfg + " --trace " + small_trace() + " --out " + out.string());
+  const Result r = run_cli("run --config " + cfg + " --trace " + small_trace() + " --out " + out.string());
   CHECK(r.code != 0);
   CHECK(r.out == "attnsim: " + cfg + ": qk_unit.lanes: must be >= 1, got 0\n");
   CHECK_FALSE(fs::exists(out));
@@ -75,7 +78,7 @@ TEST_CASE("a bad config value fails with one line naming the file and the path, 
 TEST_CASE("an unknown key gets a did-you-mean") {
   const fs::path dir = scratch();
   const std::string cfg = write(dir / "typo.json", R"({"schema": "attnsim.config/1", "qk_unit": {"lanse": 8}})");
-  const Result r = attnsim("run --config " + cfg + " --trace " + small_trace());
+  const Result r = run_cli("run --config " + cfg + " --trace " + small_trace());
   CHECK(r.code != 0);
   CHECK(r.out.find("qk_unit.lanse: unknown key (did you mean 'lanes'?)") != std::string::npos);
   CHECK(count_lines(r.out) == 1);
@@ -85,7 +88,7 @@ TEST_CASE("a bad trace fails with one line naming the file, and no output") {
   const fs::path dir = scratch();
   const std::string bad = write(dir / "junk.safetensors", "not a safetensors file at all");
   const fs::path out = dir / "stats.json";
-  const Result r = attnsim("run --trace " + bad + " --out " + out.string());
+  const Result r = run_cli("run --trace " + bad + " --out " + out.string());
   CHECK(r.code != 0);
   CHECK(r.out.find(bad) != std::string::npos);
   CHECK(count_lines(r.out) == 1);
@@ -96,31 +99,31 @@ TEST_CASE("a per-head list that does not fit the trace names the config path") {
   const fs::path dir = scratch();
   const std::string cfg =
       write(dir / "heads.json", R"({"schema": "attnsim.config/1", "comparator": {"gamma": [0.1, 0.2, 0.3]}})");
-  const Result r = attnsim("run --config " + cfg + " --trace " + small_trace());
+  const Result r = run_cli("run --config " + cfg + " --trace " + small_trace());
   CHECK(r.code != 0);
   CHECK(r.out == "attnsim: " + cfg + ": comparator.gamma: has 3 values, the trace has 2 heads\n");
 }
 
 TEST_CASE("an SRAM too small for one head is a config error") {
-  const Result r = attnsim("run --trace " + small_trace() + " --set sram.capacity_kib=1");
+  const Result r = run_cli("run --trace " + small_trace() + " --set sram.capacity_kib=1");
   CHECK(r.code != 0);
   CHECK(r.out.find("sram.capacity_kib: too small for one head's Q, K and V of layer 0") != std::string::npos);
 }
 
 TEST_CASE("missing --trace and unknown options are usage errors") {
-  CHECK(attnsim("run").code != 0);
-  CHECK(attnsim("run --trace x --bogus").code != 0);
-  CHECK(attnsim("frobnicate").code != 0);
-  CHECK(attnsim("--version").out.rfind("attnsim ", 0) == 0);
-  CHECK(attnsim("run --help").code == 0);
+  CHECK(run_cli("run").code != 0);
+  CHECK(run_cli("run --trace x --bogus").code != 0);
+  CHECK(run_cli("frobnicate").code != 0);
+  CHECK(run_cli("--version").out.rfind("attnsim ", 0) == 0);
+  CHECK(run_cli("run --help").code == 0);
 }
 
 TEST_CASE("the same inputs give byte-identical stats apart from sim") {
   const fs::path dir = scratch();
   const std::string trace = small_trace();
   const fs::path a = dir / "a.json", b = dir / "b.json";
-  REQUIRE(attnsim("run -q --threads 1 --trace " + trace + " --out " + a.string()).code == 0);
-  REQUIRE(attnsim("run -q --threads 2 --trace " + trace + " --out " + b.string()).code == 0);
+  REQUIRE(run_cli("run -q --threads 1 --trace " + trace + " --out " + a.string()).code == 0);
+  REQUIRE(run_cli("run -q --threads 2 --trace " + trace + " --out " + b.string()).code == 0);
   nlohmann::json ja, jb;
   std::ifstream(a) >> ja;
   std::ifstream(b) >> jb;
@@ -131,7 +134,7 @@ TEST_CASE("the same inputs give byte-identical stats apart from sim") {
 
 TEST_CASE("stats carry every key SEMANTICS section 7 requires") {
   const fs::path out = scratch() / "s.json";
-  REQUIRE(attnsim("run -q --trace " + kDemo + " --out " + out.string()).code == 0);
+  REQUIRE(run_cli("run -q --trace " + kDemo + " --out " + out.string()).code == 0);
   nlohmann::json s;
   std::ifstream(out) >> s;
   CHECK(s["schema"] == "attnsim.stats/1");
@@ -165,8 +168,33 @@ TEST_CASE("stats carry every key SEMANTICS section 7 requires") {
 TEST_CASE("compare prints speedup and energy reduction against the first run") {
   const fs::path dir = scratch();
   const std::string trace = small_trace();
-  REQUIRE(attnsim("run -q --trace " + trace + " --out " + (dir / "x.json").string()).code == 0);
-  const Result r = attnsim("compare " + (dir / "x.json").string() + " " + (dir / "x.json").string());
+  REQUIRE(run_cli("run -q --trace " + trace + " --out " + (dir / "x.json").string()).code == 0);
+  const Result r = run_cli("compare " + (dir / "x.json").string() + " " + (dir / "x.json").string());
   CHECK(r.code == 0);
   CHECK(r.out.find("1.00x") != std::string::npos);
+}
+
+TEST_CASE("gamma and the per-head margins it maps to give identical filtering") {
+  // T_h = floor(-ln(gamma) * sqrt(d) / (scale_q * scale_k)) with each head's own scales.
+  const attnsim::Trace trace(kDemo);
+  nlohmann::json margins = nlohmann::json::array();
+  for (int l = 0; l < trace.layers(); ++l) {
+    const attnsim::LayerView v = trace.layer(l, 8);
+    nlohmann::json row = nlohmann::json::array();
+    for (const auto& h : v.head) row.push_back(attnsim::qk::latte_margin(0.02, v.d, h.scale_q, h.scale_k));
+    margins.push_back(row);
+  }
+  const fs::path dir = scratch();
+  const std::string with_margin = write(
+      dir / "margin.json",
+      nlohmann::json{{"schema", "attnsim.config/1"}, {"comparator", {{"margin", margins}}}}.dump());
+  const fs::path a = dir / "gamma.json", b = dir / "margin_stats.json";
+  REQUIRE(run_cli("run -q --trace " + kDemo + " --set comparator.gamma=0.02 --out " + a.string()).code == 0);
+  REQUIRE(run_cli("run -q --config " + with_margin + " --trace " + kDemo + " --out " + b.string()).code == 0);
+  nlohmann::json ja, jb;
+  std::ifstream(a) >> ja;
+  std::ifstream(b) >> jb;
+  CHECK(ja["filter"].dump() == jb["filter"].dump());
+  CHECK(ja["cycles"].dump() == jb["cycles"].dump());
+  CHECK(ja["filter"]["filtered_keys"].get<uint64_t>() > 0);
 }
