@@ -6,26 +6,21 @@
 
 namespace attnsim {
 
-Dma::Dma(sc_core::sc_module_name name, int layers, int bits, DramChannel& dram, SramBuffers& sram,
-         sc_core::sc_semaphore& free_slots, LayerBarrier& barrier, LayerLoader load_layer,
-         HeadPreparer prepare_head)
+Dma::Dma(sc_core::sc_module_name name, int bits, DramChannel& dram, SramBuffers& sram,
+         sc_core::sc_semaphore& free_slots, HeadPreparer prepare_head)
     : sc_module(name),
-      layers_(layers),
       bits_(bits),
       dram_(dram),
       sram_(sram),
       free_slots_(free_slots),
-      barrier_(barrier),
-      load_layer_(std::move(load_layer)),
       prepare_head_(std::move(prepare_head)) {
   SC_HAS_PROCESS(Dma);
   SC_THREAD(run);
 }
 
 void Dma::run() {
-  for (int l = 0; l < layers_; ++l) {
-    while (barrier_.completed < l) sc_core::wait(barrier_.advanced);
-    std::shared_ptr<const LayerContext> layer = load_layer_(l);
+  while (true) {
+    std::shared_ptr<const LayerContext> layer = layer_in->read();
     const int heads = layer->view.heads;
     for (int h = 0; h < heads; ++h) {
       const Cycles before_slot = now_cycles();
@@ -34,7 +29,6 @@ void Dma::run() {
 
       std::shared_ptr<HeadWork> work = prepare_head_(layer, h);
       work->last_head_of_layer = (h == heads - 1);
-      work->last_head_of_run = work->last_head_of_layer && (l == layers_ - 1);
       load_head(*work);
 
       const Cycles before_push = now_cycles();

@@ -2,11 +2,11 @@
 // DMA: loads each head's Q, K and V from DRAM into an SRAM slot (part of module `dram`
 // in the stats).
 //
-// What it does: layer by layer, head by head: waits for a free SRAM slot, loads the
+// What it does: takes a layer from the layer scheduler (when the layer's inputs are
+// ready: after the previous layer's last output row landed, and after the layer's QKV
+// projection in encoder scope), then head by head waits for a free SRAM slot, loads the
 // head's Q, K and V (B bits per element) through the DRAM channel in bursts of
-// dram.burst_bytes, then hands the head to the QK unit. Layer l+1 starts only after the
-// last output row of layer l has been written back (its Q/K/V depend on layer l's
-// output through the projections).
+// dram.burst_bytes, and hands the head to the QK unit.
 //
 // Timing rule: head bytes = ceil((N + 2M) * d * B / 8); each burst is reserved on the
 // channel in turn (DramChannel's rule) and the head is ready dram.latency_cycles after
@@ -22,7 +22,7 @@
 
 namespace attnsim {
 
-// Completion of layers, signalled by the write-back, awaited by the DMA.
+// Completion of layers' attention, signalled by the write-back, awaited by the scheduler.
 struct LayerBarrier {
   int completed = 0;
   sc_core::sc_event advanced;
@@ -35,26 +35,23 @@ inline uint64_t head_bits(int n, int m, int d, int bits) {
 
 class Dma : public sc_core::sc_module {
  public:
-  using LayerLoader = std::function<std::shared_ptr<const LayerContext>(int layer)>;
+  // Runs the functional model of one head (sim/functional.h).
   using HeadPreparer = std::function<std::shared_ptr<HeadWork>(std::shared_ptr<const LayerContext>, int head)>;
 
+  sc_core::sc_fifo_in<std::shared_ptr<const LayerContext>> layer_in;
   sc_core::sc_fifo_out<std::shared_ptr<HeadWork>> head_out;
 
-  Dma(sc_core::sc_module_name name, int layers, int bits, DramChannel& dram, SramBuffers& sram,
-      sc_core::sc_semaphore& free_slots, LayerBarrier& barrier, LayerLoader load_layer,
-      HeadPreparer prepare_head);
+  Dma(sc_core::sc_module_name name, int bits, DramChannel& dram, SramBuffers& sram,
+      sc_core::sc_semaphore& free_slots, HeadPreparer prepare_head);
 
  private:
   void run();
   void load_head(const HeadWork& work);
 
-  int layers_;
   int bits_;
   DramChannel& dram_;
   SramBuffers& sram_;
   sc_core::sc_semaphore& free_slots_;
-  LayerBarrier& barrier_;
-  LayerLoader load_layer_;
   HeadPreparer prepare_head_;
 };
 

@@ -8,6 +8,7 @@
 // softmax, weighted_sum) on real data, in parallel over rows, and keeps per row only
 // what the timing needs (RowOutcome). The SystemC units then advance time by the cycles
 // their rules give for those outcomes. RowData is the functional model's per-row scratch.
+#include "workloads/skim_types.h"
 #include "workloads/trace.h"
 
 #include <systemc>
@@ -21,10 +22,17 @@ namespace attnsim {
 
 // One layer in flight, with the per-head comparator thresholds resolved for it.
 struct LayerContext {
-  LayerView view;
+  LayerView view;               // the active tokens of the layer (all of them without skimming)
   bool causal = false;
   std::vector<int64_t> margin;  // LATTE integer margin T_h per head
   std::vector<int64_t> theta;   // LeOPArd threshold theta_h per head
+  // With skimming, the unreduced layer: the quality reference is exact attention over
+  // all its keys (SEMANTICS §7). Null when the layer is not reduced.
+  std::shared_ptr<const LayerView> full;
+  skim::TokenMap map;           // the active tokens as mixes of the original ones (skimming)
+  // FCA: head-mean attention probabilities over the active tokens, n x n, accumulated by
+  // the functional model (each row written by one thread, heads one after another).
+  std::shared_ptr<std::vector<double>> abar;
 };
 
 // Cycles and action counts of one row in the QK unit, its comparator and its reuse
@@ -59,7 +67,8 @@ struct RowOutcome {
   uint32_t survivors = 0;
   uint64_t exact_scored = 0;
   QkRowCost qk;
-  // quality (zero when quality is off)
+  // quality (zero when quality is off, or for a coarse FCA token, which has no reference)
+  bool measured = false;
   double err_sq = 0, ref_sq = 0, mass = 0, qerr_sq = 0, qref_sq = 0;
 };
 
@@ -67,11 +76,11 @@ struct HeadWork {
   std::shared_ptr<const LayerContext> layer;
   int head = 0;
   bool last_head_of_layer = false;
-  bool last_head_of_run = false;
   // Functional helpers derived once per head (not hardware state):
   // (k_msb and v_deq are freed once the functional model has run.)
   std::vector<int16_t> k_msb;  // K truncated to its P most significant planes (LATTE)
   std::vector<double> v_deq;   // dequantized V, M x d
+  std::vector<double> full_v_deq;  // dequantized V of the unreduced layer (skimming, quality)
   bool wide = false;           // accumulate in int64 (large B*d)
   double score_scale = 1.0;    // scale_q*scale_k/sqrt(d): integer score -> logit
 

@@ -166,6 +166,9 @@ struct SkimControllerParams {
   std::string source;
   json keep;
   int groups;
+  std::string predictor_unit;  // "dedicated" | "gemm_engine"
+  int macs_per_cycle;          // the dedicated unit's MAC array
+  int tokens_per_cycle;        // compaction / selection throughput
   static SectionSpec spec() {
     ParamSpec keep;
     keep.name = "keep";
@@ -178,11 +181,19 @@ struct SkimControllerParams {
             {choice_param("mode", "off", {"off", "transkimmer", "fca"}, "Skimming mechanism."),
              choice_param("source", "trace", {"trace", "predictor"},
                           "Transkimmer keep masks: from the trace, or computed by the predictor MLP."),
-             keep, int_param("groups", 5, "", "FCA: number of coarse groups C.", 1)}};
+             keep, int_param("groups", 5, "", "FCA: number of coarse groups C.", 1),
+             choice_param("predictor_unit", "dedicated", {"dedicated", "gemm_engine"},
+                          "Transkimmer predictor MLP: on the controller's own MAC array, or as two GEMM jobs on the GEMM engine."),
+             int_param("macs_per_cycle", 64, "MACs/cycle",
+                       "The controller's own MAC array (predictor MLP, FCA pooling of hidden states).", 1),
+             int_param("tokens_per_cycle", 8, "tokens/cycle",
+                       "Tokens the controller compacts, forwards or ranks per cycle.", 1)}};
   }
   static SkimControllerParams from(const json& s) {
-    return {s.at("mode").get<std::string>(), s.at("source").get<std::string>(), s.at("keep"),
-            s.at("groups").get<int>()};
+    return {s.at("mode").get<std::string>(),           s.at("source").get<std::string>(),
+            s.at("keep"),                              s.at("groups").get<int>(),
+            s.at("predictor_unit").get<std::string>(), s.at("macs_per_cycle").get<int>(),
+            s.at("tokens_per_cycle").get<int>()};
   }
 };
 
@@ -209,6 +220,26 @@ struct GemmEngineParams {
   static GemmEngineParams from(const json& s) {
     return {s.at("rows").get<int>(),       s.at("cols").get<int>(),       s.at("dataflow").get<std::string>(),
             s.at("sram_kib").get<int>(),   s.at("input_bits").get<int>(), s.at("output_bits").get<int>()};
+  }
+};
+
+// ---- model: what a layer consists of ---------------------------------------------------
+struct ModelParams {
+  std::string scope;  // "attention" | "encoder"
+  int d_model;        // 0: from the trace
+  int d_ff;           // 0: 4 x d_model
+  int hidden_bits;    // width of a hidden-state element moved by the skim controller
+  static SectionSpec spec() {
+    return {"model", "What each layer of the trace stands for.",
+            {choice_param("scope", "attention", {"attention", "encoder"},
+                          "attention: the attention datapath only; encoder: a whole encoder layer (QKV projection, attention, output projection, FFN on the GEMM engine)."),
+             int_param("d_model", 0, "", "Model width D; 0: metadata d_model of the trace, else heads x d.", 0),
+             int_param("d_ff", 0, "", "FFN width; 0: metadata d_ff of the trace, else 4 x D.", 0),
+             int_param("hidden_bits", 16, "bits", "Width of a hidden-state element (skim forwarding and pooling traffic).", 1, 64)}};
+  }
+  static ModelParams from(const json& s) {
+    return {s.at("scope").get<std::string>(), s.at("d_model").get<int>(), s.at("d_ff").get<int>(),
+            s.at("hidden_bits").get<int>()};
   }
 };
 

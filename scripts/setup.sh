@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev catch2             # JSON, tests (Catch2 v2)
   python3-numpy python3-matplotlib      # reference model, plots (/usr/bin/python3)
   time                                  # /usr/bin/time -v for the benchmark's peak RSS
+  parallel                              # GNU parallel: sweep job files (tests/sweep)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -3,17 +3,19 @@
 #include "arch/av_unit.h"
 #include "arch/dma.h"
 #include "arch/dram.h"
+#include "arch/gemm_engine.h"
 #include "arch/kernel_time.h"
-#include "arch/qk_math.h"
 #include "arch/qk_unit.h"
+#include "arch/skim_controller.h"
 #include "arch/softmax_unit.h"
 #include "arch/sram.h"
 #include "arch/writeback.h"
 #include "sim/functional.h"
+#include "sim/layer_plan.h"
+#include "sim/layer_scheduler.h"
 
 #include <systemc>
 
-#include <cmath>
 #include <sstream>
 
 namespace attnsim {
@@ -22,38 +24,6 @@ namespace {
 
 [[noreturn]] void config_error(const Config& c, const std::string& path, const std::string& rule) {
   throw ConfigError(c.origin + ": " + path + ": " + rule);
-}
-
-int64_t resolve_margin(const Config& c, const Trace& trace, int l, int h, const HeadData& head, int d) {
-  const int layers = trace.layers(), heads = trace.shape(l).heads;
-  if (!c.comparator.margin.is_null())
-    return static_cast<int64_t>(
-        per_head_value(c.comparator.margin, l, h, layers, heads, c.origin, "comparator.margin"));
-  const double gamma = per_head_value(c.comparator.gamma, l, h, layers, heads, c.origin, "comparator.gamma");
-  return qk::latte_margin(gamma, d, head.scale_q, head.scale_k);
-}
-
-std::shared_ptr<const LayerContext> load_layer(const Config& c, const Trace& trace, Metrics& metrics, int l) {
-  auto ctx = std::make_shared<LayerContext>();
-  ctx->view = trace.layer(l, c.qk_unit.bits);
-  ctx->causal = trace.causal();
-  const LayerView& v = ctx->view;
-  for (int h = 0; h < v.heads; ++h) {
-    ctx->margin.push_back(resolve_margin(c, trace, l, h, v.head[h], v.d));
-    ctx->theta.push_back(static_cast<int64_t>(per_head_value(
-        c.comparator.theta, l, h, trace.layers(), v.heads, c.origin, "comparator.theta")));
-  }
-  metrics.begin_layer(l, v.heads, v.n, v.m, ctx->causal);
-  return ctx;
-}
-
-std::shared_ptr<HeadWork> prepare_head(const Config& c, int threads,
-                                       std::shared_ptr<const LayerContext> layer, int h) {
-  auto w = std::make_shared<HeadWork>();
-  w->layer = std::move(layer);
-  w->head = h;
-  compute_head(FunctionalSetup{QkSetup{c.qk_unit, c.comparator, c.reuse_buffer}, c.quality.enabled, threads}, *w);
-  return w;
 }
 
 // Progress: a sink wrapper that reports every ~0.5% of the rows.
@@ -74,12 +44,33 @@ class ProgressSink : public RowSink {
   uint64_t step_;
 };
 
+void check_skim_fits_trace(const Config& c, const Trace& trace) {
+  const std::string& mode = c.skim_controller.mode;
+  if (mode == "off") return;
+  for (int l = 1; l < trace.layers(); ++l)
+    if (trace.shape(l).n != trace.shape(0).n || trace.shape(l).m != trace.shape(l).n)
+      config_error(c, "skim_controller.mode",
+                   "skimming needs self-attention layers with the same token count (layer " +
+                       std::to_string(l) + " differs)");
+  if (mode == "fca" && trace.causal())
+    config_error(c, "skim_controller.mode", "fca needs a bidirectional trace: coarse tokens have no causal position");
+  if (mode != "transkimmer") return;
+  for (int l = 0; l < trace.layers(); ++l) {
+    const std::string layer = "layers." + std::to_string(l) + ".";
+    if (c.skim_controller.source == "trace" && !trace.file().has(layer + "skim_keep"))
+      config_error(c, "skim_controller.source",
+                   "\"trace\" needs " + layer + "skim_keep in " + trace.path() + ", which has none");
+    if (c.skim_controller.source == "predictor" && (!trace.has_predictor(l) || !trace.has_hidden(l)))
+      config_error(c, "skim_controller.source",
+                   "\"predictor\" needs " + layer + "hidden and " + layer + "skim_predictor.* in " +
+                       trace.path());
+  }
+}
+
 }  // namespace
 
 void check_config_fits_trace(const Config& c, const Trace& trace) {
-  if (c.skim_controller.mode != "off")
-    config_error(c, "skim_controller.mode",
-                 "\"" + c.skim_controller.mode + "\" is not implemented in this version (only \"off\")");
+  check_skim_fits_trace(c, trace);
   const SramBuffers sram(c.sram);
   for (int l = 0; l < trace.layers(); ++l) {
     const LayerShape& s = trace.shape(l);
@@ -97,6 +88,24 @@ void check_config_fits_trace(const Config& c, const Trace& trace) {
         per_head_value(c.comparator.margin, l, h, trace.layers(), s.heads, c.origin, "comparator.margin");
     }
   }
+  const json& keep = c.skim_controller.keep;
+  if (c.skim_controller.mode == "fca" && keep.is_array()) {
+    if (static_cast<int>(keep.size()) != trace.layers())
+      config_error(c, "skim_controller.keep",
+                   "has " + std::to_string(keep.size()) + " values, the trace has " +
+                       std::to_string(trace.layers()) + " layers");
+    for (size_t l = 0; l < keep.size(); ++l)
+      if (!keep[l].is_number_integer())
+        config_error(c, "skim_controller.keep[" + std::to_string(l) + "]",
+                     "a list gives R_l, a token count: must be an integer, got " + keep[l].dump());
+  }
+  if (c.skim_controller.mode == "fca" && keep.is_number() && keep.get<double>() > 1.0)
+    config_error(c, "skim_controller.keep",
+                 "a single number is the fraction of each layer's tokens kept: must be <= 1, got " + keep.dump());
+  if (c.model.scope == "encoder") {
+    resolve_d_model(c, trace);  // a bad metadata value is an error before the run
+    resolve_d_ff(c, trace);
+  }
 }
 
 SimOutcome simulate(const Config& c, const Trace& trace, Metrics& metrics, int threads,
@@ -113,24 +122,74 @@ SimOutcome simulate(const Config& c, const Trace& trace, Metrics& metrics, int t
     slots = std::min(slots, sram.slots_for(head_bits(s.n, s.m, s.d, c.qk_unit.bits)));
   }
 
+  std::exception_ptr error;
   DramChannel dram(c.dram);
   LayerBarrier barrier;
   sc_core::sc_semaphore free_slots("free_slots", slots);
   ProgressSink sink(metrics, total_rows, on_progress);
+  LayerPlanner planner(c, trace, metrics);
   const int depth = c.pipeline.fifo_depth;
+  const bool encoder = c.model.scope == "encoder";
+  const bool skimming = c.skim_controller.mode != "off";
+  const bool predictor_on_gemm = c.skim_controller.predictor_unit == "gemm_engine";
 
+  sc_core::sc_fifo<std::shared_ptr<const LayerContext>> layers("layers", 1);
   sc_core::sc_fifo<std::shared_ptr<HeadWork>> heads("heads", slots);
   sc_core::sc_fifo<RowToken> scored("scored", depth), normalized("normalized", depth),
       outputs("outputs", depth);
+  sc_core::sc_fifo<GemmJob> gemm_jobs("gemm_jobs", 1), gemm_done("gemm_done", 1);
+  sc_core::sc_fifo<SkimJob> skim_jobs("skim_jobs", 1), skim_done("skim_done", 1);
 
-  Dma dma("dma", trace.layers(), c.qk_unit.bits, dram, sram, free_slots, barrier,
-          [&](int l) { return load_layer(c, trace, metrics, l); },
-          [&](std::shared_ptr<const LayerContext> layer, int h) { return prepare_head(c, threads, std::move(layer), h); });
-  QkUnit qk("qk_unit", QkSetup{c.qk_unit, c.comparator, c.reuse_buffer}, sram);
+  const FunctionalSetup functional{QkSetup{c.qk_unit, c.comparator, c.reuse_buffer}, c.quality.enabled, threads};
+  Dma dma("dma", c.qk_unit.bits, dram, sram, free_slots,
+          [&](std::shared_ptr<const LayerContext> layer, int h) {
+            auto w = std::make_shared<HeadWork>();
+            w->layer = std::move(layer);
+            w->head = h;
+            compute_head(functional, *w);
+            return w;
+          });
+  QkUnit qk("qk_unit", functional.qk, sram);
   SoftmaxUnit softmax("softmax", c.softmax);
   AvUnit av("av_unit", c.av_unit, c.qk_unit.bits, sram, free_slots);
   Writeback writeback("writeback", c.av_unit.output_bits, dram, barrier, sink);
+  GemmEngine gemm("gemm_engine", c.gemm_engine, c.dram);
+  SkimController skim("skim_controller", c.skim_controller, c.model.hidden_bits, dram);
 
+  // Every present module's activity so far, in SEMANTICS §7 order. The GEMM engine's
+  // operand traffic is added to the dram and sram counters (its buffer is costed like
+  // the Q/K/V buffers' banks; its DRAM channel is its own, so it adds no dram busy).
+  const auto collect = [&]() {
+    std::vector<ModuleActivity> m;
+    ModuleActivity d = dram.activity(), s = sram.activity();
+    if (encoder) {
+      d.counters[0].second += gemm.dram_read_bits();
+      d.counters[1].second += gemm.dram_write_bits();
+      s.counters[0].second += ceil_div(gemm.sram_read_bits(), c.sram.width_bits);
+      s.counters[1].second += ceil_div(gemm.sram_write_bits(), c.sram.width_bits);
+    }
+    m.push_back(d);
+    m.push_back(s);
+    m.push_back(qk.activity());
+    if (qk.has_comparator()) m.push_back(qk.comparator_activity());
+    if (qk.has_reuse_buffer()) m.push_back(qk.reuse_buffer_activity());
+    m.push_back(softmax.activity());
+    m.push_back(av.activity());
+    if (skimming) m.push_back(skim.activity());
+    if (encoder || (skimming && predictor_on_gemm)) m.push_back(gemm.activity());
+    return m;
+  };
+  SimOutcome out;
+  out.d_model = planner.d_model();
+  out.d_ff = planner.d_ff();
+  LayerScheduler scheduler("scheduler", trace.layers(), encoder, predictor_on_gemm, planner, barrier,
+                           [&](int l, Cycles start, Cycles end) {
+                             out.layers.push_back({start, end, planner.active_tokens().at(l), collect()});
+                           },
+                           error);
+
+  scheduler.layer_out(layers);
+  dma.layer_in(layers);
   dma.head_out(heads);
   qk.head_in(heads);
   qk.row_out(scored);
@@ -139,20 +198,22 @@ SimOutcome simulate(const Config& c, const Trace& trace, Metrics& metrics, int t
   av.row_in(normalized);
   av.row_out(outputs);
   writeback.row_in(outputs);
+  scheduler.gemm_out(gemm_jobs);
+  gemm.job_in(gemm_jobs);
+  gemm.done(gemm_done);
+  scheduler.gemm_done(gemm_done);
+  scheduler.skim_out(skim_jobs);
+  skim.job_in(skim_jobs);
+  skim.done(skim_done);
+  scheduler.skim_done(skim_done);
 
-  sc_core::sc_start();  // runs until no event is left: the last write has landed
+  sc_core::sc_start();  // runs until no event is left: the last layer's last step is done
+  if (error) std::rethrow_exception(error);
 
-  SimOutcome out;
   out.total = now_cycles();
-  out.modules.push_back(dram.activity());
-  out.modules.push_back(sram.activity());
-  out.modules.push_back(qk.activity());
-  if (qk.has_comparator()) out.modules.push_back(qk.comparator_activity());
-  if (qk.has_reuse_buffer()) out.modules.push_back(qk.reuse_buffer_activity());
-  out.modules.push_back(softmax.activity());
-  out.modules.push_back(av.activity());
-  if (metrics.rows_done() != total_rows)
-    throw std::logic_error("simulation ended with rows in flight (internal error)");
+  out.modules = collect();
+  if (out.layers.size() != static_cast<size_t>(trace.layers()))
+    throw std::logic_error("simulation ended before every layer finished (internal error)");
   return out;
 }
 

@@ -2,10 +2,12 @@
 // The top level: builds the units from a resolved config, wires them with bounded FIFOs,
 // runs the SystemC kernel over a whole trace and returns what the units report.
 //
-//   Trace ─► DMA ══(heads)══► QK unit [comparator, reuse buffer] ══(rows)══► softmax
-//              ▲                                                               ║
-//              └── layer barrier ◄── write-back ◄══(rows)══ AV unit ◄══(rows)══╝
-//   DMA and write-back share the DRAM channel; Q/K/V live in the SRAM slots.
+//   layer scheduler ─(layers)─► DMA ══(heads)══► QK unit [comparator, reuse buffer]
+//     │   ▲    ▲ │                                        ══(rows)══► softmax ══► AV unit
+//     │   │    │ └─(skim jobs)─► skim controller                                 ║
+//     │   │    └─(GEMM jobs)──► GEMM engine                                       ║
+//     │   └──── layer barrier ◄── write-back ◄════════════(rows)══════════════════╝
+//   DMA, write-back and skim forwarding share the DRAM channel; Q/K/V live in SRAM slots.
 //
 // One Accelerator per process (SystemC elaborates one design per process).
 #include "sim/activity.h"
@@ -21,9 +23,18 @@
 
 namespace attnsim {
 
+// One layer's span and the modules' cumulative activity when it ended.
+struct LayerRecord {
+  Cycles start{0}, end{0};
+  int active_tokens = 0;   // queries the layer processed
+  std::vector<ModuleActivity> modules_at_end;
+};
+
 struct SimOutcome {
   Cycles total{0};
   std::vector<ModuleActivity> modules;  // in SEMANTICS §7 order, present units only
+  std::vector<LayerRecord> layers;
+  int d_model = 0, d_ff = 0;
 };
 
 // Checks the config against the trace before anything runs (per-head value shapes,

@@ -11,5 +11,8 @@ int cmd_calibrate(int argc, char** argv);
 int cmd_compare(int argc, char** argv); // sim/cli_compare.cpp: runs side by side
 int cmd_kernel(int argc, char** argv);  // sim/cli_kernel.cpp: bare arithmetic, for benchmarks
 int cmd_gemm(int argc, char** argv);    // sim/cli_gemm.cpp: GEMM engine cycles of one GEMM
+int cmd_sweep(int argc, char** argv);   // sim/cli_sweep.cpp: design-space sweeps (docs/sweeps.md)
+int cmd_report(int argc, char** argv);  // sim/cli_sweep.cpp: sorted table and Pareto front of a sweep
+int cmd_merge(int argc, char** argv);   // sim/cli_sweep.cpp: summary.csv from whatever points finished
 
 }  // namespace attnsim

@@ -137,6 +137,9 @@ po::options_description synth_options(SynthArgs& a) {
       ("entropy-target", po::value<double>(&o.entropy_target)->default_value(defaults.entropy_target),
        "if > 0: per head, scale q so the mean row entropy is this fraction (0..1) of its "
        "maximum (log M; causal: mean of log(i+1))")
+      ("skim-keep", po::value<double>(&o.skim_keep)->default_value(defaults.skim_keep),
+       "if > 0: write cumulative Transkimmer keep masks layers.{l}.skim_keep keeping about "
+       "skim-keep^l of the tokens at layer l (token 0 always)")
       ("model", po::value<std::string>(&o.model)->default_value(defaults.model),
        "metadata 'model'")
       ("help,h", "show this help");

@@ -368,6 +368,7 @@ Config config_from_resolved(json resolved, const std::string& origin) {
   c.av_unit = AvUnitParams::from(resolved.at("av_unit"));
   c.skim_controller = SkimControllerParams::from(resolved.at("skim_controller"));
   c.gemm_engine = GemmEngineParams::from(resolved.at("gemm_engine"));
+  c.model = ModelParams::from(resolved.at("model"));
   c.pipeline = PipelineParams::from(resolved.at("pipeline"));
   c.energy = EnergyParams::from(resolved.at("energy"));
   c.quality = QualityParams::from(resolved.at("quality"));
@@ -451,7 +452,8 @@ const std::vector<SectionSpec>& config_schema() {
       top_level_section(),          DramParams::spec(),         SramParams::spec(),
       QkUnitParams::spec(),         ComparatorParams::spec(),   ReuseBufferParams::spec(),
       SoftmaxParams::spec(),        AvUnitParams::spec(),       SkimControllerParams::spec(),
-      GemmEngineParams::spec(),     PipelineParams::spec(),     EnergyParams::spec(),
+      GemmEngineParams::spec(),     ModelParams::spec(),        PipelineParams::spec(),
+      EnergyParams::spec(),
       QualityParams::spec()};
   return schema;
 }

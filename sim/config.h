@@ -33,6 +33,7 @@ struct Config {
   AvUnitParams av_unit;
   SkimControllerParams skim_controller;
   GemmEngineParams gemm_engine;
+  ModelParams model;
   PipelineParams pipeline;
   EnergyParams energy;
   QualityParams quality;

@@ -58,8 +58,9 @@ double sram_access_pj(const TechTable& t, double kib, int width_bits);
 // The storage geometry the derived primitives depend on, and the resolved config the
 // static power scales with.
 struct EnergyContext {
-  // Defaults: the default config's geometry (1024 KiB / 32 banks x 128 bit; 4096 x 32 bit
-  // / 16 banks); the run fills these from the config (energy_context in sim/stats.cpp).
+  // Defaults: the default config's geometry (1024 KiB / 64 banks x 128 bit; two segments of
+  // 4096 x 32 bit / 16 banks); the run fills these from the config (energy_context in
+  // sim/stats.cpp).
   double sram_bank_kib = 16;        // capacity of one SRAM bank
   int sram_width_bits = 128;
   double reuse_bank_kib = 2;        // capacity of one reuse-buffer bank (two segments)

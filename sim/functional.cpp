@@ -3,6 +3,8 @@
 #include "arch/attention_math.h"
 #include "arch/qk_math.h"
 
+#include "arch/qk_unit.h"
+
 #include <algorithm>
 #include <cmath>
 #include <thread>
@@ -22,6 +24,21 @@ void derive_helpers(const FunctionalSetup& s, HeadWork& w) {
   }
   w.v_deq.resize(data.v.size());
   for (size_t i = 0; i < data.v.size(); ++i) w.v_deq[i] = data.v[i] * data.scale_v;
+  if (s.quality && w.layer->full) {
+    const HeadData& full = w.layer->full->head[w.head];
+    w.full_v_deq.resize(full.v.size());
+    for (size_t i = 0; i < full.v.size(); ++i) w.full_v_deq[i] = full.v[i] * full.scale_v;
+  }
+}
+
+// FCA scores come from the head-mean probabilities the accelerator computed (filtered
+// keys count 0). Each row is written by one thread; heads run one after another.
+void accumulate_abar(const HeadWork& w, const RowData& row) {
+  std::vector<double>& abar = *w.layer->abar;
+  const size_t n = static_cast<size_t>(w.n());
+  const double share = 1.0 / w.layer->view.heads;
+  double* out = abar.data() + static_cast<size_t>(row.row) * n;
+  for (size_t j = 0; j < row.survivor_ids.size(); ++j) out[row.survivor_ids[j]] += share * row.probs[j];
 }
 
 void compute_rows(const FunctionalSetup& s, HeadWork& w, int begin, int end) {
@@ -48,7 +65,13 @@ void compute_rows(const FunctionalSetup& s, HeadWork& w, int begin, int end) {
     row.out.resize(d);
     attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
                        row.out.data());
-    if (s.quality) measure_row_quality(w, row, out, scratch);
+    if (w.layer->abar) accumulate_abar(w, row);
+    if (s.quality) {
+      if (w.layer->full)
+        measure_reduced_row_quality(w, row, out, scratch);
+      else
+        measure_row_quality(w, row, out, scratch);
+    }
   }
 }
 
@@ -69,10 +92,69 @@ void compute_head(const FunctionalSetup& s, HeadWork& w) {
   }
   std::vector<int16_t>().swap(w.k_msb);
   std::vector<double>().swap(w.v_deq);
+  std::vector<double>().swap(w.full_v_deq);
+}
+
+namespace {
+
+// Attention of one query on the trace's floats, in double: the quant_error reference.
+void float_attention(const HeadData& data, int query, int keys, int d, double* logits, double* probs,
+                     double* out) {
+  const float* q = data.q_float.data() + static_cast<size_t>(query) * d;
+  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
+  for (int j = 0; j < keys; ++j)
+    logits[j] = attn::dot_f64(q, data.k_float.data() + static_cast<size_t>(j) * d, d) * inv_sqrt_d;
+  attn::softmax_real(logits, keys, probs);
+  std::fill(out, out + d, 0.0);
+  for (int j = 0; j < keys; ++j) attn::axpy_f64(probs[j], data.v_float.data() + static_cast<size_t>(j) * d, d, out);
+}
+
+}  // namespace
+
+// A reduced layer (skimming): the reference is exact attention of the query's original
+// token over every key of the unreduced layer; a survivor's exact probability is that of
+// its original key, or for a coarse (FCA) key the sum over the originals it pools.
+void measure_reduced_row_quality(const HeadWork& w, const RowData& row, RowOutcome& out,
+                                 std::vector<double>& scratch) {
+  const LayerContext& layer = *w.layer;
+  const int query = layer.view.original[row.row];
+  if (query < 0) return;  // a coarse token has no reference
+  const LayerView& full = *layer.full;
+  const HeadData& fh = full.head[w.head];
+  const int d = full.d;
+  const int keys = candidate_count(query, full.m, layer.causal);
+  scratch.resize(3 * static_cast<size_t>(keys) + 2 * d);
+  double* probs = scratch.data();
+  double* exact_out = probs + keys;
+  std::vector<int64_t> scores(keys);
+  std::vector<int32_t> ids(keys);
+  const bool wide = w.wide;
+  for (int j = 0; j < keys; ++j) {
+    ids[j] = j;
+    scores[j] = qk::dot(fh.q.data() + static_cast<size_t>(query) * d, fh.k.data() + static_cast<size_t>(j) * d, d, wide);
+  }
+  attn::softmax(scores.data(), keys, fh.scale_q * fh.scale_k / std::sqrt(static_cast<double>(d)), probs);
+  attn::weighted_sum(probs, ids.data(), keys, w.full_v_deq.data(), d, exact_out);
+  out.measured = true;
+  out.err_sq = attn::squared_distance(row.out.data(), exact_out, d);
+  out.ref_sq = attn::squared_norm(exact_out, d);
+  double mass = 0;
+  for (int32_t id : row.survivor_ids)
+    for (const auto& part : layer.map[id].parts)
+      if (part.first < keys) mass += probs[part.first];
+  out.mass = mass;
+  if (fh.q_float.empty()) return;
+  double* logits = exact_out + d;
+  double* float_probs = logits + keys;
+  std::vector<double> float_out(d);
+  float_attention(fh, query, keys, d, logits, float_probs, float_out.data());
+  out.qerr_sq = attn::squared_distance(exact_out, float_out.data(), d);
+  out.qref_sq = attn::squared_norm(float_out.data(), d);
 }
 
 void measure_row_quality(const HeadWork& w, const RowData& row, RowOutcome& out,
                          std::vector<double>& scratch) {
+  out.measured = true;
   const int d = w.d();
   const int n = static_cast<int>(row.candidates.size());
   const bool all_survive = row.survivor_ids.size() == row.candidates.size();

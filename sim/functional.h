@@ -26,4 +26,10 @@ void compute_head(const FunctionalSetup& setup, HeadWork& work);
 void measure_row_quality(const HeadWork& work, const RowData& row, RowOutcome& out,
                          std::vector<double>& scratch);
 
+// The same for a row of a layer reduced by skimming (LayerContext::full is set): the
+// query's original token against every key of the unreduced layer; coarse tokens are
+// not measured (RowOutcome::measured stays false).
+void measure_reduced_row_quality(const HeadWork& work, const RowData& row, RowOutcome& out,
+                                 std::vector<double>& scratch);
+
 }  // namespace attnsim

@@ -20,7 +20,10 @@ void print_usage(std::ostream& os) {
         "  calibrate    find per-head LATTE gammas for a target filtered_ratio or rel_error\n"
         "  compare      compare stats files side by side (speedup, energy reduction)\n"
         "  kernel       time the bare arithmetic of dense attention on a trace (benchmarks)\n"
-        "  gemm         cycles of the GEMM engine for one GEMM (compare with SCALE-Sim)\n\n"
+        "  gemm         cycles of the GEMM engine for one GEMM (compare with SCALE-Sim)\n"
+        "  sweep        run a design-space sweep (points in parallel, resumable) or emit its jobs\n"
+        "  report       print a sweep's points sorted by a metric and its Pareto front\n"
+        "  merge        build a sweep's summary.csv from whatever points finished\n\n"
         "  attnsim <command> --help   options of a command\n"
         "  attnsim --version\n";
 }
@@ -51,6 +54,9 @@ int main(int argc, char** argv) {
   if (command == "compare") return attnsim::cmd_compare(argc - 1, argv + 1);
   if (command == "kernel") return attnsim::cmd_kernel(argc - 1, argv + 1);
   if (command == "gemm") return attnsim::cmd_gemm(argc - 1, argv + 1);
+  if (command == "sweep") return attnsim::cmd_sweep(argc - 1, argv + 1);
+  if (command == "report") return attnsim::cmd_report(argc - 1, argv + 1);
+  if (command == "merge") return attnsim::cmd_merge(argc - 1, argv + 1);
   std::cerr << "attnsim: unknown command '" << command << "' (try attnsim --help)\n";
   return 2;
 }

@@ -11,7 +11,7 @@ double ratio(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : static_cast<double>
 double HeadMetrics::filtered_ratio() const { return ratio(filtered_keys, candidate_keys); }
 double HeadMetrics::exact_ratio() const { return ratio(exact_keys, visible_keys); }
 double HeadMetrics::rel_error() const { return ref_sq == 0 ? 0.0 : std::sqrt(err_sq / ref_sq); }
-double HeadMetrics::mass_recall() const { return rows == 0 ? 0.0 : mass_sum / rows; }
+double HeadMetrics::mass_recall() const { return quality_rows == 0 ? 0.0 : mass_sum / quality_rows; }
 double HeadMetrics::quant_error() const { return qref_sq == 0 ? 0.0 : std::sqrt(qerr_sq / qref_sq); }
 
 void Metrics::begin_layer(int layer, int heads, int n, int m, bool causal) {
@@ -35,7 +35,8 @@ void Metrics::row_done(const HeadWork& w, int row) {
   m.exact_keys += o.exact_scored;
   ++m.rows;
   ++rows_done_;
-  if (!quality_) return;
+  if (!quality_ || !o.measured) return;
+  ++m.quality_rows;
   m.err_sq += o.err_sq;
   m.ref_sq += o.ref_sq;
   m.mass_sum += o.mass;

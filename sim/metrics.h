@@ -16,7 +16,8 @@ struct HeadMetrics {
   uint64_t filtered_keys = 0;
   uint64_t exact_keys = 0;    // keys scored exactly
   uint64_t visible_keys = 0;  // keys the queries of the unreduced layer may see
-  uint64_t rows = 0;
+  uint64_t rows = 0;          // rows processed (active queries)
+  uint64_t quality_rows = 0;  // rows with a quality reference (not coarse FCA tokens)
   double err_sq = 0, ref_sq = 0;     // ||O_approx - O_exact||^2, ||O_exact||^2
   double mass_sum = 0;               // sum over rows of the survivors' exact probability
   double qerr_sq = 0, qref_sq = 0;   // ||O_exact - O_float||^2, ||O_float||^2

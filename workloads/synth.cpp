@@ -131,6 +131,8 @@ void validate(const SynthOptions& o) {
   require(o.head_dim >= 1 && o.head_dim <= kMaxHeadDim,
           "head-dim must be in 1.." + std::to_string(kMaxHeadDim) + " (got " +
               std::to_string(o.head_dim) + ")");
+  require(o.skim_keep >= 0.0 && o.skim_keep <= 1.0,
+          "skim-keep must be in [0, 1] (0: no masks)");
   const int64_t elements = int64_t{o.heads} * o.tokens * o.head_dim;
   require(elements <= kMaxTensorElements,
           "heads x tokens x head-dim = " + std::to_string(elements) + " exceeds the limit of " +
@@ -499,6 +501,21 @@ const char* head_pattern_name(HeadPattern p) {
   return "?";
 }
 
+// Cumulative keep masks (SynthOptions::skim_keep): one uniform draw per token, kept at
+// layer l while it stays below skim_keep^l.
+void add_skim_masks(SafetensorsWriter& w, const SynthOptions& o) {
+  Rng rng(o.seed ^ 0x5eedc0deULL);
+  std::vector<double> u(o.tokens);
+  for (double& x : u) x = rng.uniform();
+  for (int l = 0; l < o.layers; ++l) {
+    const double threshold = std::pow(o.skim_keep, l);
+    std::vector<float> keep(o.tokens);
+    for (int t = 0; t < o.tokens; ++t) keep[t] = (t == 0 || u[t] < threshold) ? 1.0f : 0.0f;
+    w.add_float("layers." + std::to_string(l) + ".skim_keep", DType::U8, {o.tokens}, keep);
+  }
+  w.set_metadata("synth.skim_keep", format_double(o.skim_keep));
+}
+
 void write_synthetic_trace(const SynthOptions& o, const std::string& path) {
   validate(o);
   const std::vector<HeadPattern> patterns = effective_patterns(o);
@@ -522,6 +539,7 @@ void write_synthetic_trace(const SynthOptions& o, const std::string& path) {
     add_layer_tensor(w, o, l, "v", v);
     w.set_metadata("synth.q_scale." + std::to_string(l), q_scales);
   }
+  if (o.skim_keep > 0.0) add_skim_masks(w, o);
   w.set_metadata("model", o.model);
   w.set_metadata("source", "attnsim trace synth");
   w.set_metadata("causal", o.causal ? "true" : "false");

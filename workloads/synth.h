@@ -32,6 +32,10 @@ struct SynthOptions {
   // When > 0: per head, the temperature is searched so that the mean row entropy of
   // the attention, in nats, is this fraction of log(N) (0..1).
   double entropy_target = 0.0;
+  // When > 0: Transkimmer keep masks layers.{l}.skim_keep, cumulative: token t (t > 0)
+  // draws u_t in [0, 1) once and is kept at layer l iff u_t < skim_keep^l, so layer 0
+  // keeps every token and layer l about skim_keep^l of them. Token 0 is always kept.
+  double skim_keep = 0.0;
   std::string model = "synthetic";
 };
 

@@ -9,7 +9,9 @@
 #include <cstring>
 #include <set>
 #include <sstream>
+#include <numeric>
 #include <stdexcept>
+#include <tuple>
 
 namespace attnsim {
 
@@ -17,7 +19,11 @@ namespace {
 
 const char* const kKnownLayerTensors =
     "known per-layer tensors: q, k, v, skim_keep, tree.{h}.w, tree.{h}.b, lsh.{h}.proj, "
-    "performer.{h}.w, skim_predictor.*";
+    "performer.{h}.w, hidden, skim_predictor.{ln1,fc1,ln2,fc2}.{weight,bias}";
+
+// The predictor's eight tensors, all or none per layer (docs/skimming.md).
+const char* const kPredictorParts[] = {"ln1.weight", "ln1.bias", "fc1.weight", "fc1.bias",
+                                       "ln2.weight", "ln2.bias", "fc2.weight", "fc2.bias"};
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw TraceError(path + ": " + what);
@@ -78,9 +84,9 @@ bool parse_positive_scale(const std::string& s, double* out) {
 // One per-layer tensor name taken apart: layers.{layer}.{kind}[.{head}.{part}].
 struct LayerTensorName {
   int layer = -1;
-  std::string kind;   // q, k, v, skim_keep, tree, lsh, performer, skim_predictor
+  std::string kind;   // q, k, v, skim_keep, hidden, tree, lsh, performer, skim_predictor
   int head = -1;      // for tree / lsh / performer
-  std::string part;   // w, b, proj
+  std::string part;   // w, b, proj; for skim_predictor e.g. "fc1.weight"
 };
 
 // Returns false for names under `layers.` that match nothing we know.
@@ -88,8 +94,15 @@ bool parse_layer_tensor_name(const std::string& name, LayerTensorName* out) {
   std::vector<std::string> p = split_dots(name);
   if (p.size() < 3 || p[0] != "layers" || !parse_index(p[1], &out->layer)) return false;
   out->kind = p[2];
-  if (p.size() == 3) return p[2] == "q" || p[2] == "k" || p[2] == "v" || p[2] == "skim_keep";
-  if (p[2] == "skim_predictor") return true;  // reserved; any sub-name
+  if (p.size() == 3)
+    return p[2] == "q" || p[2] == "k" || p[2] == "v" || p[2] == "skim_keep" || p[2] == "hidden";
+  if (p[2] == "skim_predictor") {
+    if (p.size() != 5) return false;
+    out->part = p[3] + "." + p[4];
+    for (const char* known : kPredictorParts)
+      if (out->part == known) return true;
+    return false;
+  }
   if (p.size() != 5 || !parse_index(p[3], &out->head)) return false;
   out->part = p[4];
   if (p[2] == "tree") return p[4] == "w" || p[4] == "b";
@@ -118,6 +131,7 @@ class TraceValidator {
     std::vector<LayerShape> shapes;
     for (int l = 0; l <= max_layer; ++l) shapes.push_back(check_qkv(l, causal));
     for (const auto& opt : optional_) check_optional(opt.first, opt.second, shapes);
+    for (int l : predictor_layers_) check_predictor(l);
     return shapes;
   }
 
@@ -132,8 +146,9 @@ class TraceValidator {
       if (!parse_layer_tensor_name(name, &parsed))
         fail(path_, name, std::string("unknown tensor (") + kKnownLayerTensors + ")");
       max_layer = std::max(max_layer, parsed.layer);
-      if (parsed.kind != "q" && parsed.kind != "k" && parsed.kind != "v" &&
-          parsed.kind != "skim_predictor")
+      if (parsed.kind == "skim_predictor")
+        predictor_layers_.insert(parsed.layer);
+      else if (parsed.kind != "q" && parsed.kind != "k" && parsed.kind != "v")
         optional_.emplace_back(name, parsed);
     }
     return max_layer;
@@ -223,6 +238,10 @@ class TraceValidator {
       expect(t, DType::U8, {s.n}, "[N]");
       return;
     }
+    if (p.kind == "hidden") {
+      check_hidden(t, s);
+      return;
+    }
     if (p.head >= s.heads)
       fail(path_, name, "head " + std::to_string(p.head) + " out of range (layer has " +
                             std::to_string(s.heads) + " heads)");
@@ -252,9 +271,48 @@ class TraceValidator {
     expect(f_.info(b_name), DType::F32, {w.shape[0]}, "[2^D-1] (rows of " + w_name + ")");
   }
 
+  // hidden [N, D], D >= 1, F32 / F16 / BF16.
+  void check_hidden(const TensorInfo& t, const LayerShape& s) const {
+    if (t.shape.size() != 2 || t.shape[1] < 1 || t.shape[1] > INT_MAX)
+      fail(path_, t.name, "expected shape [N, D] with D >= 1, got " + shape_text(t.shape));
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
+      fail(path_, t.name, std::string("expected dtype F32, F16 or BF16, got ") + dtype_name(t.dtype));
+    if (t.shape[0] != s.n)
+      fail(path_, t.name, "expected shape [N, D] = [" + std::to_string(s.n) + ", D], got " +
+                              shape_text(t.shape));
+  }
+
+  // All eight predictor tensors, F32, shapes [D] [D] [D,D] [D] [D] [D] [2,D] [2]; D from
+  // ln1.weight, equal to hidden's D when the layer has hidden states.
+  void check_predictor(int l) const {
+    const std::string prefix = layer_tensor(l, "skim_predictor.");
+    std::string present;
+    for (const char* part : kPredictorParts)
+      if (f_.has(prefix + part)) present = prefix + part;
+    for (const char* part : kPredictorParts)
+      if (!f_.has(prefix + part))
+        fail(path_, prefix + part, "missing (" + present + " is present; the skim predictor "
+                                   "needs all eight tensors " + prefix +
+                                   "{ln1,fc1,ln2,fc2}.{weight,bias})");
+    const TensorInfo& ln1 = f_.info(prefix + "ln1.weight");
+    if (ln1.shape.size() != 1 || ln1.shape[0] < 1 || ln1.shape[0] > INT_MAX)
+      fail(path_, ln1.name, "expected shape [D] with D >= 1, got " + shape_text(ln1.shape));
+    const int64_t d = ln1.shape[0];
+    const std::vector<std::vector<int64_t>> shapes = {{d}, {d}, {d, d}, {d}, {d}, {d}, {2, d}, {2}};
+    const char* const docs[] = {"[D]", "[D]", "[D, D]", "[D]", "[D]", "[D]", "[2, D]", "[2]"};
+    for (size_t i = 0; i < shapes.size(); ++i)
+      expect(f_.info(prefix + kPredictorParts[i]), DType::F32, shapes[i],
+             std::string(docs[i]) + " (D from " + ln1.name + ")");
+    const std::string hidden = layer_tensor(l, "hidden");
+    if (f_.has(hidden) && f_.info(hidden).shape[1] != d)
+      fail(path_, ln1.name, "D = " + std::to_string(d) + " differs from " + hidden + " (D = " +
+                                std::to_string(f_.info(hidden).shape[1]) + ")");
+  }
+
   const SafetensorsFile& f_;
   const std::string& path_;
   std::vector<std::pair<std::string, LayerTensorName>> optional_;
+  std::set<int> predictor_layers_;
 };
 
 // round_half_even(clamp(r, -qmax, qmax)) equals clamp(round_half_even(r)) because the
@@ -304,6 +362,12 @@ double max_abs_of(const float* x, size_t n) {
   }
   float m;
   std::memcpy(&m, &max_bits, 4);
+  return m;
+}
+
+double max_abs_of(const double* x, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
   return m;
 }
 
@@ -385,6 +449,83 @@ void load_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
   }
 }
 
+// Row i of the result = sum over map[i].parts of weight x row id of `value` (value(e)
+// gives element e of the source [rows x d] as a double), accumulated in double. The
+// accumulator starts from the first product, so a weight-1 fine token reproduces its
+// row bit for bit (-0.0 included).
+template <typename Value>
+std::vector<double> mix_rows(const skim::TokenMap& map, size_t d, Value value) {
+  std::vector<double> out(map.size() * d);
+  for (size_t i = 0; i < map.size(); ++i) {
+    double* dst = out.data() + i * d;
+    const auto& parts = map[i].parts;
+    for (size_t t = 0; t < d; ++t) {
+      double acc = parts[0].second * value(static_cast<size_t>(parts[0].first) * d + t);
+      for (size_t p = 1; p < parts.size(); ++p)
+        acc += parts[p].second * value(static_cast<size_t>(parts[p].first) * d + t);
+      dst[t] = acc;
+    }
+  }
+  return out;
+}
+
+// The reduced tensor `which` (q, k or v) of every head: rows mixed per `map`, quantized
+// over the reduced tensor (SEMANTICS §2; I8 at bits 8 keeps the metadata scale).
+void load_mixed_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
+                       const LayerShape& s, const skim::TokenMap& map,
+                       std::vector<HeadData>& heads) {
+  const TensorInfo& t = f.info(layer_tensor(l, which));
+  const size_t d = static_cast<size_t>(s.d);
+  const size_t per_head = static_cast<size_t>(t.shape[1]) * d;
+  const size_t out_size = map.size() * d;
+  auto slots = [&](HeadData& h) {
+    if (*which == 'q') return std::make_tuple(&h.q, &h.scale_q, &h.q_float);
+    if (*which == 'k') return std::make_tuple(&h.k, &h.scale_k, &h.k_float);
+    return std::make_tuple(&h.v, &h.scale_v, &h.v_float);
+  };
+
+  if (t.dtype == DType::I8) {
+    const int8_t* raw = reinterpret_cast<const int8_t*>(f.raw(t));
+    const double meta_scale = metadata_scale(f, l, which);
+    for (int h = 0; h < s.heads; ++h) {
+      const int8_t* src = raw + h * per_head;
+      auto dst = slots(heads[h]);
+      if (bits == 8) {
+        // Mixed in the raw integer domain (= dequantized / meta_scale) and rounded half to
+        // even with the metadata scale kept; the int8 range bounds a convex mix, and a
+        // fine token keeps its raw value (-128 included), as layer() does.
+        const std::vector<double> mixed =
+            mix_rows(map, d, [src](size_t e) { return static_cast<double>(src[e]); });
+        std::vector<int16_t>& values = *std::get<0>(dst);
+        values.resize(out_size);
+        for (size_t e = 0; e < out_size; ++e)
+          values[e] = round_half_even_exact(std::min(127.0, std::max(-128.0, mixed[e])));
+        *std::get<1>(dst) = meta_scale;
+      } else {
+        const std::vector<double> mixed = mix_rows(
+            map, d, [src, meta_scale](size_t e) { return src[e] * meta_scale; });
+        Quantized qz = quantize_impl(mixed.data(), out_size, bits, 1.0, [](double v) { return v; });
+        *std::get<0>(dst) = std::move(qz.values);
+        *std::get<1>(dst) = qz.scale;
+      }
+    }
+    return;
+  }
+
+  std::vector<float> floats(per_head);
+  for (int h = 0; h < s.heads; ++h) {
+    f.read_float_into(t, h * per_head, per_head, floats.data());
+    const std::vector<double> mixed =
+        mix_rows(map, d, [&floats](size_t e) { return static_cast<double>(floats[e]); });
+    auto dst = slots(heads[h]);
+    std::vector<float>& out_floats = *std::get<2>(dst);
+    out_floats.assign(mixed.begin(), mixed.end());  // the mixed rows, rounded to float
+    Quantized qz = quantize(out_floats.data(), out_size, bits);
+    *std::get<0>(dst) = std::move(qz.values);
+    *std::get<1>(dst) = qz.scale;
+  }
+}
+
 }  // namespace
 
 Quantized quantize(const float* x, size_t n, int bits) {
@@ -408,13 +549,17 @@ const std::map<std::string, std::string>& Trace::metadata() const { return file_
 
 std::string Trace::sha256() const { return file_->sha256(); }
 
-LayerView Trace::layer(int l, int bits) const {
-  if (l < 0 || l >= layers())
-    fail(path(), "layer " + std::to_string(l) + " out of range (the trace has " +
-                     std::to_string(layers()) + " layers)");
+namespace {
+
+void check_layer_args(const Trace& trace, int l, int bits) {
+  if (l < 0 || l >= trace.layers())
+    fail(trace.path(), "layer " + std::to_string(l) + " out of range (the trace has " +
+                           std::to_string(trace.layers()) + " layers)");
   if (bits < 2 || bits > 16)
     throw std::invalid_argument("quantization bits must be in 2..16, got " + std::to_string(bits));
-  const LayerShape& s = shapes_[l];
+}
+
+LayerView empty_view(int l, const LayerShape& s) {
   LayerView view;
   view.index = l;
   view.heads = s.heads;
@@ -422,19 +567,113 @@ LayerView Trace::layer(int l, int bits) const {
   view.m = s.m;
   view.d = s.d;
   view.head.resize(s.heads);
-  for (const char* which : {"q", "k", "v"}) load_tensor(*file_, l, which, bits, s, view.head);
-
-  const std::string keep = layer_tensor(l, "skim_keep");
-  if (file_->has(keep)) {
-    const TensorInfo& t = file_->info(keep);
-    const uint8_t* raw = file_->raw(t);
-    for (int i = 0; i < s.n; ++i)
-      if (raw[i] > 1)
-        fail(path(), keep, "value " + std::to_string(raw[i]) + " at index " + std::to_string(i) +
-                               " (expected 0 or 1)");
-    view.skim_keep.assign(raw, raw + s.n);
-  }
   return view;
+}
+
+// skim_keep [N] of layer l (0/1 checked), empty when absent.
+std::vector<uint8_t> load_skim_keep(const SafetensorsFile& f, int l, int n) {
+  const std::string keep = layer_tensor(l, "skim_keep");
+  if (!f.has(keep)) return {};
+  const uint8_t* raw = f.raw(f.info(keep));
+  for (int i = 0; i < n; ++i)
+    if (raw[i] > 1)
+      fail(f.path(), keep, "value " + std::to_string(raw[i]) + " at index " + std::to_string(i) +
+                               " (expected 0 or 1)");
+  return std::vector<uint8_t>(raw, raw + n);
+}
+
+// Every token has at least one part, ids in 0..n-1, finite weights.
+void check_token_map(const std::string& path, int l, const skim::TokenMap& tokens, int n) {
+  const std::string q = layer_tensor(l, "q");
+  if (tokens.empty()) fail(path, q, "token map is empty (a layer needs at least one token)");
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i].parts.empty()) fail(path, q, "token map entry " + std::to_string(i) + " has no parts");
+    for (const auto& part : tokens[i].parts) {
+      if (part.first < 0 || part.first >= n)
+        fail(path, q, "token map entry " + std::to_string(i) + ": original id " +
+                          std::to_string(part.first) + " outside 0.." + std::to_string(n - 1));
+      if (!std::isfinite(part.second))
+        fail(path, q, "token map entry " + std::to_string(i) + ": weight is not finite");
+    }
+  }
+}
+
+}  // namespace
+
+LayerView Trace::layer(int l, int bits) const {
+  check_layer_args(*this, l, bits);
+  const LayerShape& s = shapes_[l];
+  LayerView view = empty_view(l, s);
+  for (const char* which : {"q", "k", "v"}) load_tensor(*file_, l, which, bits, s, view.head);
+  view.skim_keep = load_skim_keep(*file_, l, s.n);
+  view.original.resize(s.n);
+  std::iota(view.original.begin(), view.original.end(), 0);
+  return view;
+}
+
+LayerView Trace::layer_mixed(int l, int bits, const skim::TokenMap& tokens) const {
+  check_layer_args(*this, l, bits);
+  const LayerShape& s = shapes_[l];
+  check_token_map(path(), l, tokens, s.n);
+  // Keys are the same tokens as queries (self-attention); a cross-attention layer can
+  // only take the identity (its M keys stay as they are).
+  const bool identity = skim::is_identity(tokens, s.n);
+  if (s.n != s.m && !identity)
+    fail(path(), layer_tensor(l, "k"), "token skimming needs self-attention (N = M), got N = " +
+                                           std::to_string(s.n) + ", M = " + std::to_string(s.m));
+  const skim::TokenMap key_map = s.n == s.m ? tokens : skim::identity_map(s.m);
+  LayerView view = empty_view(l, s);
+  view.n = static_cast<int>(tokens.size());
+  view.m = static_cast<int>(key_map.size());
+  load_mixed_tensor(*file_, l, "q", bits, s, tokens, view.head);
+  load_mixed_tensor(*file_, l, "k", bits, s, key_map, view.head);
+  load_mixed_tensor(*file_, l, "v", bits, s, key_map, view.head);
+  view.skim_keep = load_skim_keep(*file_, l, s.n);
+  view.original.reserve(tokens.size());
+  for (const auto& t : tokens) view.original.push_back(t.original);
+  return view;
+}
+
+bool Trace::has_hidden(int l) const { return file_->has(layer_tensor(l, "hidden")); }
+
+int Trace::hidden_size(int l) const {
+  const std::string name = layer_tensor(l, "hidden");
+  return file_->has(name) ? static_cast<int>(file_->info(name).shape[1]) : 0;
+}
+
+std::vector<float> Trace::hidden_rows(int l, const std::vector<int32_t>& original_ids) const {
+  const std::string name = layer_tensor(l, "hidden");
+  if (!file_->has(name))
+    fail(path(), name, "missing (skim_controller.source = \"predictor\" needs the layer's hidden states)");
+  const TensorInfo& t = file_->info(name);
+  const int64_t n = t.shape[0];
+  const size_t d = static_cast<size_t>(t.shape[1]);
+  std::vector<float> rows(original_ids.size() * d);
+  for (size_t i = 0; i < original_ids.size(); ++i) {
+    const int32_t id = original_ids[i];
+    if (id < 0 || id >= n)
+      fail(path(), name, "row " + std::to_string(id) + " out of range (N = " + std::to_string(n) + ")");
+    file_->read_float_into(t, static_cast<uint64_t>(id) * d, d, rows.data() + i * d);
+  }
+  return rows;
+}
+
+bool Trace::has_predictor(int l) const {
+  return file_->has(layer_tensor(l, "skim_predictor.ln1.weight"));  // all eight or none
+}
+
+skim::PredictorWeights Trace::predictor(int l) const {
+  const std::string prefix = layer_tensor(l, "skim_predictor.");
+  if (!has_predictor(l))
+    fail(path(), prefix + "ln1.weight",
+         "missing (skim_controller.source = \"predictor\" needs the predictor weights " + prefix +
+             "{ln1,fc1,ln2,fc2}.{weight,bias})");
+  skim::PredictorWeights w;
+  w.d_model = static_cast<int>(file_->info(prefix + "ln1.weight").shape[0]);
+  std::vector<float>* slots[] = {&w.ln1_w, &w.ln1_b, &w.fc1_w, &w.fc1_b,
+                                 &w.ln2_w, &w.ln2_b, &w.fc2_w, &w.fc2_b};
+  for (size_t i = 0; i < 8; ++i) *slots[i] = file_->read_float(prefix + kPredictorParts[i]);
+  return w;
 }
 
 std::string describe_trace(const Trace& trace) {

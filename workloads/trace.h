@@ -3,6 +3,7 @@
 // validates the whole header when opened and hands out one layer at a time, quantized
 // per SEMANTICS §2, so at most one layer's tensors are in memory.
 #include "workloads/safetensors.h"
+#include "workloads/skim_types.h"
 
 #include <cstdint>
 #include <memory>
@@ -32,7 +33,9 @@ struct LayerView {
   int index = 0;
   int heads = 0, n = 0, m = 0, d = 0;
   std::vector<HeadData> head;         // [heads]
-  std::vector<uint8_t> skim_keep;     // [n] 0/1, empty when the trace has none
+  std::vector<uint8_t> skim_keep;     // [N] 0/1 over the ORIGINAL tokens, empty when the trace has none
+  // Per active token its original id (identity for layer()), -1 for a coarse token.
+  std::vector<int32_t> original;
 };
 
 struct LayerShape {
@@ -60,6 +63,30 @@ class Trace {
   // Loads layer `l` quantized to `bits` (I8 tensors used as they are when bits = 8, with
   // the metadata scales). Throws TraceError naming the tensor on NaN/Inf.
   LayerView layer(int l, int bits) const;
+
+  // A reduced layer (token skimming, docs/skimming.md): active token i has q, k and v rows
+  // = sum over tokens[i].parts of weight x the original row, accumulated in double from
+  // the trace's float values (rounded to float: q_float etc. hold the mixed rows), or for
+  // I8 traces from the dequantized values; then quantized per SEMANTICS §2 over the
+  // reduced tensors. I8 at bits 8 keeps the metadata scales: rows are
+  // round_half_even(mix of the raw int8 values), so a fine token keeps its raw values.
+  // n = m = tokens.size(); skim_keep stays over the original tokens. With
+  // identity_map(N) the result equals layer(l, bits). Needs N = M unless the map is the
+  // identity. Throws TraceError (bad map, NaN/Inf) or std::invalid_argument (bits).
+  LayerView layer_mixed(int l, int bits, const skim::TokenMap& tokens) const;
+
+  // Optional layers.{l}.hidden [N, D]: the layer's input hidden states of the original
+  // tokens (Transkimmer predictor input).
+  bool has_hidden(int l) const;
+  int hidden_size(int l) const;  // D of layers.{l}.hidden, 0 when absent
+  // Rows original_ids of layers.{l}.hidden as floats, [ids.size()][D] row-major; reads
+  // only those rows. Throws TraceError when absent or an id is outside 0..N-1.
+  std::vector<float> hidden_rows(int l, const std::vector<int32_t>& original_ids) const;
+
+  // Optional predictor weights layers.{l}.skim_predictor.{ln1,fc1,ln2,fc2}.{weight,bias}
+  // (all eight or none, F32). Throws TraceError when absent.
+  bool has_predictor(int l) const;
+  skim::PredictorWeights predictor(int l) const;
 
  private:
   std::unique_ptr<SafetensorsFile> file_;

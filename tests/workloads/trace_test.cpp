@@ -8,6 +8,7 @@
 #include <cfenv>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <iostream>
 #include <limits>
 
@@ -72,6 +73,26 @@ std::string write_i8_trace(const TempDir& dir, const std::string& name,
 }
 
 std::vector<int16_t> i16(std::initializer_list<int> v) { return std::vector<int16_t>(v.begin(), v.end()); }
+
+// Distinct predictor values: part p (0..7 in kPredictorParts order), element e -> p + e/16.
+std::vector<float> predictor_values(int part, size_t n) {
+  std::vector<float> v(n);
+  for (size_t e = 0; e < n; ++e) v[e] = static_cast<float>(part) + static_cast<float>(e) / 16;
+  return v;
+}
+
+// All eight layers.{l}.skim_predictor.* tensors for hidden size D.
+void add_predictor(SafetensorsWriter& w, int l, int d) {
+  const char* names[] = {"ln1.weight", "ln1.bias", "fc1.weight", "fc1.bias",
+                         "ln2.weight", "ln2.bias", "fc2.weight", "fc2.bias"};
+  const std::vector<std::vector<int64_t>> shapes = {{d}, {d}, {d, d}, {d}, {d}, {d}, {2, d}, {2}};
+  for (int p = 0; p < 8; ++p) {
+    size_t n = 1;
+    for (int64_t dim : shapes[p]) n *= static_cast<size_t>(dim);
+    w.add_float(L(l, std::string("skim_predictor.") + names[p]), DType::F32, shapes[p],
+                predictor_values(p, n));
+  }
+}
 
 }  // namespace
 
@@ -258,7 +279,7 @@ TEST_CASE("optional tensors, reserved predictor tensors and outside tensors are 
     w.add_float(L(0, "tree.1.b"), DType::F32, {3}, {0, 1, 2});
     w.add_float(L(1, "lsh.0.proj"), DType::F32, {4, 2}, std::vector<float>(8, 1));
     w.add_float(L(1, "performer.1.w"), DType::F32, {8, 2}, std::vector<float>(16, 1));
-    w.add_float(L(1, "skim_predictor.ln1.weight"), DType::F32, {2}, {1, 1});
+    add_predictor(w, 1, 2);  // all eight tensors (a lone one is rejected, see below)
     w.add_float("embeddings.position", DType::F32, {2}, {0, 0});
   });
   Trace t(path);
@@ -582,6 +603,257 @@ TEST_CASE("layer index out of range is an error naming the file") {
   TempDir dir;
   Trace t(write_trace(dir, "range.safetensors"));
   CHECK_THROWS_WITH(t.layer(2, 8), Contains("range.safetensors") && Contains("layer 2 out of range"));
+}
+
+// ---------------------------------------------------------------------------
+// Token skimming: reduced layers (layer_mixed), hidden states, predictor weights
+// (docs/skimming.md).
+
+namespace {
+
+// Two views equal byte for byte (float copies compared with memcmp: -0.0 counts).
+void check_same_view(const LayerView& a, const LayerView& b) {
+  CHECK(a.index == b.index);
+  CHECK(a.heads == b.heads);
+  CHECK(a.n == b.n);
+  CHECK(a.m == b.m);
+  CHECK(a.d == b.d);
+  CHECK(a.skim_keep == b.skim_keep);
+  CHECK(a.original == b.original);
+  REQUIRE(a.head.size() == b.head.size());
+  auto same_floats = [](const std::vector<float>& x, const std::vector<float>& y) {
+    return x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
+  };
+  for (size_t h = 0; h < a.head.size(); ++h) {
+    const HeadData& x = a.head[h];
+    const HeadData& y = b.head[h];
+    CHECK(x.q == y.q);
+    CHECK(x.k == y.k);
+    CHECK(x.v == y.v);
+    CHECK(std::memcmp(&x.scale_q, &y.scale_q, sizeof(double)) == 0);
+    CHECK(std::memcmp(&x.scale_k, &y.scale_k, sizeof(double)) == 0);
+    CHECK(std::memcmp(&x.scale_v, &y.scale_v, sizeof(double)) == 0);
+    CHECK(same_floats(x.q_float, y.q_float));
+    CHECK(same_floats(x.k_float, y.k_float));
+    CHECK(same_floats(x.v_float, y.v_float));
+  }
+}
+
+skim::TokenMix mix(std::initializer_list<std::pair<int32_t, double>> parts) {
+  skim::TokenMix t;
+  t.parts.assign(parts.begin(), parts.end());
+  return t;
+}
+
+// H = 1, N = M = 3, d = 2; q = k = v = rows r0, r1, r2 (F32 or I8), plus skim_keep.
+std::string write_three_tokens(const TempDir& dir, const std::string& name,
+                               const std::vector<float>& rows, DType dtype) {
+  SafetensorsWriter w;
+  for (const char* which : {"q", "k", "v"}) w.add_float(L(0, which), dtype, {1, 3, 2}, rows);
+  w.add_float(L(0, "skim_keep"), DType::U8, {3}, {1, 0, 1});
+  if (dtype == DType::I8)
+    for (const char* which : {"q", "k", "v"}) w.set_metadata(std::string("scale.0.") + which, "0.5");
+  const std::string path = dir.file(name);
+  w.write(path);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("layer lists each token's original id") {
+  TempDir dir;
+  Trace t(write_trace(dir, "orig.safetensors"));
+  CHECK(t.layer(0, 8).original == std::vector<int32_t>{0, 1, 2});
+}
+
+TEST_CASE("layer_mixed with the identity map equals layer byte for byte") {
+  TempDir dir;
+  SECTION("F32 with skim_keep and a negative zero") {
+    const std::string path = write_trace(dir, "id.safetensors", [](SafetensorsWriter& w) {
+      w.add_float(L(1, "skim_keep"), DType::U8, {3}, {1, 0, 1});
+      w.add_float(L(1, "q"), DType::F32, {2, 3, 2}, {-0.0f, 1, 2, 3, 4, 5, -6, 7, 8, 9, 10, 11});
+    });
+    Trace t(path);
+    for (int l : {0, 1})
+      for (int bits : {8, 4, 12}) check_same_view(t.layer_mixed(l, bits, skim::identity_map(3)), t.layer(l, bits));
+    uint32_t bits0;
+    const float first = t.layer_mixed(1, 8, skim::identity_map(3)).head[0].q_float[0];
+    std::memcpy(&bits0, &first, 4);
+    CHECK(bits0 == 0x80000000u);  // still -0.0
+  }
+  SECTION("F16 and cross-attention") {
+    SafetensorsWriter w;
+    add_layer(w, 0, 2, 2, 5, 2, DType::F16);  // N = 2 queries, M = 5 keys
+    const std::string path = dir.file("idh.safetensors");
+    w.write(path);
+    Trace t(path);
+    check_same_view(t.layer_mixed(0, 8, skim::identity_map(2)), t.layer(0, 8));
+  }
+  SECTION("I8 at bits 8 (raw values, -128 included) and at bits 4") {
+    Trace t(write_i8_trace(dir, "idi8.safetensors", {28, -6, 2, 14, -128, 4, 12, 0}));
+    check_same_view(t.layer_mixed(0, 8, skim::identity_map(1)), t.layer(0, 8));
+    check_same_view(t.layer_mixed(0, 4, skim::identity_map(1)), t.layer(0, 4));
+    Trace t3(write_three_tokens(dir, "idi83.safetensors", {100, -128, 3, -5, 4, 0}, DType::I8));
+    for (int bits : {8, 4, 16}) check_same_view(t3.layer_mixed(0, bits, skim::identity_map(3)), t3.layer(0, bits));
+  }
+}
+
+TEST_CASE("layer_mixed averages two rows then quantizes the reduced tensor") {
+  TempDir dir;
+  // r0 = (127/64, -1), r1 = (1/64, 3/64), r2 = (0, 0).
+  const std::vector<float> rows{127.0f / 64, -1, 1.0f / 64, 3.0f / 64, 0, 0};
+  Trace t(write_three_tokens(dir, "mix.safetensors", rows, DType::F32));
+  // Tokens: original 0, and the average of 1 and 2 = (1/128, 3/128).
+  const skim::TokenMap map{skim::fine_token(0), mix({{1, 0.5}, {2, 0.5}})};
+  const LayerView v = t.layer_mixed(0, 8, map);
+  CHECK(v.n == 2);
+  CHECK(v.m == 2);
+  CHECK(v.original == std::vector<int32_t>{0, -1});
+  CHECK(v.skim_keep == std::vector<uint8_t>{1, 0, 1});  // still over the original tokens
+  const std::vector<float> mixed{127.0f / 64, -1, 1.0f / 128, 3.0f / 128};
+  // max|x| = 127/64 -> scale 1/64; x/scale = 127, -64, 0.5 -> 0 (tie to even), 1.5 -> 2.
+  for (const HeadData* h : {&v.head[0]}) {
+    CHECK(h->q_float == mixed);
+    CHECK(h->k_float == mixed);
+    CHECK(h->v_float == mixed);
+    CHECK(h->scale_q == 1.0 / 64);
+    CHECK(h->q == i16({127, -64, 0, 2}));
+    CHECK(h->k == i16({127, -64, 0, 2}));
+    CHECK(h->v == i16({127, -64, 0, 2}));
+  }
+  // A subset (Transkimmer: tokens 1 and 2 only) gets its own scale: max|x| = 3/64,
+  // scale = 3/(64*127); 1/64 / scale = 127/3 = 42.33 -> 42.
+  const LayerView s = t.layer_mixed(0, 8, {skim::fine_token(1), skim::fine_token(2)});
+  CHECK(s.original == std::vector<int32_t>{1, 2});
+  CHECK(s.head[0].scale_q == Approx(3.0 / 64 / 127).epsilon(1e-15));
+  CHECK(s.head[0].q == i16({42, 127, 0, 0}));
+}
+
+TEST_CASE("layer_mixed on I8 mixes raw values at bits 8 and dequantized values otherwise") {
+  TempDir dir;
+  // Raw rows (100, -128), (3, -5), (4, 0), scale 0.5.
+  Trace t(write_three_tokens(dir, "mixi8.safetensors", {100, -128, 3, -5, 4, 0}, DType::I8));
+  const skim::TokenMap map{skim::fine_token(0), mix({{1, 0.5}, {2, 0.5}})};
+  // Bits 8: metadata scale kept; (3 + 4)/2 = 3.5 -> 4, (-5 + 0)/2 = -2.5 -> -2 (ties to even).
+  const LayerView v8 = t.layer_mixed(0, 8, map);
+  CHECK(v8.head[0].q == i16({100, -128, 4, -2}));
+  CHECK(v8.head[0].scale_q == 0.5);
+  CHECK(v8.head[0].q_float.empty());
+  // Bits 4: dequantized rows (50, -64), (1.75, -1.25); scale 64/7;
+  // x/scale = 5.47 -> 5, -7, 0.19 -> 0, -0.14 -> 0.
+  const LayerView v4 = t.layer_mixed(0, 4, map);
+  CHECK(v4.head[0].scale_q == Approx(64.0 / 7).epsilon(1e-15));
+  CHECK(v4.head[0].q == i16({5, -7, 0, 0}));
+}
+
+TEST_CASE("reject a bad token map naming the file and tensor") {
+  TempDir dir;
+  Trace t(write_trace(dir, "badmap.safetensors"));
+  CHECK_THROWS_WITH(t.layer_mixed(0, 8, {skim::fine_token(0), skim::fine_token(3)}),
+                    Contains("badmap.safetensors: layers.0.q: token map entry 1: original id 3 outside 0..2"));
+  CHECK_THROWS_WITH(t.layer_mixed(0, 8, {}), Contains("badmap.safetensors: layers.0.q: token map is empty"));
+  CHECK_THROWS_WITH(t.layer_mixed(0, 8, {mix({})}), Contains("layers.0.q: token map entry 0 has no parts"));
+  CHECK_THROWS_WITH(t.layer_mixed(0, 8, {mix({{0, NAN}})}), Contains("weight is not finite"));
+  CHECK_THROWS_WITH(t.layer_mixed(2, 8, skim::identity_map(3)), Contains("layer 2 out of range"));
+  CHECK_THROWS_AS(t.layer_mixed(0, 1, skim::identity_map(3)), std::invalid_argument);
+
+  SafetensorsWriter w;
+  add_layer(w, 0, 1, 2, 5, 2);
+  const std::string cross = dir.file("crossmap.safetensors");
+  w.write(cross);
+  CHECK_THROWS_WITH(Trace(cross).layer_mixed(0, 8, {skim::fine_token(0)}),
+                    Contains("crossmap.safetensors: layers.0.k: token skimming needs self-attention"));
+}
+
+TEST_CASE("hidden states load only the rows asked for") {
+  TempDir dir;
+  // layers.0.hidden [3, 4] F16: row r = (r, r + 0.5, -r, 0.25).
+  const std::vector<float> hidden{0, 0.5f, 0, 0.25f, 1, 1.5f, -1, 0.25f, 2, 2.5f, -2, 0.25f};
+  Trace t(write_trace(dir, "hidden.safetensors", [&](SafetensorsWriter& w) {
+    w.add_float(L(0, "hidden"), DType::F16, {3, 4}, hidden);
+  }));
+  CHECK(t.has_hidden(0));
+  CHECK_FALSE(t.has_hidden(1));
+  CHECK(t.hidden_size(0) == 4);
+  CHECK(t.hidden_size(1) == 0);
+  CHECK(t.hidden_rows(0, {2, 0}) == std::vector<float>{2, 2.5f, -2, 0.25f, 0, 0.5f, 0, 0.25f});
+  CHECK(t.hidden_rows(0, {}).empty());
+  CHECK_THROWS_WITH(t.hidden_rows(0, {3}), Contains("hidden.safetensors: layers.0.hidden: row 3 out of range (N = 3)"));
+  CHECK_THROWS_WITH(t.hidden_rows(1, {0}), Contains("hidden.safetensors: layers.1.hidden: missing"));
+}
+
+TEST_CASE("predictor weights load with their shapes") {
+  TempDir dir;
+  Trace t(write_trace(dir, "pred.safetensors", [](SafetensorsWriter& w) {
+    add_predictor(w, 0, 2);
+    w.add_float(L(0, "hidden"), DType::BF16, {3, 2}, {1, 2, 3, 4, 5, 6});
+  }));
+  CHECK(t.has_predictor(0));
+  CHECK_FALSE(t.has_predictor(1));
+  const skim::PredictorWeights p = t.predictor(0);
+  CHECK(p.d_model == 2);
+  CHECK(p.ln1_w == predictor_values(0, 2));
+  CHECK(p.ln1_b == predictor_values(1, 2));
+  CHECK(p.fc1_w == predictor_values(2, 4));
+  CHECK(p.fc1_b == predictor_values(3, 2));
+  CHECK(p.ln2_w == predictor_values(4, 2));
+  CHECK(p.ln2_b == predictor_values(5, 2));
+  CHECK(p.fc2_w == predictor_values(6, 4));
+  CHECK(p.fc2_b == predictor_values(7, 2));
+  CHECK_THROWS_WITH(t.predictor(1), Contains("pred.safetensors: layers.1.skim_predictor.ln1.weight: missing"));
+  CHECK_THAT(describe_trace(t), Contains("layer 0: heads 2, N 3, M 3, d 2, F32, hidden, skim_predictor\n"));
+}
+
+TEST_CASE("reject hidden states of the wrong shape or dtype") {
+  TempDir dir;
+  const std::string n4 = write_trace(dir, "hn.safetensors", [](SafetensorsWriter& w) {
+    w.add_float(L(0, "hidden"), DType::F32, {4, 2}, std::vector<float>(8, 1));
+  });
+  CHECK_THROWS_WITH(Trace(n4), Contains("hn.safetensors: layers.0.hidden: expected shape [N, D] = [3, D], got [4, 2]"));
+  const std::string u8 = write_trace(dir, "hu8.safetensors", [](SafetensorsWriter& w) {
+    w.add_float(L(0, "hidden"), DType::U8, {3, 2}, std::vector<float>(6, 1));
+  });
+  CHECK_THROWS_WITH(Trace(u8), Contains("hu8.safetensors: layers.0.hidden: expected dtype F32, F16 or BF16, got U8"));
+  const std::string rank1 = write_trace(dir, "hr.safetensors", [](SafetensorsWriter& w) {
+    w.add_float(L(1, "hidden"), DType::F32, {3}, {1, 2, 3});
+  });
+  CHECK_THROWS_WITH(Trace(rank1), Contains("hr.safetensors: layers.1.hidden: expected shape [N, D] with D >= 1, got [3]"));
+}
+
+TEST_CASE("reject incomplete or misshapen predictor weights") {
+  TempDir dir;
+  const std::string lone = write_trace(dir, "plone.safetensors", [](SafetensorsWriter& w) {
+    w.add_float(L(1, "skim_predictor.ln1.weight"), DType::F32, {2}, {1, 1});
+  });
+  CHECK_THROWS_WITH(Trace(lone), Contains("plone.safetensors: layers.1.skim_predictor.ln1.bias: missing") &&
+                                     Contains("layers.1.skim_predictor.ln1.weight is present"));
+  const std::string fc1 = write_trace(dir, "pfc1.safetensors", [](SafetensorsWriter& w) {
+    add_predictor(w, 0, 2);
+    w.add_float(L(0, "skim_predictor.fc1.weight"), DType::F32, {2, 3}, std::vector<float>(6, 1));
+  });
+  CHECK_THROWS_WITH(Trace(fc1), Contains("pfc1.safetensors: layers.0.skim_predictor.fc1.weight: expected shape [D, D]") &&
+                                    Contains("= [2, 2], got [2, 3]"));
+  const std::string fc2 = write_trace(dir, "pfc2.safetensors", [](SafetensorsWriter& w) {
+    add_predictor(w, 0, 2);
+    w.add_float(L(0, "skim_predictor.fc2.bias"), DType::F32, {3}, {1, 1, 1});
+  });
+  CHECK_THROWS_WITH(Trace(fc2), Contains("pfc2.safetensors: layers.0.skim_predictor.fc2.bias: expected shape [2]"));
+  const std::string f16 = write_trace(dir, "pf16.safetensors", [](SafetensorsWriter& w) {
+    add_predictor(w, 0, 2);
+    w.add_float(L(0, "skim_predictor.ln2.bias"), DType::F16, {2}, {1, 1});
+  });
+  CHECK_THROWS_WITH(Trace(f16), Contains("pf16.safetensors: layers.0.skim_predictor.ln2.bias: expected dtype F32, got F16"));
+  const std::string dmis = write_trace(dir, "pd.safetensors", [](SafetensorsWriter& w) {
+    add_predictor(w, 0, 2);
+    w.add_float(L(0, "hidden"), DType::F32, {3, 4}, std::vector<float>(12, 1));
+  });
+  CHECK_THROWS_WITH(Trace(dmis), Contains("pd.safetensors: layers.0.skim_predictor.ln1.weight: D = 2 differs from layers.0.hidden (D = 4)"));
+  const std::string unknown = write_trace(dir, "pu.safetensors", [](SafetensorsWriter& w) {
+    add_predictor(w, 0, 2);
+    w.add_float(L(0, "skim_predictor.fc3.weight"), DType::F32, {2}, {1, 1});
+  });
+  CHECK_THROWS_WITH(Trace(unknown), Contains("pu.safetensors: layers.0.skim_predictor.fc3.weight: unknown tensor") &&
+                                        Contains("skim_predictor.{ln1,fc1,ln2,fc2}.{weight,bias}"));
 }
 
 // Hidden (run with "[.perf]"): BERT-base layer load time.

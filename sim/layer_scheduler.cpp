@@ -1,0 +1,70 @@
+#include "sim/layer_scheduler.h"
+
+#include "arch/kernel_time.h"
+
+namespace attnsim {
+
+LayerScheduler::LayerScheduler(sc_core::sc_module_name name, int layers, bool encoder,
+                               bool predictor_on_gemm, LayerPlanner& planner, LayerBarrier& barrier,
+                               std::function<void(int, Cycles, Cycles)> on_layer_end,
+                               std::exception_ptr& error)
+    : sc_module(name),
+      layers_(layers),
+      encoder_(encoder),
+      predictor_on_gemm_(predictor_on_gemm),
+      planner_(planner),
+      barrier_(barrier),
+      on_layer_end_(std::move(on_layer_end)),
+      error_(error) {
+  SC_HAS_PROCESS(LayerScheduler);
+  SC_THREAD(run);
+}
+
+void LayerScheduler::run() {
+  try {
+    for (int l = 0; l < layers_; ++l) schedule_layer(l);
+  } catch (...) {
+    error_ = std::current_exception();
+    sc_core::sc_stop();
+  }
+}
+
+void LayerScheduler::gemm(const std::string& name, uint64_t m, uint64_t n, uint64_t k) {
+  if (m == 0) return;
+  gemm_out->write(GemmJob{name, m, n, k});
+  gemm_done->read();
+}
+
+void LayerScheduler::skim(const SkimJob& job) {
+  skim_out->write(job);
+  skim_done->read();
+}
+
+void LayerScheduler::schedule_layer(int l) {
+  const Cycles start = now_cycles();
+  const std::string tag = "L" + std::to_string(l) + ".";
+  const uint64_t d = planner_.d_model(), ff = planner_.d_ff();
+
+  const LayerStart ls = planner_.begin_layer(l);
+  if (ls.predictor_tokens > 0 && predictor_on_gemm_) {
+    gemm(tag + "skim_fc1", ls.predictor_tokens, d, d);
+    gemm(tag + "skim_fc2", ls.predictor_tokens, 2, d);
+  }
+  if (ls.skim_job) skim(ls.job);
+  const uint64_t n = ls.active;
+  if (encoder_) gemm(tag + "qkv", n, 3 * d, d);
+
+  layer_out->write(ls.context);
+  while (barrier_.completed <= l) sc_core::wait(barrier_.advanced);
+
+  if (encoder_) gemm(tag + "out_proj", n, d, d);
+  const LayerEnd le = planner_.end_layer(l);
+  if (le.skim_job) skim(le.job);
+  if (encoder_) {
+    gemm(tag + "ffn1", le.tokens_after, ff, d);
+    gemm(tag + "ffn2", le.tokens_after, d, ff);
+  }
+  on_layer_end_(l, start, now_cycles());
+}
+
+}  // namespace attnsim

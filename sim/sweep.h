@@ -1,0 +1,186 @@
+#pragma once
+// Design-space sweeps (docs/sweeps.md): a sweep file (schema attnsim.sweep/1) expands to
+// points = traces x grid x zip; each point is one `attnsim run` in its own child process
+// (SystemC allows one simulation per process), its stats stored content-addressed under
+// DIR/points/<hash>.json so a rerun skips finished work and many machines can share DIR.
+#include "sim/params.h"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace attnsim {
+
+inline constexpr const char* kSweepSchema = "attnsim.sweep/1";
+inline constexpr const char* kSweepManifestSchema = "attnsim.sweep-manifest/1";
+inline constexpr const char* kSweepFailureSchema = "attnsim.sweep-failure/1";
+
+// A bad sweep file, directory or option; one line naming the file and the JSON path.
+class SweepError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One swept key and its value at a point, in the order the sweep file lists the keys.
+using KeyValues = std::vector<std::pair<std::string, json>>;
+
+struct SweepSpec {
+  std::string path;               // the sweep file as given
+  std::string description;
+  json base;                      // the base config JSON, not yet resolved
+  std::string base_origin;        // its file, or "<sweep file>: base" when inline
+  KeyValues set;                  // fixed overrides applied to every point
+  std::optional<json> baseline;   // run once per trace: the reference for speedup
+  std::string baseline_origin;
+  std::vector<std::string> traces;        // as written in the sweep file
+  std::vector<std::string> trace_paths;   // absolute
+  std::vector<std::pair<std::string, std::vector<json>>> grid;  // Cartesian product
+  std::vector<std::pair<std::string, std::vector<json>>> zip;   // element-wise
+  json skip_if = json::array();   // list of conditions (docs/sweeps.md)
+};
+
+// Parses a sweep file; relative paths (base, baseline, traces) are taken relative to the
+// sweep file's directory. Throws SweepError.
+SweepSpec load_sweep(const std::string& path);
+// The same from JSON text (the order of grid and zip keys is the text's order).
+SweepSpec parse_sweep(const std::string& text, const std::string& path);
+
+// Grid assignments crossed with zip assignments: the last grid key varies fastest, then
+// the zip index. An empty grid and zip give one empty assignment.
+std::vector<KeyValues> expand_assignments(const SweepSpec& spec);
+
+// The reason `tree` (a config tree, defaults filled in) is skipped by `skip_if`, or ""
+// when no condition holds. Throws SweepError for a malformed condition.
+std::string skip_reason(const json& skip_if, const json& tree, const std::string& origin = "skip_if");
+
+// The value at a key path ("qk_unit.bits", "clock_ghz") of a config tree; null if absent.
+json value_at(const json& tree, const std::string& key_path);
+// True when `key_path` names a config key (top-level key or section.key).
+bool is_config_key(const std::string& key_path);
+
+// Canonical text a point hash is taken over: compact JSON, keys sorted, integral floats
+// written as integers, of {"config": resolved config without "description",
+// "trace_sha256": ...}.
+std::string canonical_point_text(const json& resolved_config, const std::string& trace_sha256);
+// First 16 hex digits of the SHA-256 of canonical_point_text.
+std::string point_hash(const json& resolved_config, const std::string& trace_sha256);
+
+struct SweepPoint {
+  std::string role = "point";   // "point", or "baseline" (the spec's baseline)
+  std::string trace;            // as written in the sweep file
+  std::string trace_path;       // absolute
+  std::string trace_sha256;
+  KeyValues values;             // the swept keys at this point
+  json config;                  // resolved config (null when skipped)
+  std::string hash;             // "" when skipped
+  std::string skipped;          // why the point is not run, "" otherwise
+};
+
+// Every point of the sweep: for each trace, the baseline (when given) then the
+// assignments. Opens each trace once (its SHA-256). Points whose config fails validation
+// or matches skip_if are returned with `skipped` set. Throws SweepError.
+std::vector<SweepPoint> expand_sweep(const SweepSpec& spec);
+
+// The swept key paths: grid keys then zip keys.
+std::vector<std::string> swept_keys(const SweepSpec& spec);
+
+// ---- the sweep directory -------------------------------------------------------------
+
+struct SweepDir {
+  std::string root;  // absolute
+  std::string manifest() const { return root + "/sweep.json"; }
+  std::string config(const std::string& hash) const { return root + "/configs/" + hash + ".json"; }
+  std::string stats(const std::string& hash) const { return root + "/points/" + hash + ".json"; }
+  std::string failure(const std::string& hash) const { return root + "/failed/" + hash + ".json"; }
+  std::string log(const std::string& hash) const { return root + "/logs/" + hash + ".log"; }
+  std::string summary() const { return root + "/summary.csv"; }
+};
+SweepDir sweep_dir(const std::string& path);  // makes the path absolute
+
+// Creates DIR/{configs,points,failed,logs}, writes each runnable point's resolved config
+// to DIR/configs/<hash>.json and the manifest DIR/sweep.json (atomically). Removes temp
+// files left in DIR/points by a killed run.
+void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points);
+
+// The runnable points without duplicates (same hash once), in sweep order.
+std::vector<const SweepPoint*> unique_runnable(const std::vector<SweepPoint>& points);
+
+// The argv of `attnsim run` for a point (argv[0] = binary).
+std::vector<std::string> point_run_argv(const std::string& binary, const SweepDir& dir,
+                                        const SweepPoint& point, int threads);
+// One self-contained shell line: does nothing when the point's stats exist, otherwise
+// runs it.
+std::string point_job_line(const std::string& binary, const SweepDir& dir, const SweepPoint& point,
+                           int threads);
+std::string shell_quote(const std::string& s);
+
+// A Slurm batch script running `jobs_file` as a job array, `chunk` lines per array task.
+// `script_path` is where the script goes (named in its comments).
+std::string slurm_script(const SweepDir& dir, const std::string& jobs_file, const std::string& script_path,
+                         size_t job_count, size_t chunk, double timeout_seconds);
+// A number of seconds as written on a command line: 3600, 0.5.
+std::string seconds_text(double seconds);
+
+// ---- running -------------------------------------------------------------------------
+
+struct SweepRunOptions {
+  int jobs = 1;                    // children at a time
+  double timeout_seconds = 3600;   // per point; the child is killed after it
+  int threads_per_point = 1;       // `attnsim run --threads`
+  std::string binary;              // the attnsim binary the children run
+  bool retry_failed = true;        // rerun points with a failure record
+  bool progress = false;           // draw the progress line on stderr
+};
+
+struct SweepRunTotals {
+  size_t runs = 0;          // unique runnable points
+  size_t done_before = 0;   // stats already there when the sweep started
+  size_t done_now = 0;
+  size_t failed = 0;        // failed or timed out in this sweep
+  size_t failed_before = 0; // failure records kept (retry_failed = false)
+  size_t interrupted = 0;   // killed by Ctrl-C (left pending)
+  bool stopped = false;     // SIGINT or SIGTERM arrived
+  double wall_seconds = 0;
+};
+
+// Runs every pending point as a child process, at most `jobs` at a time. A failed or
+// timed-out point gets DIR/failed/<hash>.json and the sweep goes on. SIGINT/SIGTERM
+// kill the children, remove their temp files and return with `stopped` set.
+SweepRunTotals run_sweep(const SweepDir& dir, const std::vector<SweepPoint>& points,
+                         const SweepRunOptions& options);
+
+// ---- results -------------------------------------------------------------------------
+
+// Metric columns of summary.csv, in order.
+const std::vector<std::string>& sweep_metric_names();
+// True for metrics where larger is better (mass_recall, speedup, ...).
+bool metric_larger_is_better(const std::string& metric);
+
+struct ResultRow {
+  std::string hash, role, trace, status, error;  // status: ok|failed|timeout|skipped|missing
+  KeyValues values;
+  std::map<std::string, double> metrics;         // NaN when unknown
+  double metric(const std::string& name) const;
+};
+
+struct SweepResults {
+  std::vector<std::string> keys;  // swept keys
+  std::vector<ResultRow> rows;     // one per manifest point, in sweep order
+};
+
+// Reads DIR/sweep.json, DIR/points and DIR/failed. Throws SweepError without a manifest.
+SweepResults collect_results(const SweepDir& dir);
+std::string summary_csv(const SweepResults& results);
+// Counts of rows per status.
+std::map<std::string, size_t> status_counts(const SweepResults& results);
+
+// Indices of the rows (status ok, both metrics known) that no other row of the same
+// trace dominates on (x, y), each minimized or maximized per metric_larger_is_better;
+// sorted by trace, then x.
+std::vector<size_t> pareto_front(const SweepResults& results, const std::string& x, const std::string& y);
+
+}  // namespace attnsim

@@ -1,0 +1,282 @@
+// Running a sweep locally: each point is `attnsim run` in a child process (fork + exec;
+// SystemC allows one simulation per process), at most N at a time, each with a time
+// limit. The parent only schedules, polls and records; it never simulates.
+#include "sim/stats.h"
+#include "sim/sweep.h"
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace attnsim {
+
+namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int signo) { g_stop_signal = signo; }
+
+// SIGINT/SIGTERM set a flag that the scheduling loop polls; the previous handlers come
+// back when the sweep returns.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+struct Child {
+  const SweepPoint* point;
+  SteadyClock::time_point start;
+  bool timed_out = false;
+};
+
+double seconds_since(SteadyClock::time_point t) { return std::chrono::duration<double>(SteadyClock::now() - t).count(); }
+
+// fork + exec of `argv` with stdout and stderr to `log`. The child dies with the parent
+// (PR_SET_PDEATHSIG), so a killed sweep leaves no orphan writing results later.
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) throw SweepError(std::string("cannot start a child process: ") + std::strerror(errno));
+  if (pid > 0) return pid;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(128 + SIGKILL);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd >= 0) {
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+  }
+  execv(args[0], args.data());
+  std::fprintf(stderr, "attnsim: sweep: cannot run %s: %s\n", args[0], std::strerror(errno));
+  _exit(127);
+}
+
+// The last non-empty line of a child's log: `attnsim run` prints its error there.
+std::string last_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    const size_t cr = line.rfind('\r');  // progress bars redraw with \r
+    if (cr != std::string::npos) line = line.substr(cr + 1);
+    if (!line.empty()) last = line;
+  }
+  return last;
+}
+
+void remove_temp_file(const SweepDir& dir, const SweepPoint& p, pid_t pid) {
+  std::error_code ignored;
+  fs::remove(dir.stats(p.hash) + ".tmp." + std::to_string(pid), ignored);
+}
+
+std::string duration_text(double s) {
+  char buf[64];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  return buf;
+}
+
+class Scheduler {
+ public:
+  Scheduler(const SweepDir& dir, const SweepRunOptions& options) : dir_(dir), options_(options) {}
+
+  SweepRunTotals run(const std::vector<SweepPoint>& points) {
+    const SteadyClock::time_point start = SteadyClock::now();
+    std::vector<const SweepPoint*> queue = pending(points);
+    std::reverse(queue.begin(), queue.end());  // pop_back takes them in sweep order
+    {
+      StopSignals signals;
+      while ((!queue.empty() || !running_.empty()) && !g_stop_signal) {
+        while (int(running_.size()) < std::max(1, options_.jobs) && !queue.empty() && !g_stop_signal) {
+          start_child(queue.back());
+          queue.pop_back();
+        }
+        reap();
+        enforce_time_limits();
+        draw_progress(queue.size());
+        if (!running_.empty()) usleep(20000);
+      }
+      if (g_stop_signal) {
+        totals_.stopped = true;
+        stop_children();
+      }
+    }
+    clear_progress();
+    totals_.wall_seconds = seconds_since(start);
+    return totals_;
+  }
+
+ private:
+  // Unique runnable points without stats (nor a failure record, unless retrying).
+  std::vector<const SweepPoint*> pending(const std::vector<SweepPoint>& points) {
+    std::vector<const SweepPoint*> out;
+    for (const SweepPoint* p : unique_runnable(points)) {
+      ++totals_.runs;
+      if (fs::exists(dir_.stats(p->hash))) {
+        ++totals_.done_before;
+      } else if (!options_.retry_failed && fs::exists(dir_.failure(p->hash))) {
+        ++totals_.failed_before;
+      } else {
+        out.push_back(p);
+      }
+    }
+    return out;
+  }
+
+  void start_child(const SweepPoint* p) {
+    const pid_t pid = spawn(point_run_argv(options_.binary, dir_, *p, options_.threads_per_point), dir_.log(p->hash));
+    running_[pid] = Child{p, SteadyClock::now()};
+  }
+
+  void reap() {
+    int status = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      const auto it = running_.find(pid);
+      if (it == running_.end()) continue;
+      finish(pid, it->second, status);
+      running_.erase(it);
+    }
+  }
+
+  void finish(pid_t pid, const Child& c, int status) {
+    const double wall = seconds_since(c.start);
+    remove_temp_file(dir_, *c.point, pid);
+    const bool exited_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (exited_ok && !c.timed_out && fs::exists(dir_.stats(c.point->hash))) {
+      std::error_code ignored;
+      fs::remove(dir_.failure(c.point->hash), ignored);  // an earlier failure is superseded
+      ++totals_.done_now;
+      run_seconds_ += wall;
+      return;
+    }
+    if (g_stop_signal && !c.timed_out) {  // killed by the terminal's Ctrl-C: not a failure
+      ++totals_.interrupted;
+      return;
+    }
+    record_failure(*c.point, status, c.timed_out, wall);
+    ++totals_.failed;
+    run_seconds_ += wall;
+  }
+
+  void record_failure(const SweepPoint& p, int status, bool timed_out, double wall) {
+    json f = {{"schema", kSweepFailureSchema},
+              {"hash", p.hash},
+              {"trace", p.trace_path},
+              {"config", dir_.config(p.hash)},
+              {"log", dir_.log(p.hash)},
+              {"timed_out", timed_out},
+              {"exit_code", WIFEXITED(status) ? json(WEXITSTATUS(status)) : json()},
+              {"signal", WIFSIGNALED(status) ? json(WTERMSIG(status)) : json()},
+              {"wall_seconds", wall}};
+    std::string error;
+    if (timed_out) {
+      error = "timed out after " + seconds_text(options_.timeout_seconds) + " s (--timeout)";
+    } else {
+      error = last_line(dir_.log(p.hash));
+      if (error.empty())
+        error = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                    : "exit code " + std::to_string(WEXITSTATUS(status)) + " without a message";
+    }
+    f["error"] = error;
+    json command = json::array();
+    for (const std::string& a : point_run_argv(options_.binary, dir_, p, options_.threads_per_point)) command.push_back(a);
+    f["command"] = command;
+    write_file_atomically(dir_.failure(p.hash), f.dump(2) + "\n");
+  }
+
+  void enforce_time_limits() {
+    for (auto& [pid, c] : running_)
+      if (!c.timed_out && seconds_since(c.start) > options_.timeout_seconds) {
+        kill(pid, SIGKILL);
+        c.timed_out = true;
+      }
+  }
+
+  // Ctrl-C or SIGTERM: kill every child, wait for them, remove their temp files. Points
+  // that finished before stay; the killed ones remain pending for the next run.
+  void stop_children() {
+    for (auto& [pid, c] : running_) kill(pid, SIGKILL);
+    for (auto& [pid, c] : running_) {
+      int status = 0;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      remove_temp_file(dir_, *c.point, pid);
+      // A point whose stats were renamed into place just before the kill is complete.
+      if (fs::exists(dir_.stats(c.point->hash))) ++totals_.done_now;
+      else ++totals_.interrupted;
+    }
+    running_.clear();
+  }
+
+  void draw_progress(size_t queued) {
+    if (!options_.progress) return;
+    const size_t finished = totals_.done_now + totals_.failed;
+    const size_t remaining = queued + running_.size();
+    std::string eta = "?";
+    if (finished > 0) {
+      const double per_point = run_seconds_ / finished;
+      eta = duration_text(per_point * remaining / std::max(1, options_.jobs));
+    }
+    char line[160];
+    std::snprintf(line, sizeof line, "sweep: %zu/%zu done, %zu failed, %zu remaining (%zu running), ETA %s",
+                  totals_.done_before + totals_.done_now, totals_.runs, totals_.failed + totals_.failed_before,
+                  remaining, running_.size(), eta.c_str());
+    if (line == last_line_) return;  // redraw only on change, not on every poll
+    std::fprintf(stderr, "\r%-90s", line);
+    last_line_ = line;
+    drawn_ = true;
+  }
+
+  void clear_progress() {
+    if (drawn_) std::fprintf(stderr, "\r%100s\r", "");
+  }
+
+  const SweepDir& dir_;
+  const SweepRunOptions& options_;
+  std::map<pid_t, Child> running_;
+  SweepRunTotals totals_;
+  double run_seconds_ = 0;
+  bool drawn_ = false;
+  std::string last_line_;
+};
+
+}  // namespace
+
+SweepRunTotals run_sweep(const SweepDir& dir, const std::vector<SweepPoint>& points, const SweepRunOptions& options) {
+  if (options.binary.empty()) throw SweepError("sweep: no attnsim binary to run the points");
+  return Scheduler(dir, options).run(points);
+}
+
+}  // namespace attnsim
