@@ -26,6 +26,8 @@ constexpr int kMaxTokens = 1000000;
 constexpr int kMaxHeads = 4096;
 constexpr int kMaxHeadDim = 4096;
 constexpr int64_t kMaxTensorElements = int64_t{1} << 28;  // one [H,N,d] tensor: 1 GiB of floats
+constexpr int64_t kMaxPredictorDModel = 8192;              // fc1 [D, D]: 256 MiB of floats
+constexpr int64_t kMaxPredictorWork = int64_t{1} << 34;    // tokens x D^2 MACs per layer
 
 // ---------------------------------------------------------------------------------------
 // Random numbers
@@ -88,7 +90,9 @@ Rng stream(uint64_t seed, int layer, int head, uint64_t purpose) {
   return Rng(splitmix64(mixed));
 }
 
-enum Purpose : uint64_t { kLayerGains = 1, kShape = 2, kContent = 3, kValues = 4 };
+enum Purpose : uint64_t {
+  kLayerGains = 1, kShape = 2, kContent = 3, kValues = 4, kHidden = 5, kPredictor = 6
+};
 
 // ---------------------------------------------------------------------------------------
 // Formatting
@@ -140,6 +144,18 @@ void validate(const SynthOptions& o) {
   require(o.dtype == DType::F32 || o.dtype == DType::F16 || o.dtype == DType::BF16 ||
               o.dtype == DType::I8,
           std::string("dtype must be F32, F16, BF16 or I8 (got ") + dtype_name(o.dtype) + ")");
+  require(std::isfinite(o.predictor_keep) && o.predictor_keep >= 0 && o.predictor_keep <= 1,
+          "predictor-keep must be in [0, 1] (got " + format_double(o.predictor_keep) + ")");
+  if (o.predictor) {
+    const int64_t d_model = int64_t{o.heads} * o.head_dim;
+    require(d_model >= 2 && d_model <= kMaxPredictorDModel,
+            "--predictor needs D = heads x head-dim in 2.." + std::to_string(kMaxPredictorDModel) +
+                " (got " + std::to_string(d_model) + ")");
+    require(o.tokens * d_model * d_model <= kMaxPredictorWork,
+            "--predictor: tokens x D^2 = " + std::to_string(o.tokens * d_model * d_model) +
+                " exceeds the limit of " + std::to_string(kMaxPredictorWork) +
+                " (the predictor's MACs per layer)");
+  }
   require(std::isfinite(o.temperature) && o.temperature > 0,
           "temperature must be a finite number > 0 (got " + format_double(o.temperature) + ")");
   require(std::isfinite(o.entropy_target) && o.entropy_target >= 0 && o.entropy_target < 1,

@@ -36,6 +36,15 @@ struct SynthOptions {
   // draws u_t in [0, 1) once and is kept at layer l iff u_t < skim_keep^l, so layer 0
   // keeps every token and layer l about skim_keep^l of them. Token 0 is always kept.
   double skim_keep = 0.0;
+  // When true: per layer, input hidden states layers.{l}.hidden [N, D] (D = heads x
+  // head_dim; F32, F16 or BF16 as dtype, F32 for I8) and Transkimmer predictor weights
+  // layers.{l}.skim_predictor.{ln1,fc1,ln2,fc2}.{weight,bias} (F32, PyTorch layout).
+  // The predictor's keep-minus-skim logit follows the projection of the normalized hidden
+  // state on a per-layer direction; its bias is calibrated so that, with cumulative masks
+  // (token 0 always kept), each layer keeps 1 + round(predictor_keep x (n - 1)) of the n
+  // tokens that reach it (docs/traces.md). Needs D >= 2 and tokens x D^2 <= 2^34.
+  bool predictor = false;
+  double predictor_keep = 0.75;  // in [0, 1]; used with predictor
   std::string model = "synthetic";
 };
 
