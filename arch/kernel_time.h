@@ -28,6 +28,11 @@ inline void wait_until(Cycles t) {
 }
 
 // Must run before any sc_time is created: 1 ns resolution makes cycle counts integral.
-inline void init_kernel_time() { sc_core::sc_set_time_resolution(1, sc_core::SC_NS); }
+// Also silences the kernel's "Simulation stopped by user." note: a run stops itself
+// (sc_stop) only to report an error of its own, in one line.
+inline void init_kernel_time() {
+  sc_core::sc_set_time_resolution(1, sc_core::SC_NS);
+  sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
+}
 
 }  // namespace attnsim

@@ -1,12 +1,14 @@
 // The attnsim command line as a user drives it: exit codes, one-line errors naming the
 // file and the JSON path or tensor, no partial output file, byte-identical stats.
 #include "arch/qk_math.h"
+#include "workloads/safetensors.h"
 #include "workloads/trace.h"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -197,4 +199,25 @@ TEST_CASE("gamma and the per-head margins it maps to give identical filtering") 
   CHECK(ja["filter"].dump() == jb["filter"].dump());
   CHECK(ja["cycles"].dump() == jb["cycles"].dump());
   CHECK(ja["filter"]["filtered_keys"].get<uint64_t>() > 0);
+}
+
+TEST_CASE("a NaN found mid-run is still a one-line error naming the tensor") {
+  // The values are read when the layer is loaded, inside the simulation.
+  const fs::path dir = scratch();
+  attnsim::SafetensorsWriter w;
+  std::vector<float> ones(16, 1.0f), bad(16, 1.0f);
+  bad[5] = std::nanf("");
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    w.add_float(p + "q", attnsim::DType::F32, {1, 4, 4}, ones);
+    w.add_float(p + "k", attnsim::DType::F32, {1, 4, 4}, l == 1 ? bad : ones);
+    w.add_float(p + "v", attnsim::DType::F32, {1, 4, 4}, ones);
+  }
+  const std::string trace = (dir / "nan.safetensors").string();
+  w.write(trace);
+  const fs::path out = dir / "nan.json";
+  const Result r = run_cli("run --trace " + trace + " --out " + out.string());
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + trace + ": layers.1.k: NaN at index [0, 1, 1]\n");
+  CHECK_FALSE(fs::exists(out));
 }
