@@ -20,6 +20,8 @@
 
 namespace attnsim {
 
+class ActivityRecorder;
+
 class AvUnit : public sc_core::sc_module {
  public:
   sc_core::sc_fifo_in<RowToken> row_in;
@@ -28,6 +30,8 @@ class AvUnit : public sc_core::sc_module {
   AvUnit(sc_core::sc_module_name name, const AvUnitParams& p, int bits, SramBuffers& sram,
          sc_core::sc_semaphore& free_slots);
   ModuleActivity activity() const;
+  // Activity tracing (arch/activity_trace.h); null when off.
+  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
   void run();
@@ -36,6 +40,7 @@ class AvUnit : public sc_core::sc_module {
   SramBuffers& sram_;
   sc_core::sc_semaphore& free_slots_;
   uint64_t busy_ = 0, stall_ = 0, macs_ = 0;
+  ActivityRecorder* trace_ = nullptr;
 };
 
 }  // namespace attnsim

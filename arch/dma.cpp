@@ -1,5 +1,6 @@
 #include "arch/dma.h"
 
+#include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
 
 #include <algorithm>
@@ -23,29 +24,44 @@ void Dma::run() {
     std::shared_ptr<const LayerContext> layer = layer_in->read();
     const int heads = layer->view.heads;
     for (int h = 0; h < heads; ++h) {
+      const bool traced = trace_ && trace_->in_window(layer->view.index, h);
+      const TraceTag tag{layer->view.index, h, -1};
+      if (traced) {
+        trace_->head_enters();
+        trace_->open(TraceUnit::dma, kStall, "wait: free SRAM slot", tag);
+      }
       const Cycles before_slot = now_cycles();
       free_slots_.wait();
       dram_.add_stall(now_cycles() - before_slot);
 
       std::shared_ptr<HeadWork> work = prepare_head_(layer, h);
       work->last_head_of_layer = (h == heads - 1);
-      load_head(*work);
+      if (traced) trace_->open(TraceUnit::dma, kBusy, "load Q K V", tag);
+      load_head(*work, traced);
 
+      if (traced) trace_->open(TraceUnit::dma, kStall, "stall: head queue full", tag);
       const Cycles before_push = now_cycles();
       head_out->write(work);
       dram_.add_stall(now_cycles() - before_push);
+      if (traced) trace_->close(TraceUnit::dma);
     }
   }
 }
 
-void Dma::load_head(const HeadWork& work) {
+void Dma::load_head(const HeadWork& work, bool traced) {
   const uint64_t bits = head_bits(work.n(), work.m(), work.d(), bits_);
   uint64_t remaining = ceil_div(bits, 8);
   dram_.count_read(remaining);
   const uint64_t burst = static_cast<uint64_t>(dram_.params().burst_bytes);
   while (remaining > 0) {
     const uint64_t bytes = std::min(burst, remaining);
-    wait_until(dram_.reserve(now_cycles(), bytes));
+    const Cycles end = dram_.reserve(now_cycles(), bytes);
+    if (traced) {
+      const Cycles transfer(ceil_div(bytes, static_cast<uint64_t>(dram_.params().bytes_per_cycle)));
+      trace_->interval(TraceUnit::dram, kBusy, end - transfer, end, "read Q K V",
+                       {work.layer_index(), work.head, -1});
+    }
+    wait_until(end);
     remaining -= bytes;
   }
   wait_cycles(dram_.latency());

@@ -22,6 +22,8 @@
 
 namespace attnsim {
 
+class ActivityRecorder;
+
 // Completion of layers' attention, signalled by the write-back, awaited by the scheduler.
 struct LayerBarrier {
   int completed = 0;
@@ -43,16 +45,19 @@ class Dma : public sc_core::sc_module {
 
   Dma(sc_core::sc_module_name name, int bits, DramChannel& dram, SramBuffers& sram,
       sc_core::sc_semaphore& free_slots, HeadPreparer prepare_head);
+  // Activity tracing (arch/activity_trace.h); null when off.
+  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
   void run();
-  void load_head(const HeadWork& work);
+  void load_head(const HeadWork& work, bool traced);
 
   int bits_;
   DramChannel& dram_;
   SramBuffers& sram_;
   sc_core::sc_semaphore& free_slots_;
   HeadPreparer prepare_head_;
+  ActivityRecorder* trace_ = nullptr;
 };
 
 }  // namespace attnsim

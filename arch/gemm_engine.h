@@ -30,6 +30,8 @@
 
 namespace attnsim {
 
+class ActivityRecorder;
+
 struct GemmJob {
   std::string name;  // "L0.qkv", "L3.ffn1", ...: names the job in errors
   uint64_t m = 0, n = 0, k = 0;
@@ -56,6 +58,8 @@ class GemmEngine : public sc_core::sc_module {
   uint64_t sram_write_bits() const { return sram_write_bits_; }
   uint64_t dram_read_bits() const { return dram_read_bits_; }
   uint64_t dram_write_bits() const { return dram_write_bits_; }
+  // Activity tracing (arch/activity_trace.h); null when off.
+  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
   void run();
@@ -65,6 +69,7 @@ class GemmEngine : public sc_core::sc_module {
   DramParams dram_;
   uint64_t busy_ = 0, stall_ = 0, memory_stall_ = 0, macs_ = 0, jobs_ = 0;
   uint64_t sram_read_bits_ = 0, sram_write_bits_ = 0, dram_read_bits_ = 0, dram_write_bits_ = 0;
+  ActivityRecorder* trace_ = nullptr;
 };
 
 }  // namespace attnsim

@@ -1,5 +1,6 @@
 #include "arch/qk_unit.h"
 
+#include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
 #include "arch/qk_math.h"
 
@@ -154,18 +155,34 @@ QkUnit::QkUnit(sc_core::sc_module_name name, const QkSetup& setup, SramBuffers& 
 void QkUnit::run() {
   while (true) {
     std::shared_ptr<HeadWork> work = head_in->read();
+    const bool traced = trace_ && trace_->in_window(work->layer_index(), work->head);
     for (int i = 0; i < work->n(); ++i) {
       const QkRowCost& c = work->rows[i].qk;
       sram_.read_bits(c.sram_read_bits);
+      if (traced) trace_row(*work, i, c);
       // The row leaves when its last pass 2 ends (see the comparator schedule in the header).
       wait_cycles(Cycles(c.advance));
       total_ += c;
+      if (traced)
+        trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full", {work->layer_index(), work->head, i});
       const Cycles before = now_cycles();
       row_out->write(RowToken{work, i, sc_core::sc_time_stamp()});
       output_stall_ += (now_cycles() - before).count();
+      if (traced) trace_->close(TraceUnit::qk_unit);
     }
   }
 }
+
+// A row's `advance` cycles drawn as lanes busy, then the comparator wait. Per head the
+// busy parts add up to the §4 busy exactly (a row's part includes the next row's
+// overlapped pass 1, see the header); the wait is drawn at the row's end.
+void QkUnit::trace_row(const HeadWork& work, int row, const QkRowCost& c) {
+  const TraceTag tag{work.layer_index(), work.head, row};
+  const Cycles now = now_cycles(), lanes_end = now + Cycles(c.advance - c.comparator_wait);
+  trace_->interval(TraceUnit::qk_unit, kBusy, now, lanes_end, "row", tag);
+  trace_->interval(TraceUnit::qk_unit, kStall, lanes_end, now + Cycles(c.advance), "stall: comparator", tag);
+}
+
 ModuleActivity QkUnit::activity() const {
   ModuleActivity a{"qk_unit", total_.busy, total_.comparator_wait + output_stall_, {}};
   if (setup_.qk.type == "bit_parallel") {

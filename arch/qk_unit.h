@@ -46,6 +46,8 @@
 
 namespace attnsim {
 
+class ActivityRecorder;
+
 struct QkSetup {
   QkUnitParams qk;
   ComparatorParams comparator;
@@ -84,14 +86,18 @@ class QkUnit : public sc_core::sc_module {
   ModuleActivity activity() const;
   ModuleActivity comparator_activity() const;
   ModuleActivity reuse_buffer_activity() const;
+  // Activity tracing (arch/activity_trace.h); null when off.
+  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
   void run();
+  void trace_row(const HeadWork& work, int row, const QkRowCost& c);
 
   QkSetup setup_;
   SramBuffers& sram_;
   QkRowCost total_;
   uint64_t output_stall_ = 0;
+  ActivityRecorder* trace_ = nullptr;
 };
 
 }  // namespace attnsim

@@ -1,5 +1,6 @@
 #include "arch/skim_controller.h"
 
+#include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
 
 namespace attnsim {
@@ -17,6 +18,10 @@ void SkimController::run() {
     const SkimJob job = job_in->read();
     const Cycles busy(ceil_div(job.predictor_macs, mpc) + ceil_div(job.tokens_scanned, tpc) +
                       ceil_div(job.rank_ops, tpc) + ceil_div(job.pool_macs, mpc));
+    const bool traced = trace_ && trace_->layer_in_window(job.layer);
+    const TraceTag tag{job.layer, -1, -1};
+    if (traced)
+      trace_->interval(TraceUnit::skim_controller, kBusy, now_cycles(), now_cycles() + busy, "skim job", tag);
     wait_cycles(busy);
     busy_ += busy.count();
     macs_ += job.predictor_macs + job.pool_macs;
@@ -29,11 +34,18 @@ void SkimController::run() {
       const Cycles end = dram_.reserve(requested, bytes);
       const Cycles transfer(ceil_div(bytes, static_cast<uint64_t>(dram_.params().bytes_per_cycle)));
       stall_ += (end - requested - transfer).count();
+      if (traced) {
+        trace_->interval(TraceUnit::skim_controller, kStall, requested, end - transfer,
+                         "stall: DRAM channel busy", tag);
+        trace_->interval(TraceUnit::dram, kBusy, end - transfer, end, "forward hidden states", tag);
+      }
       wait_until(end);
     }
+    if (traced) trace_->open(TraceUnit::skim_controller, kStall, "stall: done FIFO full", tag);
     const Cycles before = now_cycles();
     done->write(job);
     stall_ += (now_cycles() - before).count();
+    if (traced) trace_->close(TraceUnit::skim_controller);
   }
 }
 

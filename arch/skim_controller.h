@@ -30,6 +30,8 @@
 
 namespace attnsim {
 
+class ActivityRecorder;
+
 struct SkimJob {
   int layer = 0;
   uint64_t predictor_macs = 0;    // Transkimmer MLP on the controller's own array
@@ -51,6 +53,8 @@ class SkimController : public sc_core::sc_module {
   SkimController(sc_core::sc_module_name name, const SkimControllerParams& p, int hidden_bits,
                  DramChannel& dram);
   ModuleActivity activity() const;
+  // Activity tracing (arch/activity_trace.h); null when off.
+  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
   void run();
@@ -58,6 +62,7 @@ class SkimController : public sc_core::sc_module {
   int hidden_bits_;
   DramChannel& dram_;
   uint64_t busy_ = 0, stall_ = 0, macs_ = 0, token_ops_ = 0, score_adds_ = 0;
+  ActivityRecorder* trace_ = nullptr;
 };
 
 }  // namespace attnsim

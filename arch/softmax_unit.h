@@ -19,6 +19,8 @@
 
 namespace attnsim {
 
+class ActivityRecorder;
+
 class SoftmaxUnit : public sc_core::sc_module {
  public:
   sc_core::sc_fifo_in<RowToken> row_in;
@@ -26,11 +28,14 @@ class SoftmaxUnit : public sc_core::sc_module {
 
   SoftmaxUnit(sc_core::sc_module_name name, const SoftmaxParams& p);
   ModuleActivity activity() const;
+  // Activity tracing (arch/activity_trace.h); null when off.
+  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
   void run();
   SoftmaxParams p_;
   uint64_t busy_ = 0, stall_ = 0, elements_ = 0, rows_ = 0;
+  ActivityRecorder* trace_ = nullptr;
 };
 
 }  // namespace attnsim

@@ -1,5 +1,6 @@
 #include "arch/writeback.h"
 
+#include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
 
 namespace attnsim {
@@ -23,9 +24,12 @@ void Writeback::run() {
     const Cycles end = dram_.reserve(requested, bytes);
     const Cycles transfer(ceil_div(bytes, static_cast<uint64_t>(dram_.params().bytes_per_cycle)));
     dram_.add_stall(end - requested - transfer);
+    const bool traced = trace_ && trace_->in_window(w.layer_index(), w.head);
+    if (traced) trace_transfer(w, row.row, requested, end - transfer, end);
     wait_until(end);
     landed = max(landed, end + dram_.latency());
     sink_.row_done(w, row.row);
+    if (traced && row.row == w.n() - 1) trace_->head_leaves();
     const bool layer_end = w.last_head_of_layer && row.row == w.n() - 1;
     if (layer_end) {
       wait_until(landed);
@@ -33,6 +37,14 @@ void Writeback::run() {
       barrier_.advanced.notify(sc_core::SC_ZERO_TIME);
     }
   }
+}
+
+// Waiting behind other transfers (dram stall), then the row's own transfer.
+void Writeback::trace_transfer(const HeadWork& w, int row, Cycles requested, Cycles start, Cycles end) {
+  const TraceTag tag{w.layer_index(), w.head, row};
+  trace_->interval(TraceUnit::writeback, kStall, requested, start, "stall: DRAM channel busy", tag);
+  trace_->interval(TraceUnit::writeback, kBusy, start, end, "write row", tag);
+  trace_->interval(TraceUnit::dram, kBusy, start, end, "write row", tag);
 }
 
 }  // namespace attnsim

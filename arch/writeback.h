@@ -19,19 +19,25 @@
 
 namespace attnsim {
 
+class ActivityRecorder;
+
 class Writeback : public sc_core::sc_module {
  public:
   sc_core::sc_fifo_in<RowToken> row_in;
 
   Writeback(sc_core::sc_module_name name, int output_bits, DramChannel& dram, LayerBarrier& barrier,
             RowSink& sink);
+  // Activity tracing (arch/activity_trace.h); null when off.
+  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
   void run();
+  void trace_transfer(const HeadWork& w, int row, Cycles requested, Cycles start, Cycles end);
   int output_bits_;
   DramChannel& dram_;
   LayerBarrier& barrier_;
   RowSink& sink_;
+  ActivityRecorder* trace_ = nullptr;
 };
 
 }  // namespace attnsim

@@ -1,5 +1,6 @@
 #include "sim/accelerator.h"
 
+#include "arch/activity_trace.h"
 #include "arch/av_unit.h"
 #include "arch/dma.h"
 #include "arch/dram.h"
@@ -64,7 +65,25 @@ void check_skim_fits_trace(const Config& c, const Trace& trace) {
       config_error(c, "skim_controller.source",
                    "\"predictor\" needs " + layer + "hidden and " + layer + "skim_predictor.* in " +
                        trace.path());
+    // The predictor's cost, the forwarded hidden states and the GEMMs all use D.
+    if (c.skim_controller.source == "predictor" && trace.hidden_size(l) != resolve_d_model(c, trace))
+      config_error(c, "model.d_model",
+                   "is " + std::to_string(resolve_d_model(c, trace)) + ", but " + layer + "hidden in " +
+                       trace.path() + " has D = " + std::to_string(trace.hidden_size(l)));
   }
+}
+
+// A window that selects nothing is a mistake worth one line, not two empty files.
+void check_trace_window(const TraceOptions& t, const Trace& trace) {
+  int heads = 0;
+  for (int l = 0; l < trace.layers(); ++l) heads = std::max(heads, trace.shape(l).heads);
+  if (t.layers.first >= trace.layers())
+    throw std::invalid_argument("--trace-layers '" + t.layers.text() + "': " + trace.path() + " has " +
+                                std::to_string(trace.layers()) + " layers (0 to " + std::to_string(trace.layers() - 1) +
+                                ")");
+  if (t.heads.first >= heads)
+    throw std::invalid_argument("--trace-heads '" + t.heads.text() + "': " + trace.path() + " has " +
+                                std::to_string(heads) + " heads (0 to " + std::to_string(heads - 1) + ")");
 }
 
 }  // namespace
@@ -109,8 +128,9 @@ void check_config_fits_trace(const Config& c, const Trace& trace) {
 }
 
 SimOutcome simulate(const Config& c, const Trace& trace, Metrics& metrics, int threads,
-                    const std::function<void(uint64_t, uint64_t)>& on_progress) {
+                    const std::function<void(uint64_t, uint64_t)>& on_progress, const TraceOptions* tracing) {
   check_config_fits_trace(c, trace);
+  if (tracing && tracing->enabled()) check_trace_window(*tracing, trace);
   init_kernel_time();
 
   uint64_t total_rows = 0;
@@ -207,10 +227,32 @@ SimOutcome simulate(const Config& c, const Trace& trace, Metrics& metrics, int t
   skim.done(skim_done);
   scheduler.skim_done(skim_done);
 
+  std::unique_ptr<ActivityRecorder> recorder;
+  if (tracing && tracing->enabled()) {
+    std::vector<TraceUnit> units = {TraceUnit::dma,     TraceUnit::dram,    TraceUnit::qk_unit,
+                                    TraceUnit::softmax, TraceUnit::av_unit, TraceUnit::writeback};
+    if (encoder || (skimming && predictor_on_gemm)) units.push_back(TraceUnit::gemm_engine);
+    if (skimming) units.push_back(TraceUnit::skim_controller);
+    recorder = std::make_unique<ActivityRecorder>("activity_recorder", *tracing, units);
+    dma.set_tracer(recorder.get());
+    qk.set_tracer(recorder.get());
+    softmax.set_tracer(recorder.get());
+    av.set_tracer(recorder.get());
+    writeback.set_tracer(recorder.get());
+    gemm.set_tracer(recorder.get());
+    skim.set_tracer(recorder.get());
+    recorder->watch_fifo(TraceFifo::heads, heads);
+    recorder->watch_fifo(TraceFifo::scored, scored);
+    recorder->watch_fifo(TraceFifo::normalized, normalized);
+    recorder->watch_fifo(TraceFifo::outputs, outputs);
+    recorder->start();
+  }
+
   sc_core::sc_start();  // runs until no event is left: the last layer's last step is done
   if (error) std::rethrow_exception(error);
 
   out.total = now_cycles();
+  if (recorder) recorder->finish();  // after the total: it steps the kernel one cycle on
   out.modules = collect();
   if (out.layers.size() != static_cast<size_t>(trace.layers()))
     throw std::logic_error("simulation ended before every layer finished (internal error)");

@@ -23,6 +23,8 @@
 
 namespace attnsim {
 
+struct TraceOptions;  // arch/activity_trace.h
+
 // One layer's span and the modules' cumulative activity when it ended.
 struct LayerRecord {
   Cycles start{0}, end{0};
@@ -44,8 +46,11 @@ void check_config_fits_trace(const Config& config, const Trace& trace);
 
 // Simulates the whole trace. `metrics` receives every finished row; `threads` run the
 // functional model (results do not depend on it); `on_progress` (may be empty) is called
-// with (rows done, rows total) from time to time.
+// with (rows done, rows total) from time to time. `tracing` (may be null) writes the VCD
+// and / or timeline of a window of the run (docs/tracing.md); the outcome does not
+// depend on it.
 SimOutcome simulate(const Config& config, const Trace& trace, Metrics& metrics, int threads,
-                    const std::function<void(uint64_t, uint64_t)>& on_progress = {});
+                    const std::function<void(uint64_t, uint64_t)>& on_progress = {},
+                    const TraceOptions* tracing = nullptr);
 
 }  // namespace attnsim

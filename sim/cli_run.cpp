@@ -1,4 +1,5 @@
 // `attnsim run`: simulate one config on one trace.
+#include "arch/activity_trace.h"
 #include "sim/cli.h"
 #include "sim/config.h"
 #include "sim/energy.h"
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -50,11 +52,13 @@ class ProgressBar {
 
 int cmd_run(int argc, char** argv) {
   po::options_description opts(
-      "usage: attnsim run --config C.json --trace T.safetensors --out stats.json [--set key.path=value ...]\n\n"
+      "usage: attnsim run --config C.json --trace T.safetensors --out stats.json [--set key.path=value ...]\n"
+      "                   [--vcd run.vcd] [--timeline run.json] [--trace-layers A:B] [--trace-heads A:B]\n\n"
       "Simulates the configured accelerator on every layer and head of the trace and writes the\n"
       "stats JSON (schema attnsim.stats/1); a summary goes to stdout.\n\noptions");
-  std::string config_path, trace_path, out_path;
+  std::string config_path, trace_path, out_path, trace_layers, trace_heads;
   std::vector<std::string> overrides;
+  TraceOptions tracing;
   opts.add_options()("help,h", "show this help")(
       "config,c", po::value(&config_path),
       "config JSON (schema attnsim.config/1); without it every default applies")(
@@ -63,7 +67,14 @@ int cmd_run(int argc, char** argv) {
       "set", po::value(&overrides)->composing(), "override a config key: --set qk_unit.lanes=32 (repeatable)")(
       "quiet,q", "print nothing on success")(
       "threads,j", po::value<int>()->default_value(0),
-      "threads for the functional model (0 = one per core); results do not depend on it");
+      "threads for the functional model (0 = one per core); results do not depend on it")(
+      "vcd", po::value(&tracing.vcd_path),
+      "write each unit's busy/stall state and the FIFO levels as a VCD waveform (GTKWave; 1 ns = 1 cycle)")(
+      "timeline", po::value(&tracing.timeline_path),
+      "write the same activity as Chrome trace-event JSON (Perfetto, chrome://tracing; 1 ns = 1 cycle)")(
+      "trace-layers", po::value(&trace_layers),
+      "layers to trace, inclusive: A:B, A, A:, :B or all (default 0)")(
+      "trace-heads", po::value(&trace_heads), "heads to trace, inclusive: A:B, A, A:, :B or all (default all)");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -81,17 +92,31 @@ int cmd_run(int argc, char** argv) {
     return 2;
   }
   try {
+    if (!trace_layers.empty()) tracing.layers = parse_trace_range(trace_layers, "--trace-layers");
+    if (!trace_heads.empty()) tracing.heads = parse_trace_range(trace_heads, "--trace-heads");
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "attnsim: run: " << e.what() << "\n";
+    return 2;
+  }
+  if ((!trace_layers.empty() || !trace_heads.empty()) && !tracing.enabled()) {
+    std::cerr << "attnsim: run: --trace-layers and --trace-heads choose what --vcd or --timeline record; give one of them\n";
+    return 2;
+  }
+  try {
     const Config config = config_path.empty() ? resolve_config(json{{"schema", kConfigSchema}}, "<defaults>", overrides)
                                               : load_config(config_path, overrides);
     RunReport report;
     {
       ProgressBar bar;
-      report = run_simulation(config, trace_path, vm["threads"].as<int>(), [&](uint64_t d, uint64_t t) { bar.update(d, t); });
+      report = run_simulation(config, trace_path, vm["threads"].as<int>(),
+                              [&](uint64_t d, uint64_t t) { bar.update(d, t); }, &tracing);
     }
     if (!out_path.empty()) write_file_atomically(out_path, report.stats.dump(2) + "\n");
     if (!vm.count("quiet")) {
       std::cout << text_summary(report.stats);
       if (!out_path.empty()) std::cout << "stats     " << out_path << "\n";
+      if (!tracing.vcd_path.empty()) std::cout << "vcd       " << tracing.vcd_path << "\n";
+      if (!tracing.timeline_path.empty()) std::cout << "timeline  " << tracing.timeline_path << "\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "attnsim: " << e.what() << "\n";

@@ -140,6 +140,13 @@ po::options_description synth_options(SynthArgs& a) {
       ("skim-keep", po::value<double>(&o.skim_keep)->default_value(defaults.skim_keep),
        "if > 0: write cumulative Transkimmer keep masks layers.{l}.skim_keep keeping about "
        "skim-keep^l of the tokens at layer l (token 0 always)")
+      ("predictor", po::bool_switch(&o.predictor)->default_value(defaults.predictor),
+       "also write per layer the hidden states layers.{l}.hidden [N, H*d] and Transkimmer "
+       "predictor weights layers.{l}.skim_predictor.* (for skim_controller.source = "
+       "\"predictor\")")
+      ("predictor-keep", po::value<double>(&o.predictor_keep)->default_value(defaults.predictor_keep),
+       "with --predictor: F such that each layer's predictor keeps 1 + round(F x (n - 1)) of "
+       "the n tokens that reach it (token 0 always)")
       ("model", po::value<std::string>(&o.model)->default_value(defaults.model),
        "metadata 'model'")
       ("help,h", "show this help");

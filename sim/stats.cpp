@@ -200,7 +200,7 @@ nlohmann::json skim_json(const SimOutcome& out, const Trace& trace, const json& 
 }  // namespace
 
 RunReport run_simulation(const Config& c, const std::string& trace_path, int threads,
-                         const std::function<void(uint64_t, uint64_t)>& on_progress) {
+                         const std::function<void(uint64_t, uint64_t)>& on_progress, const TraceOptions* tracing) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const auto start = std::chrono::steady_clock::now();
   const Trace trace(trace_path);
@@ -212,7 +212,7 @@ RunReport run_simulation(const Config& c, const std::string& trace_path, int thr
   Metrics metrics(trace.layers(), c.quality.enabled);
   SimOutcome out;
   try {
-    out = simulate(c, trace, metrics, threads, on_progress);
+    out = simulate(c, trace, metrics, threads, on_progress, tracing);
   } catch (...) {
     if (skimming) {
       kill(baseline.pid, SIGKILL);
@@ -298,24 +298,5 @@ std::string text_summary(const nlohmann::json& s) {
   return os.str();
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::filesystem::path target(path);
-  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(path + ": cannot write output file");
-    f << text;
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error(path + ": write failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot rename temporary file into place");
-  }
-}
 
 }  // namespace attnsim

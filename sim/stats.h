@@ -5,6 +5,7 @@
 #include "sim/accelerator.h"
 #include "sim/config.h"
 #include "sim/energy.h"
+#include "sim/file_io.h"
 #include "sim/metrics.h"
 
 #include <nlohmann/json.hpp>
@@ -24,8 +25,11 @@ struct RunReport {
 // Opens the trace, simulates, computes energy, assembles the stats. Throws ConfigError,
 // TraceError or EnergyError (one-line messages).
 // `threads`: threads of the functional model (0 = one per core); results do not depend on it.
+// `tracing` (may be null): VCD / timeline of a window of the run (docs/tracing.md); the
+// stats do not depend on it.
 RunReport run_simulation(const Config& config, const std::string& trace_path, int threads = 0,
-                         const std::function<void(uint64_t, uint64_t)>& on_progress = {});
+                         const std::function<void(uint64_t, uint64_t)>& on_progress = {},
+                         const TraceOptions* tracing = nullptr);
 
 // Assembles the stats document from the parts (also used by tests).
 nlohmann::json make_stats(const Config& config, const nlohmann::json& trace_info,
@@ -35,7 +39,5 @@ nlohmann::json make_stats(const Config& config, const nlohmann::json& trace_info
 // Human summary: cycles, time, energy, filter and quality figures, the top modules.
 std::string text_summary(const nlohmann::json& stats);
 
-// Writes `text` to `path` atomically (temporary file, then rename): no partial file.
-void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace attnsim

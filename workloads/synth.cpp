@@ -15,7 +15,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <stdexcept>
+#include <utility>
 
 namespace attnsim {
 
@@ -496,6 +498,183 @@ void add_layer_tensor(SafetensorsWriter& w, const SynthOptions& o, int layer, co
   w.set_metadata("scale." + std::to_string(layer) + "." + which, format_double(qz.scale));
 }
 
+// ---------------------------------------------------------------------------------------
+// Transkimmer predictor (SynthOptions::predictor, docs/traces.md)
+
+// Hidden states entering each layer, [N, D] with D = H x d. A residual stream of unit
+// normals evolves from layer to layer (each layer keeps sqrt(0.8) of the previous one and
+// adds sqrt(0.2) of fresh noise, so the variance stays 1); layer l stores
+//   hidden[t][c] = token_gain[t] * (channel_scale[c] * stream[t][c] + channel_mean[c])
+// with token_gain = exp(0.25 z) (a spread of token norms), channel_scale = exp(0.3 z) and
+// channel_mean = 0.3 z per layer (unequal channels with an offset, as in real models).
+class HiddenStates {
+ public:
+  explicit HiddenStates(const SynthOptions& o)
+      : n_(o.tokens), d_(o.heads * o.head_dim), stream_(size_t(n_) * d_, 0.0f) {}
+
+  // Layer `layer`'s hidden states as stored in `dtype` (layers must come in order).
+  std::vector<float> next_layer(uint64_t seed, int layer, DType dtype) {
+    Rng rng = stream(seed, layer, -1, kHidden);
+    const double keep = layer == 0 ? 0.0 : std::sqrt(0.8);
+    const double fresh = layer == 0 ? 1.0 : std::sqrt(0.2);
+    for (float& x : stream_) x = static_cast<float>(keep * x + fresh * rng.normal());
+    std::vector<double> scale(d_), mean(d_), gain(n_);
+    for (double& c : scale) c = std::exp(0.3 * rng.normal());
+    for (double& c : mean) c = 0.3 * rng.normal();
+    for (double& g : gain) g = std::exp(0.25 * rng.normal());
+    std::vector<float> hidden(stream_.size());
+    for (int t = 0; t < n_; ++t)
+      for (int c = 0; c < d_; ++c) {
+        const size_t i = size_t(t) * d_ + c;
+        hidden[i] = round_to(dtype, static_cast<float>(gain[t] * (scale[c] * stream_[i] + mean[c])));
+      }
+    return hidden;
+  }
+
+ private:
+  int n_, d_;
+  std::vector<float> stream_;
+};
+
+DType hidden_dtype(DType trace_dtype) { return trace_dtype == DType::I8 ? DType::F32 : trace_dtype; }
+
+// Weights of layer l's predictor, built so that logit_keep - logit_skim follows one
+// feature of the hidden state: f = r . LN1(h), r a random unit direction of the layer.
+//  - LayerNorms: weight 1 + 0.1 z, bias 0.05 z (near the identity, as trained ones are);
+//  - fc1: row 0 = 3 r, row 1 = -3 r, the other rows N(0, 1/D) (init-like), bias 0.02 z;
+//    so fc1's outputs 0 and 1 are +-3 f plus small terms;
+//  - fc2: N(0, 0.02^2) plus +-1/2 so that row 1 (keep) - row 0 (skim) is +1 on input 0 and
+//    -1 on input 1: the logit difference is GELU(y0) - GELU(y1) + small terms, and since
+//    GELU(a) - GELU(-a) = a this is about y0, increasing with f. The fc2 bias is set
+//    afterwards by calibrate_fc2_bias.
+skim::PredictorWeights predictor_weights(uint64_t seed, int layer, int d) {
+  Rng rng = stream(seed, layer, -1, kPredictor);
+  auto normals = [&](size_t count, double mean, double sd) {
+    std::vector<float> v(count);
+    for (float& x : v) x = static_cast<float>(mean + sd * rng.normal());
+    return v;
+  };
+  skim::PredictorWeights w;
+  w.d_model = d;
+  w.ln1_w = normals(d, 1.0, 0.1);
+  w.ln1_b = normals(d, 0.0, 0.05);
+  std::vector<double> r(d);
+  double norm2 = 0;
+  for (double& x : r) {
+    x = rng.normal();
+    norm2 += x * x;
+  }
+  const double inv_norm = norm2 > 0 ? 1.0 / std::sqrt(norm2) : 0.0;
+  w.fc1_w = normals(size_t(d) * d, 0.0, 1.0 / std::sqrt(double(d)));
+  for (int i = 0; i < d; ++i) {
+    w.fc1_w[i] = static_cast<float>(3.0 * r[i] * inv_norm);
+    w.fc1_w[size_t(d) + i] = static_cast<float>(-3.0 * r[i] * inv_norm);
+  }
+  w.fc1_b = normals(d, 0.0, 0.02);
+  w.ln2_w = normals(d, 1.0, 0.1);
+  w.ln2_b = normals(d, 0.0, 0.05);
+  w.fc2_w = normals(2 * size_t(d), 0.0, 0.02);
+  w.fc2_w[0] -= 0.5f;                 // skim row, input 0
+  w.fc2_w[1] += 0.5f;                 // skim row, input 1
+  w.fc2_w[size_t(d)] += 0.5f;         // keep row, input 0
+  w.fc2_w[size_t(d) + 1] -= 0.5f;     // keep row, input 1
+  w.fc2_b = {0.0f, 0.0f};
+  return w;
+}
+
+// The predictor's arithmetic, exactly as skim::predictor_logits (arch/skim_math.cpp) does
+// it in double, which workloads/ does not link: LayerNorm with biased variance and
+// eps = 1e-5, Linear accumulating from the bias, exact-erf GELU.
+void predictor_layer_norm(std::vector<double>& x, const std::vector<float>& weight,
+                          const std::vector<float>& bias) {
+  const size_t d = x.size();
+  double mean = 0;
+  for (double v : x) mean += v;
+  mean /= static_cast<double>(d);
+  double var = 0;
+  for (double v : x) var += (v - mean) * (v - mean);
+  var /= static_cast<double>(d);
+  const double inv = 1.0 / std::sqrt(var + 1e-5);
+  for (size_t i = 0; i < d; ++i) x[i] = (x[i] - mean) * inv * weight[i] + bias[i];
+}
+
+double predictor_linear_row(const std::vector<double>& x, const float* row, float bias) {
+  double acc = bias;
+  for (size_t i = 0; i < x.size(); ++i) acc += static_cast<double>(row[i]) * x[i];
+  return acc;
+}
+
+// fc2 outputs (skim, keep) of one token with the fc2 bias `w.fc2_b`.
+std::pair<double, double> predictor_logits_of(const float* h, const skim::PredictorWeights& w) {
+  const size_t d = static_cast<size_t>(w.d_model);
+  std::vector<double> x(h, h + d), y(d);
+  predictor_layer_norm(x, w.ln1_w, w.ln1_b);
+  for (size_t o = 0; o < d; ++o) y[o] = predictor_linear_row(x, w.fc1_w.data() + o * d, w.fc1_b[o]);
+  predictor_layer_norm(y, w.ln2_w, w.ln2_b);
+  for (double& v : y) v = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+  return {predictor_linear_row(y, w.fc2_w.data(), w.fc2_b[0]),
+          predictor_linear_row(y, w.fc2_w.data() + d, w.fc2_b[1])};
+}
+
+// Sets w.fc2_b so that, of the active tokens other than 0, the keep_count with the largest
+// logit difference (bias 0) are kept: the threshold lies halfway between the keep_count-th
+// and the next difference, and the bias is (-threshold/2, +threshold/2).
+void calibrate_fc2_bias(const std::vector<double>& differences, int keep_count,
+                        skim::PredictorWeights& w) {
+  std::vector<double> sorted = differences;
+  std::sort(sorted.rbegin(), sorted.rend());
+  const int count = static_cast<int>(sorted.size());
+  double threshold = 0;
+  if (count > 0) {
+    if (keep_count <= 0) threshold = sorted.front() + 1;
+    else if (keep_count >= count) threshold = sorted.back() - 1;
+    else threshold = 0.5 * (sorted[keep_count - 1] + sorted[keep_count]);
+  }
+  w.fc2_b = {static_cast<float>(threshold / 2), static_cast<float>(-threshold / 2)};
+}
+
+// Writes layer l's hidden states and predictor weights and applies the layer's decisions
+// to `active` (cumulative flags over the original tokens; token 0 stays).
+void add_predictor_layer(SafetensorsWriter& w, const SynthOptions& o, int layer,
+                         HiddenStates& states, std::vector<uint8_t>& active) {
+  const int n = o.tokens, d = o.heads * o.head_dim;
+  const DType dtype = hidden_dtype(o.dtype);
+  const std::vector<float> hidden = states.next_layer(o.seed, layer, dtype);
+  skim::PredictorWeights p = predictor_weights(o.seed, layer, d);
+
+  std::vector<double> differences;
+  std::vector<int> candidates;  // active tokens other than 0
+  for (int t = 1; t < n; ++t) {
+    if (!active[t]) continue;
+    const auto logits = predictor_logits_of(hidden.data() + size_t(t) * d, p);
+    differences.push_back(logits.second - logits.first);
+    candidates.push_back(t);
+  }
+  const int keep_count = static_cast<int>(std::lround(o.predictor_keep * candidates.size()));
+  calibrate_fc2_bias(differences, keep_count, p);
+  for (int t : candidates) {
+    const auto logits = predictor_logits_of(hidden.data() + size_t(t) * d, p);
+    active[t] = logits.second > logits.first;
+  }
+
+  const std::string prefix = "layers." + std::to_string(layer) + ".";
+  check_finite_in(dtype, hidden, prefix + "hidden");
+  w.add_float(prefix + "hidden", dtype, {n, d}, hidden);
+  const int64_t dd = d;
+  const std::pair<const char*, const std::vector<float>*> parts[] = {
+      {"ln1.weight", &p.ln1_w}, {"ln1.bias", &p.ln1_b}, {"fc1.weight", &p.fc1_w},
+      {"fc1.bias", &p.fc1_b},   {"ln2.weight", &p.ln2_w}, {"ln2.bias", &p.ln2_b},
+      {"fc2.weight", &p.fc2_w}, {"fc2.bias", &p.fc2_b}};
+  for (const auto& part : parts) {
+    const std::string name = std::string(part.first);
+    std::vector<int64_t> shape = {dd};
+    if (name == "fc1.weight") shape = {dd, dd};
+    if (name == "fc2.weight") shape = {2, dd};
+    if (name == "fc2.bias") shape = {2};
+    w.add_float(prefix + "skim_predictor." + name, DType::F32, shape, *part.second);
+  }
+}
+
 }  // namespace
 
 HeadPattern parse_head_pattern(const std::string& name) {
@@ -537,6 +716,9 @@ void write_synthetic_trace(const SynthOptions& o, const std::string& path) {
   const std::vector<HeadPattern> patterns = effective_patterns(o);
   SafetensorsWriter w;
   const size_t per_head = size_t(o.tokens) * o.head_dim;
+  const bool predictor = o.predictor;
+  std::unique_ptr<HiddenStates> hidden = predictor ? std::make_unique<HiddenStates>(o) : nullptr;
+  std::vector<uint8_t> active(predictor ? o.tokens : 0, 1);  // after the predictors so far
   for (int l = 0; l < o.layers; ++l) {
     const LayerGains gains = layer_gains(o.seed, l);
     std::vector<float> q(per_head * o.heads), k(q.size()), v(q.size());
@@ -554,8 +736,10 @@ void write_synthetic_trace(const SynthOptions& o, const std::string& path) {
     add_layer_tensor(w, o, l, "k", k);
     add_layer_tensor(w, o, l, "v", v);
     w.set_metadata("synth.q_scale." + std::to_string(l), q_scales);
+    if (predictor) add_predictor_layer(w, o, l, *hidden, active);
   }
   if (o.skim_keep > 0.0) add_skim_masks(w, o);
+  if (o.predictor) w.set_metadata("synth.predictor_keep", format_double(o.predictor_keep));
   w.set_metadata("model", o.model);
   w.set_metadata("source", "attnsim trace synth");
   w.set_metadata("causal", o.causal ? "true" : "false");

@@ -1,7 +1,8 @@
 // Synthetic traces: determinism, shapes and metadata, the signature of each head pattern,
-// the entropy target, I8 scales, and the `attnsim trace` command line.
+// the entropy target, I8 scales, the predictor option, and the `attnsim trace` command line.
 #include "workloads/synth.h"
 
+#include "arch/skim_math.h"
 #include "sim/cli.h"
 #include "tests/workloads/trace_test_files.h"
 #include "workloads/trace.h"
@@ -511,4 +512,215 @@ TEST_CASE("attnsim trace errors: one line on stderr, exit 2, no file written") {
   CHECK(one_error_line(junk.err));
   CHECK(junk.err.find("junk.safetensors") != std::string::npos);
   CHECK(run_trace({"trace", "info"}).code == 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// --predictor: hidden states and Transkimmer predictor weights
+
+namespace {
+
+SynthOptions predictor_options() {
+  SynthOptions o;
+  o.layers = 4;
+  o.heads = 2;
+  o.tokens = 40;
+  o.head_dim = 8;  // D = 16
+  o.seed = 5;
+  o.predictor = true;
+  return o;
+}
+
+// Tokens each layer processes when the predictor's decisions (skim::predictor_keep on the
+// trace's hidden states and weights) are applied cumulatively, token 0 always kept.
+std::vector<int> predictor_survivors(const Trace& t) {
+  skim::TokenMap active = skim::identity_map(t.shape(0).n);
+  std::vector<int> counts;
+  for (int l = 0; l < t.layers(); ++l) {
+    std::vector<int32_t> ids;
+    for (const auto& token : active) ids.push_back(token.original);
+    const std::vector<float> hidden = t.hidden_rows(l, ids);
+    const auto keep = skim::predictor_keep(hidden.data(), static_cast<int>(ids.size()), t.predictor(l));
+    active = skim::surviving_tokens(active, skim::cumulative_keep_active(active, keep));
+    counts.push_back(static_cast<int>(active.size()));
+  }
+  return counts;
+}
+
+// 1 + round(f (n - 1)) per layer, n the tokens reaching it (round half away from zero).
+std::vector<int> documented_survivors(int tokens, int layers, double f) {
+  std::vector<int> counts;
+  int n = tokens;
+  for (int l = 0; l < layers; ++l) {
+    n = 1 + static_cast<int>(std::lround(f * (n - 1)));
+    counts.push_back(n);
+  }
+  return counts;
+}
+
+double pearson(const std::vector<double>& x, const std::vector<double>& y) {
+  const double n = static_cast<double>(x.size());
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < x.size(); ++i) mx += x[i] / n, my += y[i] / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  return sxy / std::sqrt(sxx * syy);
+}
+
+}  // namespace
+
+TEST_CASE("predictor option writes hidden states and all eight predictor tensors per layer") {
+  TempDir dir;
+  SynthOptions o = predictor_options();
+  write_synthetic_trace(o, dir.file("p.safetensors"));
+  const Trace t(dir.file("p.safetensors"));  // the trace reader validates shapes and dtypes
+  const int d = o.heads * o.head_dim;
+  for (int l = 0; l < o.layers; ++l) {
+    INFO("layer " << l);
+    const std::string p = "layers." + std::to_string(l) + ".";
+    CHECK(t.has_hidden(l));
+    CHECK(t.hidden_size(l) == d);
+    CHECK(t.has_predictor(l));
+    const TensorInfo& hidden = t.file().info(p + "hidden");
+    CHECK(hidden.dtype == DType::F16);  // the trace's float dtype
+    CHECK(hidden.shape == std::vector<int64_t>({o.tokens, d}));
+    CHECK(t.file().info(p + "skim_predictor.fc1.weight").shape == std::vector<int64_t>({d, d}));
+    CHECK(t.file().info(p + "skim_predictor.fc2.weight").shape == std::vector<int64_t>({2, d}));
+    CHECK(t.file().info(p + "skim_predictor.fc2.bias").dtype == DType::F32);
+    CHECK(t.predictor(l).d_model == d);
+  }
+  CHECK(t.metadata().at("synth.predictor_keep") == "0.75");
+
+  // Deterministic; q, k and v are the same as without --predictor.
+  write_synthetic_trace(o, dir.file("p2.safetensors"));
+  CHECK(file_bytes(dir.file("p.safetensors")) == file_bytes(dir.file("p2.safetensors")));
+  SynthOptions plain = o;
+  plain.predictor = false;
+  write_synthetic_trace(plain, dir.file("plain.safetensors"));
+  const Trace u(dir.file("plain.safetensors"));
+  CHECK_FALSE(u.has_hidden(0));
+  CHECK_FALSE(u.has_predictor(0));
+  CHECK(u.metadata().count("synth.predictor_keep") == 0);
+  for (int l = 0; l < o.layers; ++l)
+    for (const char* which : {"q", "k", "v"}) {
+      const std::string name = "layers." + std::to_string(l) + "." + which;
+      CHECK(t.file().read_float(name) == u.file().read_float(name));
+    }
+  // Another seed, other hidden states.
+  o.seed = 6;
+  write_synthetic_trace(o, dir.file("p3.safetensors"));
+  CHECK(Trace(dir.file("p3.safetensors")).hidden_rows(0, {1}) != t.hidden_rows(0, {1}));
+
+  // I8 traces get F32 hidden states; F32 traces too.
+  o.dtype = DType::I8;
+  write_synthetic_trace(o, dir.file("i8.safetensors"));
+  CHECK(Trace(dir.file("i8.safetensors")).file().info("layers.0.hidden").dtype == DType::F32);
+}
+
+TEST_CASE("predictor keeps 1 + round(f (n - 1)) of the tokens reaching each layer") {
+  TempDir dir;
+  for (double f : {0.0, 0.3, 0.5, 0.75, 0.9, 1.0}) {
+    INFO("predictor_keep " << f);
+    SynthOptions o = predictor_options();
+    o.predictor_keep = f;
+    write_synthetic_trace(o, dir.file("k.safetensors"));
+    const Trace t(dir.file("k.safetensors"));
+    CHECK(predictor_survivors(t) == documented_survivors(o.tokens, o.layers, f));
+  }
+  // 0.75: 40 -> 1 + round(29.25) = 30 -> 1 + round(21.75) = 23 -> 1 + round(16.5) = 18
+  // -> 1 + round(12.75) = 14.
+  CHECK(documented_survivors(40, 4, 0.75) == std::vector<int>({30, 23, 18, 14}));
+  // Also with BF16 and F32 hidden states and a causal trace.
+  for (DType dtype : {DType::BF16, DType::F32}) {
+    SynthOptions o = predictor_options();
+    o.dtype = dtype;
+    o.causal = true;
+    write_synthetic_trace(o, dir.file("c.safetensors"));
+    CHECK(predictor_survivors(Trace(dir.file("c.safetensors"))) ==
+          documented_survivors(o.tokens, o.layers, 0.75));
+  }
+}
+
+TEST_CASE("the predictor's logit difference follows the hidden-state feature fc1 row 0 reads") {
+  // Documented construction: fc1 rows 0 and 1 are +-3 r, and logit_keep - logit_skim is
+  // about GELU(y0) - GELU(y1), increasing in f = fc1[0] . LN1(h). Over all tokens of a
+  // layer the logit difference and f are strongly correlated, and the hidden states have a
+  // spread of token norms.
+  TempDir dir;
+  SynthOptions o = predictor_options();
+  o.tokens = 200;
+  o.dtype = DType::F32;
+  write_synthetic_trace(o, dir.file("f.safetensors"));
+  const Trace t(dir.file("f.safetensors"));
+  const int d = o.heads * o.head_dim;
+  std::vector<int32_t> ids(o.tokens);
+  for (int i = 0; i < o.tokens; ++i) ids[i] = i;
+  for (int l = 0; l < o.layers; ++l) {
+    INFO("layer " << l);
+    const skim::PredictorWeights w = t.predictor(l);
+    for (int i = 0; i < d; ++i) CHECK(w.fc1_w[i] == -w.fc1_w[d + i]);
+    const std::vector<float> h = t.hidden_rows(l, ids);
+    const std::vector<double> logits = skim::predictor_logits(h.data(), o.tokens, w);
+    std::vector<double> feature, difference, norms;
+    for (int r = 0; r < o.tokens; ++r) {
+      const float* row = h.data() + size_t(r) * d;
+      double mean = 0, var = 0, norm2 = 0;
+      for (int c = 0; c < d; ++c) mean += row[c] / double(d), norm2 += double(row[c]) * row[c];
+      for (int c = 0; c < d; ++c) var += (row[c] - mean) * (row[c] - mean) / d;
+      double f = 0;
+      for (int c = 0; c < d; ++c)
+        f += w.fc1_w[c] * ((row[c] - mean) / std::sqrt(var + 1e-5) * w.ln1_w[c] + w.ln1_b[c]);
+      feature.push_back(f);
+      difference.push_back(logits[2 * r + 1] - logits[2 * r]);
+      norms.push_back(std::sqrt(norm2));
+    }
+    CHECK(pearson(feature, difference) > 0.9);
+    const auto range = std::minmax_element(norms.begin(), norms.end());
+    CHECK(*range.second / *range.first > 1.5);
+  }
+}
+
+TEST_CASE("attnsim trace synth --predictor matches the library; bad predictor options fail") {
+  TempDir dir;
+  const std::string path = dir.file("cli.safetensors");
+  CliResult r = run_trace({"trace", "synth", "--out", path, "--layers", "2", "--heads", "2",
+                           "--tokens", "12", "--head-dim", "4", "--seed", "3", "--predictor",
+                           "--predictor-keep", "0.5"});
+  REQUIRE(r.code == 0);
+  SynthOptions o;
+  o.layers = 2;
+  o.heads = 2;
+  o.tokens = 12;
+  o.head_dim = 4;
+  o.seed = 3;
+  o.predictor = true;
+  o.predictor_keep = 0.5;
+  write_synthetic_trace(o, dir.file("lib.safetensors"));
+  CHECK(file_bytes(path) == file_bytes(dir.file("lib.safetensors")));
+
+  r = run_trace({"trace", "synth", "--help"});
+  CHECK(r.out.find("--predictor-keep arg (=0.75)") != std::string::npos);
+
+  const std::string bad_path = dir.file("bad.safetensors");
+  const std::vector<std::vector<std::string>> bad = {
+      {"trace", "synth", "--out", bad_path, "--predictor", "--predictor-keep", "1.5"},
+      {"trace", "synth", "--out", bad_path, "--predictor", "--predictor-keep=-0.1"},
+      {"trace", "synth", "--out", bad_path, "--predictor", "--heads", "1", "--head-dim", "1"},
+      {"trace", "synth", "--out", bad_path, "--predictor", "--heads", "64", "--head-dim", "256"},
+      {"trace", "synth", "--out", bad_path, "--predictor", "--tokens", "100000", "--heads", "16",
+       "--head-dim", "64"},
+  };
+  for (const auto& args : bad) {
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    INFO(joined);
+    const CliResult e = run_trace(args);
+    CHECK(e.code == 2);
+    CHECK(one_error_line(e.err));
+    CHECK(e.err.find("predictor") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(bad_path));
+  }
 }
