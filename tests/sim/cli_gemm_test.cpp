@@ -1,5 +1,7 @@
 // `attnsim gemm` as a user drives it: the JSON fields, the text summary, config overrides,
 // and one-line errors with a non-zero exit.
+#include "tests/support/cli.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -13,33 +15,15 @@
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using Result = attnsim::test::CliResult;
+using attnsim::test::count_lines;
 
-Result attnsim(const std::string& args) {
-  const std::string cmd = std::string(ATTNSIM_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
-int count_lines(const std::string& s) {
-  int lines = 0;
-  for (char c : s) lines += c == '\n';
-  return lines;
-}
 
 }  // namespace
 
 TEST_CASE("gemm --json prints one object with the engine's cycles for the issue's example") {
-  const Result r = attnsim("gemm --m 512 --n 512 --k 64 --json");
+  const Result r = attnsim::test::run_attnsim("gemm --m 512 --n 512 --k 64 --json");
   REQUIRE(r.code == 0);
   CHECK(count_lines(r.out) == 1);
   const nlohmann::json j = nlohmann::json::parse(r.out);
@@ -59,7 +43,7 @@ TEST_CASE("gemm --json prints one object with the engine's cycles for the issue'
 
 TEST_CASE("gemm --set and --config change the engine and the DRAM") {
   // ws, 32 B/cycle: compute 32 x 606 = 19392; DRAM 1605632 / 32 + 100 = 50276; stall 30884.
-  const Result r = attnsim("gemm --m 512 --n 512 --k 64 --set gemm_engine.dataflow=ws --set dram.bytes_per_cycle=32 --json");
+  const Result r = attnsim::test::run_attnsim("gemm --m 512 --n 512 --k 64 --set gemm_engine.dataflow=ws --set dram.bytes_per_cycle=32 --json");
   REQUIRE(r.code == 0);
   const nlohmann::json j = nlohmann::json::parse(r.out);
   CHECK(j.at("compute_cycles") == 19392);
@@ -70,13 +54,13 @@ TEST_CASE("gemm --set and --config change the engine and the DRAM") {
   std::filesystem::create_directories(dir);
   const std::string cfg = (dir / "g.json").string();
   std::ofstream(cfg) << R"({"schema": "attnsim.config/1", "gemm_engine": {"rows": 1, "cols": 1}})";
-  const Result c = attnsim("gemm --m 3 --n 5 --k 7 --config " + cfg + " --json");
+  const Result c = attnsim::test::run_attnsim("gemm --m 3 --n 5 --k 7 --config " + cfg + " --json");
   REQUIRE(c.code == 0);
   CHECK(nlohmann::json::parse(c.out).at("compute_cycles") == 105);
 }
 
 TEST_CASE("gemm without --json prints a text summary") {
-  const Result r = attnsim("gemm --m 512 --n 512 --k 64");
+  const Result r = attnsim::test::run_attnsim("gemm --m 512 --n 512 --k 64");
   REQUIRE(r.code == 0);
   CHECK_THAT(r.out, Catch::Contains("compute     32256 cycles (SCALE-Sim Total Cycles 32255)"));
   CHECK_THAT(r.out, Catch::Contains("utilization 0.507937"));
@@ -84,7 +68,7 @@ TEST_CASE("gemm without --json prints a text summary") {
 
 TEST_CASE("gemm bad arguments exit non-zero with one line") {
   const auto check = [](const std::string& args, const std::string& message) {
-    const Result r = attnsim(args);
+    const Result r = attnsim::test::run_attnsim(args);
     CHECK(r.code != 0);
     CHECK(r.out == message + "\n");
   };

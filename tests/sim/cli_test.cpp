@@ -1,6 +1,7 @@
 // The attnsim command line as a user drives it: exit codes, one-line errors naming the
 // file and the JSON path or tensor, no partial output file, byte-identical stats.
 #include "arch/qk_math.h"
+#include "tests/support/cli.h"
 #include "workloads/safetensors.h"
 #include "workloads/trace.h"
 
@@ -21,28 +22,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using Result = attnsim::test::CliResult;
+using attnsim::test::count_lines;
 
-Result run_cli(const std::string& args) {
-  const std::string cmd = std::string(ATTNSIM_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
-fs::path scratch() {
-  const fs::path dir = fs::temp_directory_path() / ("attnsim_cli_" + std::to_string(getpid()));
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch() { return attnsim::test::scratch_dir("cli"); }
 
 std::string write(const fs::path& path, const std::string& text) {
   std::ofstream(path) << text;
@@ -54,16 +38,11 @@ const std::string kDemo = std::string(ATTNSIM_SOURCE_DIR) + "/workloads/demo.saf
 // A small trace so that whole runs take milliseconds.
 std::string small_trace() {
   const fs::path t = scratch() / "small.safetensors";
-  const Result r = run_cli("trace synth --out " + t.string() + " --layers 2 --heads 2 --tokens 48 --head-dim 16 --seed 3");
+  const Result r = attnsim::test::run_attnsim("trace synth --out " + t.string() + " --layers 2 --heads 2 --tokens 48 --head-dim 16 --seed 3");
   REQUIRE(r.code == 0);
   return t.string();
 }
 
-int count_lines(const std::string& s) {
-  int lines = 0;
-  for (char c : s) lines += c == '\n';
-  return lines;
-}
 
 }  // namespace
 
@@ -71,7 +50,7 @@ TEST_CASE("a bad config value fails with one line naming the file and the path, 
   const fs::path dir = scratch();
   const std::string cfg = write(dir / "bad.json", R"({"schema": "attnsim.config/1", "qk_unit": {"lanes": 0}})");
   const fs::path out = dir / "stats.json";
-  const Result r = run_cli("run --config " + cfg + " --trace " + small_trace() + " --out " + out.string());
+  const Result r = attnsim::test::run_attnsim("run --config " + cfg + " --trace " + small_trace() + " --out " + out.string());
   CHECK(r.code != 0);
   CHECK(r.out == "attnsim: " + cfg + ": qk_unit.lanes: must be >= 1, got 0\n");
   CHECK_FALSE(fs::exists(out));
@@ -80,7 +59,7 @@ TEST_CASE("a bad config value fails with one line naming the file and the path, 
 TEST_CASE("an unknown key gets a did-you-mean") {
   const fs::path dir = scratch();
   const std::string cfg = write(dir / "typo.json", R"({"schema": "attnsim.config/1", "qk_unit": {"lanse": 8}})");
-  const Result r = run_cli("run --config " + cfg + " --trace " + small_trace());
+  const Result r = attnsim::test::run_attnsim("run --config " + cfg + " --trace " + small_trace());
   CHECK(r.code != 0);
   CHECK(r.out.find("qk_unit.lanse: unknown key (did you mean 'lanes'?)") != std::string::npos);
   CHECK(count_lines(r.out) == 1);
@@ -90,7 +69,7 @@ TEST_CASE("a bad trace fails with one line naming the file, and no output") {
   const fs::path dir = scratch();
   const std::string bad = write(dir / "junk.safetensors", "not a safetensors file at all");
   const fs::path out = dir / "stats.json";
-  const Result r = run_cli("run --trace " + bad + " --out " + out.string());
+  const Result r = attnsim::test::run_attnsim("run --trace " + bad + " --out " + out.string());
   CHECK(r.code != 0);
   CHECK(r.out.find(bad) != std::string::npos);
   CHECK(count_lines(r.out) == 1);
@@ -101,31 +80,31 @@ TEST_CASE("a per-head list that does not fit the trace names the config path") {
   const fs::path dir = scratch();
   const std::string cfg =
       write(dir / "heads.json", R"({"schema": "attnsim.config/1", "comparator": {"gamma": [0.1, 0.2, 0.3]}})");
-  const Result r = run_cli("run --config " + cfg + " --trace " + small_trace());
+  const Result r = attnsim::test::run_attnsim("run --config " + cfg + " --trace " + small_trace());
   CHECK(r.code != 0);
   CHECK(r.out == "attnsim: " + cfg + ": comparator.gamma: has 3 values, the trace has 2 heads\n");
 }
 
 TEST_CASE("an SRAM too small for one head is a config error") {
-  const Result r = run_cli("run --trace " + small_trace() + " --set sram.capacity_kib=1");
+  const Result r = attnsim::test::run_attnsim("run --trace " + small_trace() + " --set sram.capacity_kib=1");
   CHECK(r.code != 0);
   CHECK(r.out.find("sram.capacity_kib: too small for one head's Q, K and V of layer 0") != std::string::npos);
 }
 
 TEST_CASE("missing --trace and unknown options are usage errors") {
-  CHECK(run_cli("run").code != 0);
-  CHECK(run_cli("run --trace x --bogus").code != 0);
-  CHECK(run_cli("frobnicate").code != 0);
-  CHECK(run_cli("--version").out.rfind("attnsim ", 0) == 0);
-  CHECK(run_cli("run --help").code == 0);
+  CHECK(attnsim::test::run_attnsim("run").code != 0);
+  CHECK(attnsim::test::run_attnsim("run --trace x --bogus").code != 0);
+  CHECK(attnsim::test::run_attnsim("frobnicate").code != 0);
+  CHECK(attnsim::test::run_attnsim("--version").out.rfind("attnsim ", 0) == 0);
+  CHECK(attnsim::test::run_attnsim("run --help").code == 0);
 }
 
 TEST_CASE("the same inputs give byte-identical stats apart from sim") {
   const fs::path dir = scratch();
   const std::string trace = small_trace();
   const fs::path a = dir / "a.json", b = dir / "b.json";
-  REQUIRE(run_cli("run -q --threads 1 --trace " + trace + " --out " + a.string()).code == 0);
-  REQUIRE(run_cli("run -q --threads 2 --trace " + trace + " --out " + b.string()).code == 0);
+  REQUIRE(attnsim::test::run_attnsim("run -q --threads 1 --trace " + trace + " --out " + a.string()).code == 0);
+  REQUIRE(attnsim::test::run_attnsim("run -q --threads 2 --trace " + trace + " --out " + b.string()).code == 0);
   nlohmann::json ja, jb;
   std::ifstream(a) >> ja;
   std::ifstream(b) >> jb;
@@ -136,7 +115,7 @@ TEST_CASE("the same inputs give byte-identical stats apart from sim") {
 
 TEST_CASE("stats carry every key SEMANTICS section 7 requires") {
   const fs::path out = scratch() / "s.json";
-  REQUIRE(run_cli("run -q --trace " + kDemo + " --out " + out.string()).code == 0);
+  REQUIRE(attnsim::test::run_attnsim("run -q --trace " + kDemo + " --out " + out.string()).code == 0);
   nlohmann::json s;
   std::ifstream(out) >> s;
   CHECK(s["schema"] == "attnsim.stats/1");
@@ -170,8 +149,8 @@ TEST_CASE("stats carry every key SEMANTICS section 7 requires") {
 TEST_CASE("compare prints speedup and energy reduction against the first run") {
   const fs::path dir = scratch();
   const std::string trace = small_trace();
-  REQUIRE(run_cli("run -q --trace " + trace + " --out " + (dir / "x.json").string()).code == 0);
-  const Result r = run_cli("compare " + (dir / "x.json").string() + " " + (dir / "x.json").string());
+  REQUIRE(attnsim::test::run_attnsim("run -q --trace " + trace + " --out " + (dir / "x.json").string()).code == 0);
+  const Result r = attnsim::test::run_attnsim("compare " + (dir / "x.json").string() + " " + (dir / "x.json").string());
   CHECK(r.code == 0);
   CHECK(r.out.find("1.00x") != std::string::npos);
 }
@@ -191,8 +170,8 @@ TEST_CASE("gamma and the per-head margins it maps to give identical filtering") 
       dir / "margin.json",
       nlohmann::json{{"schema", "attnsim.config/1"}, {"comparator", {{"margin", margins}}}}.dump());
   const fs::path a = dir / "gamma.json", b = dir / "margin_stats.json";
-  REQUIRE(run_cli("run -q --trace " + kDemo + " --set comparator.gamma=0.02 --out " + a.string()).code == 0);
-  REQUIRE(run_cli("run -q --config " + with_margin + " --trace " + kDemo + " --out " + b.string()).code == 0);
+  REQUIRE(attnsim::test::run_attnsim("run -q --trace " + kDemo + " --set comparator.gamma=0.02 --out " + a.string()).code == 0);
+  REQUIRE(attnsim::test::run_attnsim("run -q --config " + with_margin + " --trace " + kDemo + " --out " + b.string()).code == 0);
   nlohmann::json ja, jb;
   std::ifstream(a) >> ja;
   std::ifstream(b) >> jb;
@@ -216,7 +195,7 @@ TEST_CASE("a NaN found mid-run is still a one-line error naming the tensor") {
   const std::string trace = (dir / "nan.safetensors").string();
   w.write(trace);
   const fs::path out = dir / "nan.json";
-  const Result r = run_cli("run --trace " + trace + " --out " + out.string());
+  const Result r = attnsim::test::run_attnsim("run --trace " + trace + " --out " + out.string());
   CHECK(r.code != 0);
   CHECK(r.out == "attnsim: " + trace + ": layers.1.k: NaN at index [0, 1, 1]\n");
   CHECK_FALSE(fs::exists(out));

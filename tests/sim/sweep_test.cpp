@@ -7,6 +7,8 @@
 #include "sim/sweep.h"
 #include "workloads/safetensors.h"
 
+#include "tests/support/cli.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -29,23 +31,11 @@ using attnsim::json;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using Result = attnsim::test::CliResult;
+using attnsim::test::shell;
 
-Result shell(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
-Result attnsim_cli(const std::string& args) { return shell(std::string(ATTNSIM_BINARY) + " " + args); }
+Result attnsim_cli(const std::string& args) { return attnsim::test::run_attnsim(args); }
 
 fs::path scratch_root() { return fs::temp_directory_path() / ("attnsim_sweep_" + std::to_string(getpid())); }
 

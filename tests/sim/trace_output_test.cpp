@@ -2,6 +2,8 @@
 // line as a user does (every run is its own process, so one TEST_CASE may run several).
 // Over the whole run the recorded spans must add up to the stats' busy and stall cycles
 // exactly, lie inside [0, cycles.total], and tracing must not change the stats.
+#include "tests/support/cli.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -24,28 +26,10 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using Result = attnsim::test::CliResult;
 
-Result run_cli(const std::string& args) {
-  const std::string cmd = std::string(ATTNSIM_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
-fs::path scratch() {
-  const fs::path dir = fs::temp_directory_path() / ("attnsim_traceout_" + std::to_string(getpid()));
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch() { return attnsim::test::scratch_dir("traceout"); }
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p);
@@ -57,7 +41,7 @@ std::string slurp(const fs::path& p) {
 // 2 layers x 2 heads, 8 tokens, d = 4: every run takes milliseconds.
 std::string tiny_trace() {
   const fs::path t = scratch() / "tiny.safetensors";
-  const Result r = run_cli("trace synth --out " + t.string() + " --layers 2 --heads 2 --tokens 8 --head-dim 4 --seed 5");
+  const Result r = attnsim::test::run_attnsim("trace synth --out " + t.string() + " --layers 2 --heads 2 --tokens 8 --head-dim 4 --seed 5");
   REQUIRE(r.code == 0);
   return t.string();
 }
@@ -68,7 +52,7 @@ const std::string kSlowDram = " --set dram.bytes_per_cycle=1 --set pipeline.fifo
 
 json run_stats(const std::string& trace, const std::string& extra, const std::string& name) {
   const fs::path out = scratch() / (name + ".stats.json");
-  const Result r = run_cli("run -q -j 1 --trace " + trace + " --out " + out.string() + extra);
+  const Result r = attnsim::test::run_attnsim("run -q -j 1 --trace " + trace + " --out " + out.string() + extra);
   INFO(r.out);
   REQUIRE(r.code == 0);
   return json::parse(slurp(out));
@@ -277,27 +261,27 @@ TEST_CASE("bad windows are one-line usage errors and leave no file") {
   const std::string files = " --timeline " + (dir / "t.json").string() + " --vcd " + (dir / "t.vcd").string();
   const auto one_line = [](const Result& r) { return std::count(r.out.begin(), r.out.end(), '\n') == 1; };
 
-  Result r = run_cli("run -q --trace " + trace + files + " --trace-layers 0-1");
+  Result r = attnsim::test::run_attnsim("run -q --trace " + trace + files + " --trace-layers 0-1");
   CHECK(r.code == 2);
   CHECK(one_line(r));
   CHECK_THAT(r.out, Catch::StartsWith("attnsim: run: --trace-layers: expected A:B (inclusive)"));
 
-  r = run_cli("run -q --trace " + trace + files + " --trace-heads 3:1");
+  r = attnsim::test::run_attnsim("run -q --trace " + trace + files + " --trace-heads 3:1");
   CHECK(r.code == 2);
   CHECK(one_line(r));
   CHECK_THAT(r.out, Catch::Contains("--trace-heads: '3:1' is empty"));
 
-  r = run_cli("run -q --trace " + trace + " --trace-layers 1");
+  r = attnsim::test::run_attnsim("run -q --trace " + trace + " --trace-layers 1");
   CHECK(r.code == 2);
   CHECK(one_line(r));
   CHECK_THAT(r.out, Catch::Contains("give one of them"));
 
-  r = run_cli("run -q --trace " + trace + files + " --trace-layers 2:3");
+  r = attnsim::test::run_attnsim("run -q --trace " + trace + files + " --trace-layers 2:3");
   CHECK(r.code == 1);
   CHECK(one_line(r));
   CHECK_THAT(r.out, Catch::Contains("--trace-layers '2:3': " + trace + " has 2 layers (0 to 1)"));
 
-  r = run_cli("run -q --trace " + trace + files + " --trace-heads 2:");
+  r = attnsim::test::run_attnsim("run -q --trace " + trace + files + " --trace-heads 2:");
   CHECK(r.code == 1);
   CHECK(one_line(r));
   CHECK_THAT(r.out, Catch::Contains("--trace-heads '2:': " + trace + " has 2 heads (0 to 1)"));
