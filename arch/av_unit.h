@@ -8,8 +8,9 @@
 // its output reaches the write-back av_unit.latency_cycles later. Stall = blocked on a
 // full output FIFO.
 //
-// Params (AvUnitParams): macs_per_cycle (int, 4096), latency_cycles (int, 4, cycles),
-// output_bits (int, 16: the width of an output element, used by the write-back).
+// Params (AvUnitParams in arch/unit_params.h, where the defaults, units and docs are
+// declared once): macs_per_cycle, latency_cycles, output_bits (the width of an output
+// element, used by the write-back).
 // Counters: macs (n*d). SRAM: reads n*d*B bits of V per row.
 #include "arch/pipeline.h"
 #include "arch/sram.h"

@@ -10,8 +10,8 @@
 // ceil(b / dram.bytes_per_cycle) cycles; its data has arrived dram.latency_cycles after
 // that. Requests at the same cycle are served in the kernel's (deterministic) order.
 //
-// Params (arch/unit_params.h, DramParams): bytes_per_cycle (int, 64, bytes/cycle),
-// latency_cycles (int, 100, cycles), burst_bytes (int, 2048, bytes).
+// Params (DramParams in arch/unit_params.h, where the defaults, units and docs are
+// declared once): bytes_per_cycle, latency_cycles, burst_bytes.
 // Stats: busy = cycles the channel transfers data; stall = cycles the DMA waited for a
 // free SRAM buffer or on a full head queue plus cycles the write-back waited for the
 // channel behind other transfers. Counters: read_bits, write_bits.

@@ -12,8 +12,9 @@
 // use dram.bytes_per_cycle and dram.latency_cycles on a channel of the engine's own: the
 // engine does not contend with the attention datapath's DMA.
 //
-// Params (GemmEngineParams): rows (32), cols (32), dataflow ("os"), sram_kib (512 KiB),
-// input_bits (8), output_bits (32); DramParams: bytes_per_cycle, latency_cycles.
+// Params (GemmEngineParams in arch/unit_params.h, where the defaults, units and docs are
+// declared once): rows, cols, dataflow, sram_kib, input_bits, output_bits; DramParams:
+// bytes_per_cycle, latency_cycles.
 // Stats: busy = compute cycles; stall = memory stall cycles plus cycles blocked on a
 // full `done` FIFO (memory_stall_cycles() gives the memory part alone).
 // Counters: macs (M*N*K per job). SRAM and DRAM bits it moves are separate getters, for

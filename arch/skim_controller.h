@@ -17,8 +17,9 @@
 //   (tokens_forwarded x D x model.hidden_bits / 8 bytes) go through the DRAM channel
 //   (waiting behind other transfers is stall).
 //
-// Params (SkimControllerParams): mode, source, keep, groups, predictor_unit ("dedicated"),
-// macs_per_cycle (64), tokens_per_cycle (8). Counters: macs, token_ops, score_adds.
+// Params (SkimControllerParams in arch/unit_params.h, where the defaults, units and docs
+// are declared once): mode, source, keep, groups, predictor_unit, macs_per_cycle,
+// tokens_per_cycle. Counters: macs, token_ops, score_adds.
 #include "arch/dram.h"
 #include "arch/unit_params.h"
 #include "sim/activity.h"

@@ -8,7 +8,8 @@
 // cycles (0 for n = 0); its probabilities reach the next unit softmax.latency_cycles
 // later (pipelined: the next row starts at once). Stall = blocked on a full output FIFO.
 //
-// Params (SoftmaxParams): elements_per_cycle (int, 64), latency_cycles (int, 8, cycles).
+// Params (SoftmaxParams in arch/unit_params.h, where the defaults, units and docs are
+// declared once): elements_per_cycle, latency_cycles.
 // Counters: max_compares (n), exps (n), sum_adds (n), reciprocals (1 per non-empty row),
 // normalizes (n).
 #include "arch/pipeline.h"

@@ -10,9 +10,10 @@
 // units' own rules bound the run time); busy counts port occupancy:
 // ceil(words / sram.banks) per access batch, where a word is sram.width_bits.
 //
-// Params (arch/unit_params.h, SramParams): capacity_kib (int, 1024, KiB), banks (int, 16),
-// width_bits (int, 64, bits). Counters: read_words, write_words (one width_bits access of
-// one bank each; energy per access is that of one bank of capacity/banks).
+// Params (SramParams in arch/unit_params.h, where the defaults, units and docs are
+// declared once): capacity_kib, banks, width_bits. Counters: read_words, write_words (one
+// width_bits access of one bank each; energy per access is that of one bank of
+// capacity/banks).
 #include "arch/unit_params.h"
 #include "sim/activity.h"
 #include "sim/cycles.h"
