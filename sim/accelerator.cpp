@@ -34,8 +34,13 @@ class ProgressSink : public RowSink {
       : metrics_(m), total_(total), report_(f), step_(std::max<uint64_t>(1, total / 200)) {}
   void row_done(const HeadWork& head, int row) override {
     metrics_.row_done(head, row);
-    if (report_ && (metrics_.rows_done() % step_ == 0 || metrics_.rows_done() == total_))
-      report_(metrics_.rows_done(), total_);
+    const uint64_t done = metrics_.rows_done() + skipped_;
+    if (report_ && (done % step_ == 0 || done == total_)) report_(done, total_);
+  }
+  // Rows a skimmed layer did not process still count as done for the progress bar.
+  void skip(uint64_t rows) {
+    skipped_ += rows;
+    if (report_ && rows > 0) report_(metrics_.rows_done() + skipped_, total_);
   }
 
  private:
@@ -43,6 +48,7 @@ class ProgressSink : public RowSink {
   uint64_t total_;
   std::function<void(uint64_t, uint64_t)> report_;
   uint64_t step_;
+  uint64_t skipped_ = 0;
 };
 
 void check_skim_fits_trace(const Config& c, const Trace& trace) {
@@ -204,7 +210,10 @@ SimOutcome simulate(const Config& c, const Trace& trace, Metrics& metrics, int t
   out.d_ff = planner.d_ff();
   LayerScheduler scheduler("scheduler", trace.layers(), encoder, predictor_on_gemm, planner, barrier,
                            [&](int l, Cycles start, Cycles end) {
-                             out.layers.push_back({start, end, planner.active_tokens().at(l), collect()});
+                             const int active = planner.active_tokens().at(l);
+                             out.layers.push_back({start, end, active, collect()});
+                             const LayerShape& s = trace.shape(l);
+                             sink.skip(static_cast<uint64_t>(s.heads) * (s.n - active));
                            },
                            error);
 
