@@ -2,7 +2,8 @@
 # Benchmark: a BERT-base-shaped synthetic trace (12 layers, 12 heads, N = 512, d = 64),
 # the dense bit-parallel baseline and LATTE. Prints wall seconds, simulated cycles per
 # second and peak RSS of each run, the bare arithmetic's time, and LATTE's simulated
-# speedup and energy reduction over the baseline.
+# speedup and energy reduction over the baseline, and Transkimmer and FCA on whole encoder
+# layers against the same configs without skimming.
 # Targets on the 2-core machine: dense < 5 s wall and < 1 GiB RSS; LATTE < 10 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +12,9 @@ scripts/build.sh
 out=results/bench
 mkdir -p "$out"
 trace=$out/bert-base.safetensors
+# Keep masks for Transkimmer (about 0.9^l of the tokens at layer l); q, k, v do not depend on them.
 [ -f "$trace" ] || build/attnsim trace synth --out "$trace" --layers 12 --heads 12 --tokens 512 \
-  --head-dim 64 --seed 7 --model bert-base-shaped >/dev/null
+  --head-dim 64 --seed 7 --skim-keep 0.9 --model bert-base-shaped >/dev/null
 
 run() {  # name, config, extra args...
   local name=$1 config=$2
@@ -30,6 +32,15 @@ echo "trace: $trace (12 layers x 12 heads, N = 512, d = 64)"
 run dense configs/dense-baseline.json
 run dense-no-quality configs/dense-baseline.json --set quality.enabled=false
 run latte configs/latte.json
+run transkimmer configs/transkimmer.json
+run fca configs/fca.json
 build/attnsim kernel --trace "$trace"
 echo
 build/attnsim compare "$out/dense.json" "$out/latte.json"
+echo
+for run in transkimmer fca; do  # whole encoder layers, each against itself without skimming
+  /usr/bin/python3 -c "import json,sys; s=json.load(open(sys.argv[1])); k=s['skim']
+print('%-12s active tokens %s  cycles %d vs %d without skimming (%.2fx), energy %.2fx' % (sys.argv[2],
+  k['active_tokens'], s['cycles']['total'], k['cycles_without_skim'], k['cycles_without_skim'] / s['cycles']['total'],
+  k['energy_pj_without_skim'] / s['energy_pj']['total']))" "$out/$run.json" "$run"
+done
