@@ -4,6 +4,8 @@
 #include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
 
+#include "tests/support/vcd.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -37,39 +39,6 @@ std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-// Value changes of a VCD: signal name ("unit.qk_unit") -> [(time, value)], the initial
-// $dumpvars values at time 0.
-std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> vcd_changes(const std::string& text) {
-  std::map<std::string, std::string> names;  // id -> scope.name
-  std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> out;
-  std::vector<std::string> scope;
-  std::istringstream in(text);
-  std::string line;
-  uint64_t now = 0;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    std::string w;
-    if (!(words >> w)) continue;
-    if (w == "$scope") {
-      std::string kind, name;
-      words >> kind >> name;
-      scope.push_back(name);
-    } else if (w == "$upscope") {
-      scope.pop_back();
-    } else if (w == "$var") {
-      std::string kind, width, id, name;
-      words >> kind >> width >> id >> name;
-      names[id] = scope.back() + "." + name;
-    } else if (w[0] == '#') {
-      now = std::stoull(w.substr(1));
-    } else if (w[0] == 'b') {
-      std::string id;
-      words >> id;
-      out[names.at(id)].emplace_back(now, std::stoull(w.substr(1), nullptr, 2));
-    }
-  }
-  return out;
-}
 
 // The identifier of the VCD variable called `name`.
 std::string vcd_id(const std::string& text, const std::string& name) {
@@ -212,7 +181,7 @@ TEST_CASE("spans FIFO levels VCD and timeline land on the cycles the units repor
   CHECK(vcd.rfind("$date", 0) == 0);
   CHECK(vcd.find("$timescale\n     1 ns\n$end") != std::string::npos);
   CHECK(vcd.find("$enddefinitions") != std::string::npos);
-  const auto changes = vcd_changes(vcd);
+  const auto changes = attnsim::test::parse_vcd(vcd).changes;
   using Changes = std::vector<std::pair<uint64_t, uint64_t>>;
   CHECK(changes.at("unit.qk_unit") == Changes{{0, 1}, {5, 2}, {8, 0}});
   CHECK(changes.at("unit.dram") == Changes{{0, 0}, {10, 1}, {20, 0}});

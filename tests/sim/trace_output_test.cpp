@@ -3,6 +3,7 @@
 // Over the whole run the recorded spans must add up to the stats' busy and stall cycles
 // exactly, lie inside [0, cycles.total], and tracing must not change the stats.
 #include "tests/support/cli.h"
+#include "tests/support/vcd.h"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -97,41 +98,11 @@ struct Waveform {
 };
 
 Waveform read_vcd(const std::string& text) {
+  const attnsim::test::Vcd vcd = attnsim::test::parse_vcd(text);
   Waveform w;
-  std::map<std::string, std::string> names;
-  std::map<std::string, uint64_t> value;
-  std::vector<std::string> scope;
-  std::istringstream in(text);
-  std::string line;
-  uint64_t last = 0;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    std::string a;
-    if (!(words >> a)) continue;
-    if (a == "$scope") {
-      std::string kind, name;
-      words >> kind >> name;
-      scope.push_back(name);
-    } else if (a == "$upscope") {
-      scope.pop_back();
-    } else if (a == "$var") {
-      std::string kind, width, id, name;
-      words >> kind >> width >> id >> name;
-      names[id] = scope.back() + "." + name;
-      w.vars.insert(names[id]);
-      value[id] = 0;
-    } else if (a[0] == '#') {
-      const uint64_t t = std::stoull(a.substr(1));
-      REQUIRE(t >= last);
-      for (const auto& [id, v] : value) w.time_at[names[id]][v] += t - last;
-      last = t;
-    } else if (a[0] == 'b') {
-      std::string id;
-      words >> id;
-      value.at(id) = std::stoull(a.substr(1), nullptr, 2);
-    }
-  }
-  w.end = last;
+  w.vars = vcd.vars;
+  w.end = vcd.end;
+  for (const std::string& name : vcd.vars) w.time_at[name] = attnsim::test::time_at_values(vcd, name);
   return w;
 }
 
