@@ -150,27 +150,31 @@ void check_zip_lengths(const SweepSpec& s) {
 
 // ---- conditions --------------------------------------------------------------------------
 
+// x op y for an ordered type; false with `known` cleared for an unknown operator.
+template <typename T>
+bool compare_ordered(const T& x, const std::string& op, const T& y, bool& known) {
+  known = true;
+  if (op == "==") return x == y;
+  if (op == "!=") return x != y;
+  if (op == "<") return x < y;
+  if (op == "<=") return x <= y;
+  if (op == ">") return x > y;
+  if (op == ">=") return x >= y;
+  known = false;
+  return false;
+}
+
 bool compare_values(const json& a, const std::string& op, const json& b, const std::string& where) {
+  bool known = false;
+  bool result = false;
   if (a.is_number() && b.is_number()) {
-    const double x = a.get<double>(), y = b.get<double>();
-    if (op == "==") return x == y;
-    if (op == "!=") return x != y;
-    if (op == "<") return x < y;
-    if (op == "<=") return x <= y;
-    if (op == ">") return x > y;
-    if (op == ">=") return x >= y;
+    result = compare_ordered(a.get<double>(), op, b.get<double>(), known);
   } else if (a.is_string() && b.is_string()) {
-    const std::string x = a.get<std::string>(), y = b.get<std::string>();
-    if (op == "==") return x == y;
-    if (op == "!=") return x != y;
-    if (op == "<") return x < y;
-    if (op == "<=") return x <= y;
-    if (op == ">") return x > y;
-    if (op == ">=") return x >= y;
-  } else {
-    if (op == "==") return a == b;
-    if (op == "!=") return a != b;
+    result = compare_ordered(a.get<std::string>(), op, b.get<std::string>(), known);
+  } else if (op == "==" || op == "!=") {
+    return (a == b) == (op == "==");
   }
+  if (known) return result;
   throw SweepError(where + ": cannot compare " + shown(a) + " " + op + " " + shown(b));
 }
 
