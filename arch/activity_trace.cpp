@@ -1,6 +1,6 @@
 #include "arch/activity_trace.h"
 
-#include "sim/file_io.h"
+#include "core/file_io.h"
 
 #include "arch/kernel_time.h"
 

@@ -19,7 +19,7 @@
 //    "C" counter sample per FIFO level change; ts = cycles / 1000 so that the viewer's
 //    1 ns is one cycle, like the VCD.
 // Outside the window every signal reads 0. Both files are written atomically.
-#include "sim/cycles.h"
+#include "core/cycles.h"
 
 #include <systemc>
 

@@ -16,8 +16,8 @@
 // free SRAM buffer or on a full head queue plus cycles the write-back waited for the
 // channel behind other transfers. Counters: read_bits, write_bits.
 #include "arch/unit_params.h"
-#include "sim/activity.h"
-#include "sim/cycles.h"
+#include "core/activity.h"
+#include "core/cycles.h"
 
 namespace attnsim {
 

@@ -21,7 +21,7 @@
 // the sram and dram modules' counters.
 #include "arch/gemm_math.h"
 #include "arch/unit_params.h"
-#include "sim/activity.h"
+#include "core/activity.h"
 
 #include <systemc>
 

@@ -1,6 +1,6 @@
 #include "arch/gemm_math.h"
 
-#include "sim/cycles.h"
+#include "core/cycles.h"
 
 #include <algorithm>
 #include <stdexcept>

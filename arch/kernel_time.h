@@ -2,7 +2,7 @@
 // The SystemC kernel's time counts clock cycles: one cycle is one nanosecond of kernel
 // time whatever clock_ghz is (the clock enters only when cycles become seconds, through
 // attnsim::Clock). This keeps every wait exact: no period rounding, no drift.
-#include "sim/cycles.h"
+#include "core/cycles.h"
 
 #include <systemc>
 

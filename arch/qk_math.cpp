@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "sim/cycles.h"
+#include "core/cycles.h"
 
 namespace attnsim::qk {
 

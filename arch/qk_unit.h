@@ -36,7 +36,7 @@
 #include "arch/pipeline.h"
 #include "arch/sram.h"
 #include "arch/unit_params.h"
-#include "sim/activity.h"
+#include "core/activity.h"
 
 #include <systemc>
 

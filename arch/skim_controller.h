@@ -22,7 +22,7 @@
 // tokens_per_cycle. Counters: macs, token_ops, score_adds.
 #include "arch/dram.h"
 #include "arch/unit_params.h"
-#include "sim/activity.h"
+#include "core/activity.h"
 
 #include <systemc>
 

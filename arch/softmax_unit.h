@@ -14,7 +14,7 @@
 // normalizes (n).
 #include "arch/pipeline.h"
 #include "arch/unit_params.h"
-#include "sim/activity.h"
+#include "core/activity.h"
 
 #include <systemc>
 

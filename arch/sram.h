@@ -15,8 +15,8 @@
 // width_bits access of one bank each; energy per access is that of one bank of
 // capacity/banks).
 #include "arch/unit_params.h"
-#include "sim/activity.h"
-#include "sim/cycles.h"
+#include "core/activity.h"
+#include "core/cycles.h"
 
 namespace attnsim {
 

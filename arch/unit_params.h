@@ -2,7 +2,7 @@
 // Resolved, immutable parameters of every unit, with their declarations (name, kind,
 // default, unit, doc) in one block each. The SystemC module of each unit includes this
 // header and documents its timing rule beside its class; the defaults live only here.
-#include "sim/params.h"
+#include "core/params.h"
 
 #include <string>
 

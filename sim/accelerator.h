@@ -10,9 +10,9 @@
 //   DMA, write-back and skim forwarding share the DRAM channel; Q/K/V live in SRAM slots.
 //
 // One Accelerator per process (SystemC elaborates one design per process).
-#include "sim/activity.h"
+#include "core/activity.h"
 #include "sim/config.h"
-#include "sim/cycles.h"
+#include "core/cycles.h"
 #include "sim/metrics.h"
 #include "workloads/trace.h"
 

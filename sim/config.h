@@ -3,7 +3,7 @@
 // (arch/unit_params.h) and resolved with every default filled in; the resolved tree is
 // then turned into immutable per-unit params passed to the constructors.
 #include "arch/unit_params.h"
-#include "sim/params.h"
+#include "core/params.h"
 
 #include <stdexcept>
 #include <string>

@@ -4,8 +4,8 @@
 // energies with their sources, SRAM access energy against capacity, DRAM energy per bit,
 // the recipe of each unit action in primitives, and each module's static power at a
 // stated reference size, scaled to the configured size (docs/energy.md).
-#include "sim/activity.h"
-#include "sim/cycles.h"
+#include "core/activity.h"
+#include "core/cycles.h"
 
 #include <nlohmann/json.hpp>
 

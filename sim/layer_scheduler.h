@@ -15,7 +15,7 @@
 #include "arch/dma.h"
 #include "arch/gemm_engine.h"
 #include "arch/skim_controller.h"
-#include "sim/cycles.h"
+#include "core/cycles.h"
 #include "sim/layer_plan.h"
 
 #include <systemc>

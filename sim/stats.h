@@ -5,7 +5,7 @@
 #include "sim/accelerator.h"
 #include "sim/config.h"
 #include "sim/energy.h"
-#include "sim/file_io.h"
+#include "core/file_io.h"
 #include "sim/metrics.h"
 
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 // Config layer: defaults, validation messages, overrides, per-head lookup, docs.
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 #include "sim/config.h"
 
 #include <catch2/catch.hpp>

@@ -4,7 +4,7 @@
 // without losing or repeating work, Ctrl-C leaves only complete results, emitted job
 // lines and the Slurm script run the same points, the summary and the report.
 #include "sim/config.h"
-#include "sim/sweep.h"
+#include "sim/sweep/sweep.h"
 #include "workloads/safetensors.h"
 
 #include "tests/support/cli.h"

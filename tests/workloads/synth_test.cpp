@@ -3,7 +3,7 @@
 #include "workloads/synth.h"
 
 #include "arch/skim_math.h"
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 #include "tests/workloads/trace_test_files.h"
 #include "workloads/trace.h"
 

@@ -3,7 +3,7 @@
 // points = traces x grid x zip; each point is one `attnsim run` in its own child process
 // (SystemC allows one simulation per process), its stats stored content-addressed under
 // DIR/points/<hash>.json so a rerun skips finished work and many machines can share DIR.
-#include "sim/params.h"
+#include "core/params.h"
 
 #include <cstdint>
 #include <map>

@@ -1,6 +1,6 @@
 // Sweep files, their expansion into points, point hashes, the sweep directory, job lines
-// for GNU parallel and Slurm, and the results table. Running is in sim/sweep_run.cpp.
-#include "sim/sweep.h"
+// for GNU parallel and Slurm, and the results table. Running is in sim/sweep/runner.cpp.
+#include "sim/sweep/sweep.h"
 
 #include "sim/config.h"
 #include "sim/stats.h"

@@ -1,6 +1,6 @@
 // `attnsim run`: simulate one config on one trace.
 #include "arch/activity_trace.h"
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 #include "sim/config.h"
 #include "sim/energy.h"
 #include "sim/stats.h"

@@ -1,5 +1,5 @@
 // `attnsim trace synth` and `attnsim trace info` (see docs/traces.md).
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 
 #include "workloads/synth.h"
 #include "workloads/trace.h"

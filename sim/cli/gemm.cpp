@@ -3,7 +3,7 @@
 // those of the engine's timing rule (arch/gemm_math.h), the same the SystemC module
 // waits; docs/gemm_engine.md explains them.
 #include "arch/gemm_math.h"
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 #include "sim/config.h"
 
 #include <boost/program_options.hpp>

@@ -2,7 +2,7 @@
 // SystemC allows one simulation per process), at most N at a time, each with a time
 // limit. The parent only schedules, polls and records; it never simulates.
 #include "sim/stats.h"
-#include "sim/sweep.h"
+#include "sim/sweep/sweep.h"
 
 #include <cerrno>
 #include <chrono>

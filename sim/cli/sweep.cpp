@@ -1,7 +1,7 @@
 // `attnsim sweep`, `attnsim report`, `attnsim merge`: design-space sweeps (docs/sweeps.md).
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 #include "sim/stats.h"
-#include "sim/sweep.h"
+#include "sim/sweep/sweep.h"
 
 #include <boost/program_options.hpp>
 

@@ -1,5 +1,5 @@
 // `attnsim config`: print the config reference (--doc) or a resolved config (--resolve).
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 #include "sim/config.h"
 
 #include <boost/program_options.hpp>

@@ -1,6 +1,6 @@
 // `attnsim calibrate`: per-head LATTE gammas for a target filtered ratio or rel_error.
 #include "sim/calibrate.h"
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 #include "sim/config.h"
 #include "sim/stats.h"
 

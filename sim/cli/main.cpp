@@ -1,5 +1,5 @@
-// attnsim: command-line entry point. Dispatches to the subcommands in sim/cli.h.
-#include "sim/cli.h"
+// attnsim: command-line entry point. Dispatches to the subcommands in sim/cli/commands.h.
+#include "sim/cli/commands.h"
 
 #include <cstdlib>
 #include <cstring>

@@ -3,7 +3,7 @@
 // no statistics: the floor the simulator's own speed is measured against (scripts/bench.sh).
 #include "arch/attention_math.h"
 #include "arch/qk_math.h"
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 #include "workloads/trace.h"
 
 #include <boost/program_options.hpp>

@@ -1,6 +1,6 @@
 // `attnsim compare BASE.json OTHER.json ...`: side-by-side figures of several runs
 // against the first (speedup, energy reduction, filtering, quality).
-#include "sim/cli.h"
+#include "sim/cli/commands.h"
 
 #include <nlohmann/json.hpp>
 
