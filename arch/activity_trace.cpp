@@ -102,8 +102,9 @@ TraceRange parse_trace_range(const std::string& text, const std::string& flag) {
 }
 
 const char* trace_unit_name(TraceUnit u) {
-  static const char* names[kTraceUnits] = {"dma",     "dram",      "qk_unit",     "softmax",
-                                           "av_unit", "writeback", "gemm_engine", "skim_controller"};
+  static const char* names[kTraceUnits] = {"dma",         "dram",           "qk_unit",
+                                           "softmax",     "av_unit",        "writeback",
+                                           "gemm_engine", "skim_controller", "candidate_unit"};
   return names[static_cast<int>(u)];
 }
 

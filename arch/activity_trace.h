@@ -52,8 +52,9 @@ struct TraceOptions {
   bool enabled() const { return !vcd_path.empty() || !timeline_path.empty(); }
 };
 
-enum class TraceUnit : int { dma, dram, qk_unit, softmax, av_unit, writeback, gemm_engine, skim_controller };
-inline constexpr int kTraceUnits = 8;
+// candidate_unit: the hardware of a candidate generator that has one (arch/candidates.h).
+enum class TraceUnit : int { dma, dram, qk_unit, softmax, av_unit, writeback, gemm_engine, skim_controller, candidate_unit };
+inline constexpr int kTraceUnits = 9;
 const char* trace_unit_name(TraceUnit u);
 
 enum class TraceFifo : int { heads, scored, normalized, outputs };
@@ -83,6 +84,12 @@ class ActivityRecorder : public sc_core::sc_module {
     return options_.layers.contains(layer) && options_.heads.contains(head);
   }
   bool layer_in_window(int layer) const { return options_.layers.contains(layer); }
+  // Whether work tagged `tag` is traced: a head's work if its layer and head are in the
+  // window, a layer's work (GEMM, skim jobs) if its layer is, work of no layer always.
+  bool covers(const TraceTag& tag) const {
+    if (tag.head >= 0) return in_window(tag.layer, tag.head);
+    return tag.layer < 0 || layer_in_window(tag.layer);
+  }
 
   // Elaboration: sample this FIFO's level after every change. Call before start().
   template <class T>

@@ -2,46 +2,59 @@
 // av_unit: multiplies a row's probabilities with the survivors' value rows (P.V).
 //
 // What it does: out_t = sum_j p_j * v_jt with dequantized V, t < d (zeros when a row has
-// no survivor). When it finishes the last row of a head, that head's SRAM slot is free.
+// no survivor); the output row itself is computed by the head model with
+// attn::weighted_sum (arch/attention_math.h), this unit applies the timing rule. When it
+// finishes the last row of a head, that head's SRAM slot is free.
 //
 // Timing rule: a row of n survivors is busy ceil(n*d / av_unit.macs_per_cycle) cycles;
 // its output reaches the write-back av_unit.latency_cycles later. Stall = blocked on a
 // full output FIFO.
 //
-// Params (AvUnitParams in arch/unit_params.h, where the defaults, units and docs are
-// declared once): macs_per_cycle, latency_cycles, output_bits (the width of an output
-// element, used by the write-back).
+// Params: AvUnitParams below (output_bits is the width of an output element, used by
+// the write-back).
 // Counters: macs (n*d). SRAM: reads n*d*B bits of V per row.
 #include "arch/pipeline.h"
 #include "arch/sram.h"
-#include "arch/unit_params.h"
+#include "arch/stage.h"
 #include "core/activity.h"
+#include "core/params.h"
 
 #include <systemc>
 
 namespace attnsim {
 
-class ActivityRecorder;
+struct AvUnitParams {
+  int macs_per_cycle;
+  int latency_cycles;
+  int output_bits;
 
-class AvUnit : public sc_core::sc_module {
+  static const ParamTable<AvUnitParams>& table() {
+    static const ParamTable<AvUnitParams> t{
+        "av_unit", "Multiplies a row's probabilities with the value rows (P.V).",
+        {field(&AvUnitParams::macs_per_cycle, "macs_per_cycle", 512)
+             .unit("MACs/cycle").doc("Multiply-accumulates per cycle.").min(1),
+         field(&AvUnitParams::latency_cycles, "latency_cycles", 4)
+             .unit("cycles").doc("Pipeline latency (adder tree, rounding).").min(0),
+         field(&AvUnitParams::output_bits, "output_bits", 16)
+             .unit("bits").doc("Width of an output element written back to DRAM.").min(1).max(64)}};
+    return t;
+  }
+};
+
+class AvUnit : public Stage<RowToken> {
  public:
-  sc_core::sc_fifo_in<RowToken> row_in;
-  sc_core::sc_fifo_out<RowToken> row_out;
-
   AvUnit(sc_core::sc_module_name name, const AvUnitParams& p, int bits, SramBuffers& sram,
          sc_core::sc_semaphore& free_slots);
   ModuleActivity activity() const;
-  // Activity tracing (arch/activity_trace.h); null when off.
-  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
-  void run();
+  StageWork begin(RowToken& row) override;
+  void end(RowToken& row, const StageWork& work, bool traced) override;
   AvUnitParams p_;
   int bits_;
   SramBuffers& sram_;
   sc_core::sc_semaphore& free_slots_;
-  uint64_t busy_ = 0, stall_ = 0, macs_ = 0;
-  ActivityRecorder* trace_ = nullptr;
+  uint64_t macs_ = 0;
 };
 
 }  // namespace attnsim

@@ -8,13 +8,13 @@
 namespace attnsim {
 
 Dma::Dma(sc_core::sc_module_name name, int bits, DramChannel& dram, SramBuffers& sram,
-         sc_core::sc_semaphore& free_slots, HeadPreparer prepare_head)
+         sc_core::sc_semaphore& free_slots, const HeadModel& model)
     : sc_module(name),
       bits_(bits),
       dram_(dram),
       sram_(sram),
       free_slots_(free_slots),
-      prepare_head_(std::move(prepare_head)) {
+      model_(model) {
   SC_HAS_PROCESS(Dma);
   SC_THREAD(run);
 }
@@ -34,7 +34,7 @@ void Dma::run() {
       free_slots_.wait();
       dram_.add_stall(now_cycles() - before_slot);
 
-      std::shared_ptr<HeadWork> work = prepare_head_(layer, h);
+      std::shared_ptr<HeadWork> work = model_.compute(layer, h);
       work->last_head_of_layer = (h == heads - 1);
       if (traced) trace_->open(TraceUnit::dma, kBusy, "load Q K V", tag);
       load_head(*work, traced);
@@ -55,13 +55,9 @@ void Dma::load_head(const HeadWork& work, bool traced) {
   const uint64_t burst = static_cast<uint64_t>(dram_.params().burst_bytes);
   while (remaining > 0) {
     const uint64_t bytes = std::min(burst, remaining);
-    const Cycles end = dram_.reserve(now_cycles(), bytes);
-    if (traced) {
-      const Cycles transfer(ceil_div(bytes, static_cast<uint64_t>(dram_.params().bytes_per_cycle)));
-      trace_->interval(TraceUnit::dram, kBusy, end - transfer, end, "read Q K V",
-                       {work.layer_index(), work.head, -1});
-    }
-    wait_until(end);
+    const DramChannel::Transfer t = dram_.reserve(now_cycles(), bytes);
+    if (traced) trace_->interval(TraceUnit::dram, kBusy, t.start, t.end, "read Q K V", {work.layer_index(), work.head, -1});
+    wait_until(t.end);
     remaining -= bytes;
   }
   wait_cycles(dram_.latency());

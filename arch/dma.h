@@ -6,18 +6,20 @@
 // ready: after the previous layer's last output row landed, and after the layer's QKV
 // projection in encoder scope), then head by head waits for a free SRAM slot, loads the
 // head's Q, K and V (B bits per element) through the DRAM channel in bursts of
-// dram.burst_bytes, and hands the head to the QK unit.
+// dram.burst_bytes, and hands the head on (to the candidate generator's unit when it has
+// one, else to the QK unit). When a head is loaded, the head model (arch/head_model.h)
+// runs its functional datapath: functional first, then time.
 //
 // Timing rule: head bytes = ceil((N + 2M) * d * B / 8); each burst is reserved on the
 // channel in turn (DramChannel's rule) and the head is ready dram.latency_cycles after
 // its last burst ends. Waiting for a slot or on a full head queue is `dram` stall.
 #include "arch/dram.h"
+#include "arch/head_model.h"
 #include "arch/pipeline.h"
 #include "arch/sram.h"
 
 #include <systemc>
 
-#include <functional>
 #include <memory>
 
 namespace attnsim {
@@ -37,14 +39,11 @@ inline uint64_t head_bits(int n, int m, int d, int bits) {
 
 class Dma : public sc_core::sc_module {
  public:
-  // Runs the functional model of one head (sim/functional.h).
-  using HeadPreparer = std::function<std::shared_ptr<HeadWork>(std::shared_ptr<const LayerContext>, int head)>;
-
   sc_core::sc_fifo_in<std::shared_ptr<const LayerContext>> layer_in;
   sc_core::sc_fifo_out<std::shared_ptr<HeadWork>> head_out;
 
   Dma(sc_core::sc_module_name name, int bits, DramChannel& dram, SramBuffers& sram,
-      sc_core::sc_semaphore& free_slots, HeadPreparer prepare_head);
+      sc_core::sc_semaphore& free_slots, const HeadModel& model);
   // Activity tracing (arch/activity_trace.h); null when off.
   void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
@@ -56,7 +55,7 @@ class Dma : public sc_core::sc_module {
   DramChannel& dram_;
   SramBuffers& sram_;
   sc_core::sc_semaphore& free_slots_;
-  HeadPreparer prepare_head_;
+  const HeadModel& model_;
   ActivityRecorder* trace_ = nullptr;
 };
 

@@ -1,38 +1,72 @@
 #pragma once
 // dram: the off-chip memory channel.
 //
-// What it does: carries the DMA's head loads (DRAM -> SRAM) and the write-back of output
-// rows (-> DRAM). It is an analytical channel shared by the DMA and the write-back
-// threads, not a thread of its own.
+// What it does: carries the DMA's head loads (DRAM -> SRAM), the write-back of output
+// rows and the skim controller's forwarded hidden states (-> DRAM). It is an analytical
+// channel shared by those threads, not a thread of its own.
 //
 // Timing rule: a transfer of b bytes requested at cycle t starts at max(t, free), where
 // `free` is the end of the previous transfer, and occupies the channel for
-// ceil(b / dram.bytes_per_cycle) cycles; its data has arrived dram.latency_cycles after
-// that. Requests at the same cycle are served in the kernel's (deterministic) order.
+// transfer_cycles(b) = ceil(b / dram.bytes_per_cycle) cycles; its data has arrived
+// dram.latency_cycles after that. Requests at the same cycle are served in the kernel's
+// (deterministic) order. Every unit that moves data off chip times it with
+// dram_transfer_cycles (the GEMM engine's operand traffic too).
 //
-// Params (DramParams in arch/unit_params.h, where the defaults, units and docs are
-// declared once): bytes_per_cycle, latency_cycles, burst_bytes.
 // Stats: busy = cycles the channel transfers data; stall = cycles the DMA waited for a
-// free SRAM buffer or on a full head queue plus cycles the write-back waited for the
-// channel behind other transfers. Counters: read_bits, write_bits.
-#include "arch/unit_params.h"
+// free SRAM buffer or on a full head queue plus cycles the write-back and the skim
+// controller waited for the channel behind other transfers. Counters: read_bits,
+// write_bits.
 #include "core/activity.h"
 #include "core/cycles.h"
+#include "core/params.h"
 
 namespace attnsim {
+
+struct DramParams {
+  int bytes_per_cycle;  // sustained bandwidth of the channel
+  int latency_cycles;   // fixed latency from request to first data
+  int burst_bytes;      // largest transfer that holds the channel without interruption
+
+  static const ParamTable<DramParams>& table() {
+    static const ParamTable<DramParams> t{
+        "dram", "Off-chip memory channel shared by the DMA loads and the write-back.",
+        {field(&DramParams::bytes_per_cycle, "bytes_per_cycle", 64)
+             .unit("bytes/cycle").doc("Sustained channel bandwidth.").min(1),
+         field(&DramParams::latency_cycles, "latency_cycles", 100)
+             .unit("cycles")
+             .doc("Latency from a request to its data, paid once per head load and per write-back.")
+             .min(0),
+         field(&DramParams::burst_bytes, "burst_bytes", 2048)
+             .unit("bytes")
+             .doc("A head load is split into bursts of this size, so write-backs interleave with it.")
+             .min(1)}};
+    return t;
+  }
+};
+
+// Cycles the channel is occupied by a transfer of `bytes`: ceil(bytes / bytes_per_cycle).
+inline Cycles dram_transfer_cycles(const DramParams& p, uint64_t bytes) {
+  return Cycles(ceil_div(bytes, static_cast<uint64_t>(p.bytes_per_cycle)));
+}
 
 class DramChannel {
  public:
   explicit DramChannel(const DramParams& p) : p_(p) {}
 
-  // Reserve the channel for `bytes` at or after `now`; returns the cycle the transfer
-  // ends (data arrives `latency()` later).
-  Cycles reserve(Cycles now, uint64_t bytes) {
+  // One transfer on the channel: when it started and ended (its data arrives latency()
+  // after the end).
+  struct Transfer {
+    Cycles start, end;
+    Cycles duration() const { return end - start; }
+  };
+
+  // Reserve the channel for `bytes` at or after `now`.
+  Transfer reserve(Cycles now, uint64_t bytes) {
     const Cycles start = max(now, free_);
-    const Cycles duration(ceil_div(bytes, static_cast<uint64_t>(p_.bytes_per_cycle)));
+    const Cycles duration = dram_transfer_cycles(p_, bytes);
     free_ = start + duration;
     busy_ += duration.count();
-    return free_;
+    return {start, free_};
   }
   Cycles latency() const { return Cycles(static_cast<uint64_t>(p_.latency_cycles)); }
   const DramParams& params() const { return p_; }

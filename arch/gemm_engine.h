@@ -12,15 +12,15 @@
 // use dram.bytes_per_cycle and dram.latency_cycles on a channel of the engine's own: the
 // engine does not contend with the attention datapath's DMA.
 //
-// Params (GemmEngineParams in arch/unit_params.h, where the defaults, units and docs are
-// declared once): rows, cols, dataflow, sram_kib, input_bits, output_bits; DramParams:
-// bytes_per_cycle, latency_cycles.
+// Params: GemmEngineParams (arch/gemm_math.h, beside the rules that use them): rows,
+// cols, dataflow, sram_kib, input_bits, output_bits; DramParams: bytes_per_cycle,
+// latency_cycles.
 // Stats: busy = compute cycles; stall = memory stall cycles plus cycles blocked on a
 // full `done` FIFO (memory_stall_cycles() gives the memory part alone).
 // Counters: macs (M*N*K per job). SRAM and DRAM bits it moves are separate getters, for
 // the sram and dram modules' counters.
 #include "arch/gemm_math.h"
-#include "arch/unit_params.h"
+#include "arch/stage.h"
 #include "core/activity.h"
 
 #include <systemc>
@@ -30,8 +30,6 @@
 #include <string>
 
 namespace attnsim {
-
-class ActivityRecorder;
 
 struct GemmJob {
   std::string name;  // "L0.qkv", "L3.ffn1", ...: names the job in errors
@@ -43,12 +41,8 @@ inline std::ostream& operator<<(std::ostream& os, const GemmJob& j) {
   return os << j.name << " (M=" << j.m << " N=" << j.n << " K=" << j.k << ")";
 }
 
-class GemmEngine : public sc_core::sc_module {
+class GemmEngine : public Stage<GemmJob> {
  public:
-  sc_core::sc_fifo_in<GemmJob> job_in;
-  sc_core::sc_fifo_out<GemmJob> done;
-
-  // Throws std::invalid_argument for an unknown dataflow.
   GemmEngine(sc_core::sc_module_name name, const GemmEngineParams& p, const DramParams& dram);
 
   // "gemm_engine": busy, stall, {"macs"}.
@@ -59,18 +53,17 @@ class GemmEngine : public sc_core::sc_module {
   uint64_t sram_write_bits() const { return sram_write_bits_; }
   uint64_t dram_read_bits() const { return dram_read_bits_; }
   uint64_t dram_write_bits() const { return dram_write_bits_; }
-  // Activity tracing (arch/activity_trace.h); null when off.
-  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
-  void run();
+  StageWork begin(GemmJob& job) override;
+  void end(GemmJob& job, const StageWork& work, bool traced) override;
   gemm::GemmTiming time_job(const GemmJob& job) const;
 
   GemmEngineParams p_;
   DramParams dram_;
-  uint64_t busy_ = 0, stall_ = 0, memory_stall_ = 0, macs_ = 0, jobs_ = 0;
+  gemm::GemmTiming current_;  // the job being worked on
+  uint64_t memory_stall_ = 0, macs_ = 0, jobs_ = 0;
   uint64_t sram_read_bits_ = 0, sram_write_bits_ = 0, dram_read_bits_ = 0, dram_write_bits_ = 0;
-  ActivityRecorder* trace_ = nullptr;
 };
 
 }  // namespace attnsim

@@ -8,20 +8,12 @@
 namespace attnsim::gemm {
 
 Dataflow parse_dataflow(const std::string& name) {
-  if (name == "os") return Dataflow::OutputStationary;
-  if (name == "ws") return Dataflow::WeightStationary;
-  if (name == "is") return Dataflow::InputStationary;
+  for (const auto& [n, d] : dataflows())
+    if (n == name) return d;
   throw std::invalid_argument("gemm_engine.dataflow: must be one of \"os\", \"ws\", \"is\", got \"" + name + "\"");
 }
 
-const char* dataflow_name(Dataflow d) {
-  switch (d) {
-    case Dataflow::OutputStationary: return "os";
-    case Dataflow::WeightStationary: return "ws";
-    case Dataflow::InputStationary: return "is";
-  }
-  return "?";
-}
+const char* dataflow_name(Dataflow d) { return choice_name(dataflows(), d).c_str(); }
 
 void check_shape(const GemmShape& s) {
   const auto shape = [&] {
@@ -89,7 +81,7 @@ Roles roles(Dataflow d, uint64_t a, uint64_t b, uint64_t c) {
 
 GemmTraffic traffic(const GemmShape& s, const GemmEngineParams& p) {
   check_shape(s);
-  const Dataflow d = parse_dataflow(p.dataflow);
+  const Dataflow d = p.dataflow;
   const Mapping m = map_gemm(s, d, p.rows, p.cols);
   const uint64_t in = p.input_bits, out = p.output_bits;
   const uint64_t a = s.m * s.k * in, b = s.k * s.n * in, c = s.m * s.n * out;
@@ -132,14 +124,14 @@ GemmTraffic traffic(const GemmShape& s, const GemmEngineParams& p) {
 
 uint64_t dram_cycles(uint64_t bytes, const DramParams& dram) {
   if (bytes == 0) return 0;
-  return ceil_div(bytes, static_cast<uint64_t>(dram.bytes_per_cycle)) + static_cast<uint64_t>(dram.latency_cycles);
+  return dram_transfer_cycles(dram, bytes).count() + static_cast<uint64_t>(dram.latency_cycles);
 }
 
 uint64_t stall_cycles(uint64_t dram, uint64_t compute) { return dram > compute ? dram - compute : 0; }
 
 GemmTiming gemm_timing(const GemmShape& s, const GemmEngineParams& p, const DramParams& dram) {
   check_shape(s);
-  const Dataflow d = parse_dataflow(p.dataflow);
+  const Dataflow d = p.dataflow;
   GemmTiming g;
   g.mapping = map_gemm(s, d, p.rows, p.cols);
   g.cycles_per_fold = cycles_per_fold(d, p.rows, p.cols, g.mapping.t);

@@ -16,18 +16,59 @@
 //
 // Memory: see GemmTraffic below. Stall = max(0, DRAM cycles - compute cycles): with
 // double buffering the DRAM traffic overlaps compute and only its excess stalls the array.
-#include "arch/unit_params.h"
+#include "arch/dram.h"
+#include "core/params.h"
 
 #include <cstdint>
 #include <string>
 
-namespace attnsim::gemm {
+namespace attnsim {
+
+namespace gemm {
 
 enum class Dataflow { OutputStationary, WeightStationary, InputStationary };
+
+inline const Choices<Dataflow>& dataflows() {
+  static const Choices<Dataflow> c{
+      {"os", Dataflow::OutputStationary}, {"ws", Dataflow::WeightStationary}, {"is", Dataflow::InputStationary}};
+  return c;
+}
 
 // "os" | "ws" | "is"; throws std::invalid_argument otherwise.
 Dataflow parse_dataflow(const std::string& name);
 const char* dataflow_name(Dataflow d);
+
+}  // namespace gemm
+
+// The GEMM engine's parameters (the unit is arch/gemm_engine.h; its rules below need them).
+struct GemmEngineParams {
+  int rows;
+  int cols;
+  gemm::Dataflow dataflow;
+  int sram_kib = 512;    // operand buffer capacity
+  int input_bits = 8;    // width of an A or B element
+  int output_bits = 32;  // width of a C element (and of a partial sum)
+
+  static const ParamTable<GemmEngineParams>& table() {
+    static const ParamTable<GemmEngineParams> t{
+        "gemm_engine", "Systolic MAC array for projections and FFN.",
+        {field(&GemmEngineParams::rows, "rows", 32).doc("R: PE rows.").min(1),
+         field(&GemmEngineParams::cols, "cols", 32).doc("C: PE columns.").min(1),
+         choice(&GemmEngineParams::dataflow, "dataflow", gemm::Dataflow::OutputStationary, gemm::dataflows())
+             .doc("Output-, weight- or input-stationary."),
+         field(&GemmEngineParams::sram_kib, "sram_kib", 512)
+             .unit("KiB")
+             .doc("Operand buffer: when A, B and C fit, each moves once to or from DRAM; otherwise the row-edge operand is re-read once per fold column.")
+             .min(1),
+         field(&GemmEngineParams::input_bits, "input_bits", 8)
+             .unit("bits").doc("Width of an element of A (activations) and B (weights).").min(1).max(32),
+         field(&GemmEngineParams::output_bits, "output_bits", 32)
+             .unit("bits").doc("Width of an element of C and of a partial sum.").min(1).max(64)}};
+    return t;
+  }
+};
+
+namespace gemm {
 
 struct GemmShape {
   uint64_t m = 0, n = 0, k = 0;
@@ -89,7 +130,7 @@ struct GemmTraffic {
 
 GemmTraffic traffic(const GemmShape& s, const GemmEngineParams& p);
 
-// ceil(bytes / dram.bytes_per_cycle) + dram.latency_cycles (0 when bytes is 0).
+// dram_transfer_cycles(bytes) + dram.latency_cycles (0 when bytes is 0).
 uint64_t dram_cycles(uint64_t bytes, const DramParams& dram);
 
 // max(0, dram - compute).
@@ -111,4 +152,5 @@ struct GemmTiming {
 // Throws std::invalid_argument for a bad shape or dataflow.
 GemmTiming gemm_timing(const GemmShape& s, const GemmEngineParams& p, const DramParams& dram);
 
-}  // namespace attnsim::gemm
+}  // namespace gemm
+}  // namespace attnsim

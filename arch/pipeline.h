@@ -3,11 +3,12 @@
 // SRAM buffers; a RowToken is one query row of it travelling QK unit -> softmax -> AV
 // unit -> write-back.
 //
-// Functional first, then time: when a head is loaded, the functional model
-// (sim/functional.h) runs every row through the units' pure functions (score_row,
-// softmax, weighted_sum) on real data, in parallel over rows, and keeps per row only
-// what the timing needs (RowOutcome). The SystemC units then advance time by the cycles
-// their rules give for those outcomes. RowData is the functional model's per-row scratch.
+// Functional first, then time: when a head is loaded, the head model (arch/head_model.h)
+// runs every row through the units' pure functions (the candidate generator, score_row,
+// softmax, weighted_sum) on real data, in parallel over rows, and keeps per row only what
+// the timing needs (RowOutcome). The SystemC units then advance time by the cycles their
+// rules give for those outcomes. RowData is the head model's per-row scratch.
+#include "core/params.h"
 #include "workloads/skim_types.h"
 #include "workloads/trace.h"
 
@@ -19,6 +20,21 @@
 #include <vector>
 
 namespace attnsim {
+
+class HeadCandidates;  // arch/candidates.h
+
+// The channels between the units.
+struct PipelineParams {
+  int fifo_depth;
+
+  static const ParamTable<PipelineParams>& table() {
+    static const ParamTable<PipelineParams> t{
+        "pipeline", "Latency-insensitive channels between the units.",
+        {field(&PipelineParams::fifo_depth, "fifo_depth", 4)
+             .unit("rows").doc("Depth of every FIFO between two units.").min(1)}};
+    return t;
+  }
+};
 
 // One layer in flight, with the per-head comparator thresholds resolved for it.
 struct LayerContext {
@@ -36,11 +52,10 @@ struct LayerContext {
 };
 
 // Cycles and action counts of one row in the QK unit, its comparator and its reuse
-// buffer (rules in arch/qk_unit.h).
+// buffer (rules in arch/qk_unit.h), with what the unit needs to schedule the row among
+// its neighbours (latte's comparator overlaps the next segment's pass 1: qk_row_timing).
 struct QkRowCost {
   uint64_t busy = 0;             // qk_unit busy cycles (SEMANTICS §4)
-  uint64_t comparator_wait = 0;  // cycles the lanes wait for the comparator (latte)
-  uint64_t advance = 0;          // cycles the unit advances for this row (see qk_unit.h)
   uint64_t comparator_busy = 0;
   uint64_t bitplane_ops = 0;
   uint64_t adder_tree_inputs = 0;
@@ -49,9 +64,18 @@ struct QkRowCost {
   uint64_t reuse_reads = 0, reuse_writes = 0, reuse_busy = 0;
   uint64_t sram_read_bits = 0;   // Q row and K bits read
 
+  // The comparator schedule (latte; `overlapped` false in the other modes, where a row
+  // simply takes its busy cycles). Segments s_0..s_{k-1} of the row:
+  bool overlapped = false;
+  int segments = 0;
+  uint64_t first_pass1 = 0;      // P1(s_0)
+  uint64_t inner_advance = 0;    // sum over s_0..s_{k-2} of max(P1(next), cmp) + P2
+  uint64_t inner_wait = 0;       // sum over s_0..s_{k-2} of max(0, cmp - P1(next))
+  uint64_t last_compare = 0;     // cmp(s_{k-1}), compare cycles plus latency
+  uint64_t last_pass2 = 0;       // P2(s_{k-1})
+
   QkRowCost& operator+=(const QkRowCost& o) {
-    busy += o.busy, comparator_wait += o.comparator_wait, comparator_busy += o.comparator_busy;
-    advance += o.advance;
+    busy += o.busy, comparator_busy += o.comparator_busy;
     bitplane_ops += o.bitplane_ops, adder_tree_inputs += o.adder_tree_inputs;
     int8_macs += o.int8_macs, compares += o.compares;
     reuse_reads += o.reuse_reads, reuse_writes += o.reuse_writes, reuse_busy += o.reuse_busy;
@@ -76,15 +100,16 @@ struct HeadWork {
   std::shared_ptr<const LayerContext> layer;
   int head = 0;
   bool last_head_of_layer = false;
-  // Functional helpers derived once per head (not hardware state):
-  // (k_msb and v_deq are freed once the functional model has run.)
+  // Functional helpers derived once per head (not hardware state); k_msb and v_deq are
+  // freed once the head model has run.
   std::vector<int16_t> k_msb;  // K truncated to its P most significant planes (LATTE)
   std::vector<double> v_deq;   // dequantized V, M x d
-  std::vector<double> full_v_deq;  // dequantized V of the unreduced layer (skimming, quality)
   bool wide = false;           // accumulate in int64 (large B*d)
   double score_scale = 1.0;    // scale_q*scale_k/sqrt(d): integer score -> logit
 
-  // Per-row outcome of the functional model, read by the timed units.
+  // The candidate generator's work on this head (its unit's cycles and counts).
+  std::shared_ptr<const HeadCandidates> candidates;
+  // Per-row outcome of the head model, read by the timed units.
   std::vector<RowOutcome> rows;
 
   const HeadData& data() const { return layer->view.head[head]; }
@@ -108,7 +133,7 @@ inline std::ostream& operator<<(std::ostream& os, const RowToken& t) {
 
 struct RowData {
   int row = 0;
-  std::vector<int32_t> candidates;  // key ids this query may see (candidate set C_i)
+  std::vector<int32_t> candidates;  // candidate set C_i (key ids, ascending) from the generator
   std::vector<int64_t> exact;       // exact integer score of every candidate
   std::vector<uint8_t> keep;        // comparator decision per candidate (1 = survivor)
   std::vector<int32_t> survivor_ids;

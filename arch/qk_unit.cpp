@@ -6,12 +6,6 @@
 
 namespace attnsim {
 
-void dense_candidates(int row, int m, bool causal, std::vector<int32_t>& out) {
-  const int n = causal ? std::min(row + 1, m) : m;
-  out.resize(n);
-  for (int j = 0; j < n; ++j) out[j] = j;
-}
-
 namespace {
 
 const int16_t* row_ptr(const std::vector<int16_t>& matrix, int row, int d) {
@@ -42,7 +36,7 @@ QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
   const int bits = s.qk.bits;
   row.keep.assign(n, 1);
   row.exact_scored = n;
-  if (s.qk.type == "bit_parallel") {
+  if (s.qk.type == QkType::bit_parallel) {
     c.busy = qk::bit_parallel_cycles(n, s.qk.lanes);
     c.int8_macs = n * d;
     c.sram_read_bits = n * d * bits;
@@ -55,8 +49,36 @@ QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
   return c;
 }
 
-QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row,
-                    const RowPlace& place) {
+// The lanes' pass-1 and pass-2 cycles of one segment.
+uint64_t pass1_cycles(const QkSetup& s, uint64_t keys) { return ceil_div(keys, s.qk.lanes) * s.qk.estimate_bits; }
+uint64_t pass2_cycles(const QkSetup& s, uint64_t survivors) {
+  return ceil_div(survivors, s.qk.lanes) * (s.qk.bits - s.qk.estimate_bits);
+}
+
+// The comparator schedule of a row's segments (header of arch/qk_unit.h), all but the
+// last segment's overlap with whatever follows the row.
+void schedule_segments(const QkSetup& s, const std::vector<qk::Segment>& segs, QkRowCost& c) {
+  c.overlapped = true;
+  c.segments = static_cast<int>(segs.size());
+  if (segs.empty()) return;
+  const uint64_t kpc = s.comparator.keys_per_cycle;
+  c.first_pass1 = pass1_cycles(s, segs.front().keys);
+  for (size_t k = 0; k < segs.size(); ++k) {
+    const uint64_t compare_cycles = ceil_div(segs[k].keys, kpc);
+    const uint64_t compare_done = compare_cycles + s.comparator.latency_cycles;
+    c.comparator_busy += compare_cycles;
+    if (k + 1 == segs.size()) {
+      c.last_compare = compare_done;
+      c.last_pass2 = pass2_cycles(s, segs[k].survivors);
+      break;
+    }
+    const uint64_t next_pass1 = pass1_cycles(s, segs[k + 1].keys);
+    c.inner_wait += compare_done > next_pass1 ? compare_done - next_pass1 : 0;
+    c.inner_advance += std::max(next_pass1, compare_done) + pass2_cycles(s, segs[k].survivors);
+  }
+}
+
+QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row) {
   QkRowCost c;
   const int d = w.d();
   const int n = static_cast<int>(row.candidates.size());
@@ -73,18 +95,9 @@ QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowDa
   c.bitplane_ops = qk::latte_bitplane_ops(segs, bits, planes);
   c.adder_tree_inputs = c.bitplane_ops * d;
   c.sram_read_bits = c.bitplane_ops * d;
-  const uint64_t kpc = s.comparator.keys_per_cycle, banks = s.reuse.banks;
-  const auto pass1 = [&](const qk::Segment& seg) { return ceil_div(seg.keys, s.qk.lanes) * planes; };
-  const auto pass2 = [&](const qk::Segment& seg) { return ceil_div(seg.survivors, s.qk.lanes) * (bits - planes); };
-  if (place.first_in_head && !segs.empty()) c.advance += pass1(segs.front());
-  for (size_t k = 0; k < segs.size(); ++k) {
-    const qk::Segment& seg = segs[k];
-    const uint64_t compare_cycles = ceil_div(seg.keys, kpc);
-    const uint64_t compare_done = compare_cycles + s.comparator.latency_cycles;
-    const uint64_t next_pass1 = k + 1 < segs.size() ? pass1(segs[k + 1]) : place.next_row_pass1;
-    c.comparator_busy += compare_cycles;
-    c.comparator_wait += compare_done > next_pass1 ? compare_done - next_pass1 : 0;
-    c.advance += std::max(next_pass1, compare_done) + pass2(seg);
+  schedule_segments(s, segs, c);
+  const uint64_t banks = s.reuse.banks;
+  for (const qk::Segment& seg : segs) {
     c.compares += seg.keys;
     c.reuse_writes += seg.keys;
     c.reuse_reads += seg.survivors;
@@ -109,7 +122,7 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
     row.keep[j] = t.survives ? 1 : 0;
     if (t.planes == bits) ++row.exact_scored;
   }
-  c.busy = s.qk.lane_sync == "independent"
+  c.busy = s.qk.lane_sync == LaneSync::independent
                ? qk::early_term_independent_cycles(planes.data(), n, s.qk.lanes)
                : qk::early_term_lockstep_cycles(planes.data(), n, s.qk.lanes);
   c.bitplane_ops = qk::early_term_bitplane_ops(planes.data(), n);
@@ -122,28 +135,36 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
 }  // namespace
 
 uint64_t first_segment_pass1_cycles(const QkSetup& s, uint64_t candidates) {
-  const uint64_t keys = std::min<uint64_t>(candidates, s.reuse.entries);
-  return ceil_div(keys, s.qk.lanes) * s.qk.estimate_bits;
+  if (s.qk.mode != QkMode::latte) return 0;
+  return pass1_cycles(s, std::min<uint64_t>(candidates, s.reuse.entries));
 }
 
-QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row, const RowPlace& place) {
+QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
   const int d = w.d();
   const int16_t* q = row_ptr(w.data().q, row.row, d);
-  // The functional model knows every candidate's exact score (the quality reference
-  // needs them); the cost below counts only the work the hardware does.
+  // The functional model knows every candidate's exact score (softmax and the quality
+  // reference need them); the cost below counts only the work the hardware does.
   exact_scores(w, q, row);
   row.exact_scored = 0;
   QkRowCost c;
-  if (s.qk.mode == "latte")
-    c = latte_row(s, w, q, row, place);
-  else if (s.qk.mode == "early_term")
-    c = early_term_row(s, w, q, row);
-  else
-    c = dense_row(s, d, row);
-  if (s.qk.mode != "latte") c.advance = c.busy;
+  switch (s.qk.mode) {
+    case QkMode::latte: c = latte_row(s, w, q, row); break;
+    case QkMode::early_term: c = early_term_row(s, w, q, row); break;
+    case QkMode::dense: c = dense_row(s, d, row); break;
+  }
   c.sram_read_bits += static_cast<uint64_t>(d) * s.qk.bits;  // the query row
   collect_survivors(row);
   return c;
+}
+
+QkRowTiming qk_row_timing(const QkRowCost& c, bool own_pass1_done, uint64_t next_first_pass1) {
+  if (!c.overlapped) return {c.busy, 0};
+  if (c.segments == 0) return {0, 0};
+  QkRowTiming t;
+  t.advance = (own_pass1_done ? 0 : c.first_pass1) + c.inner_advance +
+              std::max(next_first_pass1, c.last_compare) + c.last_pass2;
+  t.comparator_wait = c.inner_wait + (c.last_compare > next_first_pass1 ? c.last_compare - next_first_pass1 : 0);
+  return t;
 }
 
 QkUnit::QkUnit(sc_core::sc_module_name name, const QkSetup& setup, SramBuffers& sram)
@@ -156,13 +177,20 @@ void QkUnit::run() {
   while (true) {
     std::shared_ptr<HeadWork> work = head_in->read();
     const bool traced = trace_ && trace_->in_window(work->layer_index(), work->head);
+    const std::vector<RowOutcome>& rows = work->rows;
+    bool own_pass1_done = false;  // the first row of a head starts with its own pass 1
     for (int i = 0; i < work->n(); ++i) {
-      const QkRowCost& c = work->rows[i].qk;
+      const QkRowCost& c = rows[i].qk;
+      // The comparator of this row's last segment overlaps the next row's first pass 1.
+      const bool next_overlapped = c.segments > 0 && i + 1 < work->n() && rows[i + 1].qk.segments > 0;
+      const QkRowTiming t = qk_row_timing(c, own_pass1_done, next_overlapped ? rows[i + 1].qk.first_pass1 : 0);
+      own_pass1_done = next_overlapped;
       sram_.read_bits(c.sram_read_bits);
-      if (traced) trace_row(*work, i, c);
+      if (traced) trace_row(*work, i, t);
       // The row leaves when its last pass 2 ends (see the comparator schedule in the header).
-      wait_cycles(Cycles(c.advance));
+      wait_cycles(Cycles(t.advance));
       total_ += c;
+      comparator_wait_ += t.comparator_wait;
       if (traced)
         trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full", {work->layer_index(), work->head, i});
       const Cycles before = now_cycles();
@@ -176,16 +204,16 @@ void QkUnit::run() {
 // A row's `advance` cycles drawn as lanes busy, then the comparator wait. Per head the
 // busy parts add up to the §4 busy exactly (a row's part includes the next row's
 // overlapped pass 1, see the header); the wait is drawn at the row's end.
-void QkUnit::trace_row(const HeadWork& work, int row, const QkRowCost& c) {
+void QkUnit::trace_row(const HeadWork& work, int row, const QkRowTiming& t) {
   const TraceTag tag{work.layer_index(), work.head, row};
-  const Cycles now = now_cycles(), lanes_end = now + Cycles(c.advance - c.comparator_wait);
+  const Cycles now = now_cycles(), lanes_end = now + Cycles(t.advance - t.comparator_wait);
   trace_->interval(TraceUnit::qk_unit, kBusy, now, lanes_end, "row", tag);
-  trace_->interval(TraceUnit::qk_unit, kStall, lanes_end, now + Cycles(c.advance), "stall: comparator", tag);
+  trace_->interval(TraceUnit::qk_unit, kStall, lanes_end, now + Cycles(t.advance), "stall: comparator", tag);
 }
 
 ModuleActivity QkUnit::activity() const {
-  ModuleActivity a{"qk_unit", total_.busy, total_.comparator_wait + output_stall_, {}};
-  if (setup_.qk.type == "bit_parallel") {
+  ModuleActivity a{"qk_unit", total_.busy, comparator_wait_ + output_stall_, {}};
+  if (setup_.qk.type == QkType::bit_parallel) {
     a.counters = {{"int8_macs", total_.int8_macs}};
   } else {
     a.counters = {{"bitplane_ops", total_.bitplane_ops},

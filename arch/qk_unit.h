@@ -1,8 +1,10 @@
 #pragma once
 // qk_unit (with its comparator and reuse buffer): scores each query row against its
-// candidate keys. SEMANTICS §3 (functional) and §4 (timing) are the contract.
+// candidate keys. SEMANTICS §3 (functional) and §4 (timing) are the contract;
+// docs/qk_unit.md explains the rules with examples.
 //
-// What it does, per row i of a head (candidates C_i: all keys, or keys 0..i when causal):
+// What it does, per row i of a head (candidates C_i from the candidate generator,
+// arch/candidates.h: all keys, or keys 0..i when causal, unless a generator narrows them):
 //  - dense, bit_serial: every candidate scored exactly, B bit-planes each.
 //  - dense, bit_parallel: every candidate scored exactly, one dot product per lane-cycle.
 //  - latte: pass 1 computes the MSB estimate e_ij from the first P planes of K, the
@@ -23,11 +25,14 @@
 //        reuse buffer holds both segments' partial sums), then pass 2 of this one:
 //          P1(s0) | max(P1(s1), cmp(s0)) | P2(s0) | max(P1(s2), cmp(s1)) | P2(s1) | ...
 //        so the lanes stall max(0, cmp(s_k) - P1(s_k+1)) per segment (P1 of "next" = 0
-//        after the last segment of a head). A row leaves the unit when its last pass 2
-//        ends. Busy stays the §4 formula; stall adds the output FIFO's back-pressure.
+//        after the last segment of a head, or when the next row has no candidate). A row
+//        leaves the unit when its last pass 2 ends; a row whose first pass 1 the previous
+//        row did not overlap pays it itself. Busy stays the §4 formula; stall adds the
+//        output FIFO's back-pressure. The unit works out this schedule itself, row by
+//        row, from each row's segments and the next row's first pass 1 (qk_row_timing).
 //  Early-termination bound checks happen inside the lanes and take no extra cycles.
 //
-// Params: QkUnitParams, ComparatorParams, ReuseBufferParams (arch/unit_params.h).
+// Params: QkUnitParams, ComparatorParams, ReuseBufferParams below.
 // Stats: qk_unit busy/stall; counters qk_unit.bitplane_ops (lane-planes processed),
 //  qk_unit.adder_tree_inputs (d per bit-plane op), qk_unit.int8_macs (bit_parallel);
 //  comparator busy (compare cycles) and comparator.compares; reuse_buffer busy
@@ -35,12 +40,11 @@
 //  present in latte and early_term modes, the reuse buffer in latte mode.
 #include "arch/pipeline.h"
 #include "arch/sram.h"
-#include "arch/unit_params.h"
 #include "core/activity.h"
+#include "core/params.h"
 
 #include <systemc>
 
-#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -48,31 +52,131 @@ namespace attnsim {
 
 class ActivityRecorder;
 
+// ---- params ------------------------------------------------------------------------------
+
+enum class QkType { bit_serial, bit_parallel };
+enum class QkMode { dense, latte, early_term };
+enum class LaneSync { lockstep, independent };
+
+inline const Choices<QkType>& qk_types() {
+  static const Choices<QkType> c{{"bit_serial", QkType::bit_serial}, {"bit_parallel", QkType::bit_parallel}};
+  return c;
+}
+inline const Choices<QkMode>& qk_modes() {
+  static const Choices<QkMode> c{
+      {"dense", QkMode::dense}, {"latte", QkMode::latte}, {"early_term", QkMode::early_term}};
+  return c;
+}
+inline const Choices<LaneSync>& lane_syncs() {
+  static const Choices<LaneSync> c{{"lockstep", LaneSync::lockstep}, {"independent", LaneSync::independent}};
+  return c;
+}
+
+struct QkUnitParams {
+  QkType type;
+  QkMode mode;
+  int bits;           // B
+  int estimate_bits;  // P
+  int lanes;          // L
+  LaneSync lane_sync;
+
+  static const ParamTable<QkUnitParams>& table() {
+    static const ParamTable<QkUnitParams> t{
+        "qk_unit", "Scores each query against its candidate keys (SEMANTICS §3, §4).",
+        {choice(&QkUnitParams::type, "type", QkType::bit_serial, qk_types())
+             .doc("bit_serial: one bit-plane of K per lane per cycle; bit_parallel: one whole dot product per lane per cycle."),
+         choice(&QkUnitParams::mode, "mode", QkMode::latte, qk_modes())
+             .doc("dense: every candidate scored exactly; latte: MSB estimate, threshold, finish survivors; early_term: LeOPArd bit-level early termination."),
+         field(&QkUnitParams::bits, "bits", 8).unit("bits").doc("B: quantization width of Q, K and V.").min(2).max(16),
+         field(&QkUnitParams::estimate_bits, "estimate_bits", 4)
+             .unit("bits").doc("P: MSB planes in LATTE's estimate pass (1..B).").min(1).max(16),
+         field(&QkUnitParams::lanes, "lanes", 64).doc("L: keys scored in parallel.").min(1),
+         choice(&QkUnitParams::lane_sync, "lane_sync", LaneSync::lockstep, lane_syncs())
+             .doc("lockstep: lanes work on tiles of L keys; independent: each key goes to the lane that frees first.")}};
+    return t;
+  }
+};
+
+// gamma, margin and theta stay as JSON until a trace fixes L and H; the layer plan
+// (sim/layer_plan.h) resolves them per (layer, head) once.
+struct ComparatorParams {
+  json gamma;
+  json margin;  // null when absent
+  json theta;
+  int latency_cycles;
+  int keys_per_cycle;
+
+  static const ParamTable<ComparatorParams>& table() {
+    static const ParamTable<ComparatorParams> t{
+        "comparator", "Head-wise threshold comparator between the QK unit's passes.",
+        {field(&ComparatorParams::gamma, "gamma", 0.01)
+             .per_head()
+             .doc("LATTE keep ratio gamma_h in (0,1]: keep keys whose probability is at least gamma_h times the row maximum.")
+             .above(0.0)
+             .max(1.0),
+         field(&ComparatorParams::margin, "margin", json())
+             .per_head()
+             .integers()
+             .doc("Integer score margin T_h; when given it overrides gamma.")
+             .min(0.0),
+         field(&ComparatorParams::theta, "theta", 0).per_head().integers().doc("LeOPArd integer threshold theta_h (early_term mode)."),
+         field(&ComparatorParams::latency_cycles, "latency_cycles", 1)
+             .unit("cycles").doc("Pipeline latency of one comparison.").min(0),
+         field(&ComparatorParams::keys_per_cycle, "keys_per_cycle", 64)
+             .unit("keys/cycle").doc("Comparisons per cycle.").min(1)}};
+    return t;
+  }
+};
+
+struct ReuseBufferParams {
+  int entries;
+  int banks;
+  int bits_per_entry;
+
+  static const ParamTable<ReuseBufferParams>& table() {
+    static const ParamTable<ReuseBufferParams> t{
+        "reuse_buffer", "Holds pass-1 partial sums until survivors finish their planes.",
+        {field(&ReuseBufferParams::entries, "entries", 4096)
+             .doc("Partial sums held; longer rows are processed in segments.").min(1),
+         field(&ReuseBufferParams::banks, "banks", 16)
+             .doc("Banks of the buffer: partial sums written or read per cycle.").min(1),
+         field(&ReuseBufferParams::bits_per_entry, "bits_per_entry", 32)
+             .unit("bits").doc("Width of one stored partial sum.").min(1)}};
+    return t;
+  }
+};
+
 struct QkSetup {
   QkUnitParams qk;
   ComparatorParams comparator;
   ReuseBufferParams reuse;
+  bool has_comparator() const { return qk.mode != QkMode::dense; }
+  bool has_reuse_buffer() const { return qk.mode == QkMode::latte; }
 };
 
-// The dense candidate generator: all keys, or keys 0..i when the trace is causal.
-void dense_candidates(int row, int m, bool causal, std::vector<int32_t>& out);
-inline int candidate_count(int row, int m, bool causal) { return causal ? std::min(row + 1, m) : m; }
+// ---- functional model and row cost (pure, no SystemC) ------------------------------------
 
-// Where a row sits in its head's stream of segments (latte's overlapped comparator).
-struct RowPlace {
-  bool first_in_head = true;        // the unit starts with this row's first pass 1
-  uint64_t next_row_pass1 = 0;      // pass-1 cycles of the next row's first segment (0: none)
-};
+// Scores one row: fills row.exact (every candidate's exact score), row.keep,
+// row.survivor_ids / survivor_scores and row.exact_scored from row.candidates, and returns
+// the row's cycles and action counts with its comparator schedule (QkRowCost). Safe to
+// call from several threads on different rows.
+QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row);
 
-// Pass-1 cycles of the first segment of a row with `candidates` keys (latte).
+// Pass-1 cycles of the first segment of a row with `candidates` keys (latte; 0 otherwise).
 uint64_t first_segment_pass1_cycles(const QkSetup& setup, uint64_t candidates);
 
-// Functional and timing model of one row: fills row.exact (every candidate's exact
-// score), row.keep, row.survivor_ids / survivor_scores and row.exact_scored from
-// row.candidates, and returns the row's cycles and action counts. Pure: no SystemC;
-// safe to call from several threads on different rows.
-QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row,
-                    const RowPlace& place = {});
+// What a row costs in the unit's stream of rows (the comparator schedule of the header).
+struct QkRowTiming {
+  uint64_t advance = 0;          // cycles the unit spends on the row before it leaves
+  uint64_t comparator_wait = 0;  // of which the lanes wait for the comparator
+};
+
+// The timing of a row given its neighbours: `own_pass1_done` when the previous row's last
+// segment already ran this row's first pass 1 (overlapped with its comparator), and
+// `next_first_pass1` the first pass 1 of the next row of the head (0 when there is none).
+QkRowTiming qk_row_timing(const QkRowCost& row, bool own_pass1_done, uint64_t next_first_pass1);
+
+// ---- the SystemC module -------------------------------------------------------------------
 
 class QkUnit : public sc_core::sc_module {
  public:
@@ -81,8 +185,8 @@ class QkUnit : public sc_core::sc_module {
 
   QkUnit(sc_core::sc_module_name name, const QkSetup& setup, SramBuffers& sram);
 
-  bool has_comparator() const { return setup_.qk.mode != "dense"; }
-  bool has_reuse_buffer() const { return setup_.qk.mode == "latte"; }
+  bool has_comparator() const { return setup_.has_comparator(); }
+  bool has_reuse_buffer() const { return setup_.has_reuse_buffer(); }
   ModuleActivity activity() const;
   ModuleActivity comparator_activity() const;
   ModuleActivity reuse_buffer_activity() const;
@@ -91,12 +195,12 @@ class QkUnit : public sc_core::sc_module {
 
  private:
   void run();
-  void trace_row(const HeadWork& work, int row, const QkRowCost& c);
+  void trace_row(const HeadWork& work, int row, const QkRowTiming& t);
 
   QkSetup setup_;
   SramBuffers& sram_;
   QkRowCost total_;
-  uint64_t output_stall_ = 0;
+  uint64_t comparator_wait_ = 0, output_stall_ = 0;
   ActivityRecorder* trace_ = nullptr;
 };
 

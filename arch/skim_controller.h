@@ -17,12 +17,11 @@
 //   (tokens_forwarded x D x model.hidden_bits / 8 bytes) go through the DRAM channel
 //   (waiting behind other transfers is stall).
 //
-// Params (SkimControllerParams in arch/unit_params.h, where the defaults, units and docs
-// are declared once): mode, source, keep, groups, predictor_unit, macs_per_cycle,
-// tokens_per_cycle. Counters: macs, token_ops, score_adds.
+// Params: SkimControllerParams below. Counters: macs, token_ops, score_adds.
 #include "arch/dram.h"
-#include "arch/unit_params.h"
+#include "arch/stage.h"
 #include "core/activity.h"
+#include "core/params.h"
 
 #include <systemc>
 
@@ -31,7 +30,56 @@
 
 namespace attnsim {
 
-class ActivityRecorder;
+enum class SkimMode { off, transkimmer, fca };
+enum class SkimSource { trace, predictor };
+enum class PredictorUnit { dedicated, gemm_engine };
+
+inline const Choices<SkimMode>& skim_modes() {
+  static const Choices<SkimMode> c{{"off", SkimMode::off}, {"transkimmer", SkimMode::transkimmer}, {"fca", SkimMode::fca}};
+  return c;
+}
+inline const Choices<SkimSource>& skim_sources() {
+  static const Choices<SkimSource> c{{"trace", SkimSource::trace}, {"predictor", SkimSource::predictor}};
+  return c;
+}
+inline const Choices<PredictorUnit>& predictor_units() {
+  static const Choices<PredictorUnit> c{{"dedicated", PredictorUnit::dedicated}, {"gemm_engine", PredictorUnit::gemm_engine}};
+  return c;
+}
+
+struct SkimControllerParams {
+  SkimMode mode;
+  SkimSource source;
+  json keep;  // FCA: R_l per layer, or a fraction (checked against the trace by the layer plan)
+  int groups;
+  PredictorUnit predictor_unit;
+  int macs_per_cycle;    // the dedicated unit's MAC array
+  int tokens_per_cycle;  // compaction / selection throughput
+
+  static const ParamTable<SkimControllerParams>& table() {
+    static const ParamTable<SkimControllerParams> t{
+        "skim_controller", "Token-skim controller (drops or merges tokens layer by layer).",
+        {choice(&SkimControllerParams::mode, "mode", SkimMode::off, skim_modes()).doc("Skimming mechanism."),
+         choice(&SkimControllerParams::source, "source", SkimSource::trace, skim_sources())
+             .doc("Transkimmer keep masks: from the trace, or computed by the predictor MLP."),
+         field(&SkimControllerParams::keep, "keep", 0.5)
+             .per_layer()
+             .doc("FCA: R_l per layer (list of integers), or a fraction of the layer's tokens.")
+             .above(0.0),
+         field(&SkimControllerParams::groups, "groups", 5).doc("FCA: number of coarse groups C.").min(1),
+         choice(&SkimControllerParams::predictor_unit, "predictor_unit", PredictorUnit::dedicated, predictor_units())
+             .doc("Transkimmer predictor MLP: on the controller's own MAC array, or as two GEMM jobs on the GEMM engine."),
+         field(&SkimControllerParams::macs_per_cycle, "macs_per_cycle", 64)
+             .unit("MACs/cycle")
+             .doc("The controller's own MAC array (predictor MLP, FCA pooling of hidden states).")
+             .min(1),
+         field(&SkimControllerParams::tokens_per_cycle, "tokens_per_cycle", 8)
+             .unit("tokens/cycle")
+             .doc("Tokens the controller compacts, forwards or ranks per cycle.")
+             .min(1)}};
+    return t;
+  }
+};
 
 struct SkimJob {
   int layer = 0;
@@ -46,24 +94,19 @@ struct SkimJob {
 };
 inline std::ostream& operator<<(std::ostream& os, const SkimJob& j) { return os << "skim job L" << j.layer; }
 
-class SkimController : public sc_core::sc_module {
+class SkimController : public Stage<SkimJob> {
  public:
-  sc_core::sc_fifo_in<SkimJob> job_in;
-  sc_core::sc_fifo_out<SkimJob> done;
-
   SkimController(sc_core::sc_module_name name, const SkimControllerParams& p, int hidden_bits,
                  DramChannel& dram);
   ModuleActivity activity() const;
-  // Activity tracing (arch/activity_trace.h); null when off.
-  void set_tracer(ActivityRecorder* t) { trace_ = t; }
 
  private:
-  void run();
+  StageWork begin(SkimJob& job) override;
+  void end(SkimJob& job, const StageWork& work, bool traced) override;
   SkimControllerParams p_;
   int hidden_bits_;
   DramChannel& dram_;
-  uint64_t busy_ = 0, stall_ = 0, macs_ = 0, token_ops_ = 0, score_adds_ = 0;
-  ActivityRecorder* trace_ = nullptr;
+  uint64_t macs_ = 0, token_ops_ = 0, score_adds_ = 0;
 };
 
 }  // namespace attnsim

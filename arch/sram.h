@@ -10,15 +10,33 @@
 // units' own rules bound the run time); busy counts port occupancy:
 // ceil(words / sram.banks) per access batch, where a word is sram.width_bits.
 //
-// Params (SramParams in arch/unit_params.h, where the defaults, units and docs are
-// declared once): capacity_kib, banks, width_bits. Counters: read_words, write_words (one
-// width_bits access of one bank each; energy per access is that of one bank of
-// capacity/banks).
-#include "arch/unit_params.h"
+// Params: SramParams below. Counters: read_words, write_words (one width_bits access of
+// one bank each; energy per access is that of one bank of capacity/banks).
 #include "core/activity.h"
 #include "core/cycles.h"
+#include "core/params.h"
 
 namespace attnsim {
+
+struct SramParams {
+  int capacity_kib;
+  int banks;
+  int width_bits;
+
+  static const ParamTable<SramParams>& table() {
+    static const ParamTable<SramParams> t{
+        "sram", "On-chip buffers holding one head's Q, K and V (two heads when they fit: double buffering).",
+        {field(&SramParams::capacity_kib, "capacity_kib", 1024)
+             .unit("KiB").doc("Total capacity of the Q/K/V buffers.").min(1),
+         field(&SramParams::banks, "banks", 64)
+             .doc("Number of banks; access energy is that of one bank's capacity.").min(1),
+         field(&SramParams::width_bits, "width_bits", 128)
+             .unit("bits")
+             .doc("Width of one bank access (one energy event); banks x width_bits is the bits per cycle the buffers supply.")
+             .min(8)}};
+    return t;
+  }
+};
 
 class SramBuffers {
  public:

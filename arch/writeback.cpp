@@ -21,13 +21,12 @@ void Writeback::run() {
     const uint64_t bytes = ceil_div(static_cast<uint64_t>(w.d()) * output_bits_, 8);
     dram_.count_write(bytes);
     const Cycles requested = now_cycles();
-    const Cycles end = dram_.reserve(requested, bytes);
-    const Cycles transfer(ceil_div(bytes, static_cast<uint64_t>(dram_.params().bytes_per_cycle)));
-    dram_.add_stall(end - requested - transfer);
+    const DramChannel::Transfer t = dram_.reserve(requested, bytes);
+    dram_.add_stall(t.start - requested);
     const bool traced = trace_ && trace_->in_window(w.layer_index(), w.head);
-    if (traced) trace_transfer(w, row.row, requested, end - transfer, end);
-    wait_until(end);
-    landed = max(landed, end + dram_.latency());
+    if (traced) trace_transfer(w, row.row, requested, t.start, t.end);
+    wait_until(t.end);
+    landed = max(landed, t.end + dram_.latency());
     sink_.row_done(w, row.row);
     if (traced && row.row == w.n() - 1) trace_->head_leaves();
     const bool layer_end = w.last_head_of_layer && row.row == w.n() - 1;

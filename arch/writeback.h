@@ -11,7 +11,6 @@
 #include "arch/dma.h"
 #include "arch/dram.h"
 #include "arch/pipeline.h"
-#include "arch/unit_params.h"
 
 #include <systemc>
 

@@ -1,8 +1,9 @@
 #pragma once
 // What a unit reports at the end of a run: busy and stall cycles and its action counts
 // (the energy events). Units keep plain integer counters on the hot path and convert
-// them to this form once, when the run ends.
+// them to this form once, when the run ends. Counters are named, never positional.
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +20,15 @@ struct ModuleActivity {
     for (const auto& [name_, value] : counters)
       if (name_ == action) return value;
     return 0;
+  }
+  // Adds `count` to a counter the unit declares; an unknown action is a programming error.
+  void add(const std::string& action, uint64_t count) {
+    for (auto& [name_, value] : counters)
+      if (name_ == action) {
+        value += count;
+        return;
+      }
+    throw std::logic_error(name + " has no counter '" + action + "'");
   }
 };
 

@@ -1,12 +1,30 @@
 #pragma once
-// Parameter declarations, SST-style: each unit declares its parameters (name, kind,
-// default, unit, doc, allowed range) in one block beside its class. The config reader
-// (sim/config.h) validates JSON against these declarations and fills the defaults, and
-// `attnsim config --doc` prints them as docs/config.md, so every default is written once.
+// Parameter declarations, SST-style: each unit declares its parameters in one table beside
+// its class. A table row binds a member of the unit's params struct to its name, kind,
+// default, unit, doc and allowed range. The config reader (sim/config.h) validates JSON
+// against the rows and fills the defaults, the same rows store the resolved values into
+// the struct (ParamTable::from), and `attnsim config --doc` prints them as
+// docs/config.md, so every name and default is written once.
+//
+//   struct DramParams {
+//     int bytes_per_cycle;
+//     static const ParamTable<DramParams>& table() {
+//       static const ParamTable<DramParams> t{"dram", "Off-chip memory channel.",
+//         {field(&DramParams::bytes_per_cycle, "bytes_per_cycle", 64)
+//              .unit("bytes/cycle").doc("Sustained channel bandwidth.").min(1)}};
+//       return t;
+//     }
+//   };
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <functional>
 #include <optional>
+#include <sstream>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace attnsim {
@@ -44,54 +62,158 @@ struct SectionSpec {
   std::vector<ParamSpec> params;
 };
 
-// Builders that keep the declaration blocks short and readable.
-inline ParamSpec int_param(std::string name, long long def, std::string unit, std::string doc,
-                           std::optional<double> min = std::nullopt,
-                           std::optional<double> max = std::nullopt) {
-  ParamSpec p;
-  p.name = std::move(name);
-  p.kind = ParamKind::Integer;
-  p.default_value = def;
-  p.unit = std::move(unit);
-  p.doc = std::move(doc);
-  p.min = min;
-  p.max = max;
-  return p;
+// A bound or value as a person writes it: 1 rather than 1.000000.
+inline std::string number_text(double x) {
+  if (std::floor(x) == x && std::fabs(x) < 1e15) return std::to_string(static_cast<long long>(x));
+  std::ostringstream os;
+  os << x;
+  return os.str();
 }
 
-inline ParamSpec number_param(std::string name, double def, std::string unit, std::string doc,
-                              std::optional<double> min = std::nullopt, bool min_exclusive = false,
-                              std::optional<double> max = std::nullopt) {
-  ParamSpec p;
-  p.name = std::move(name);
-  p.kind = ParamKind::Number;
-  p.default_value = def;
-  p.unit = std::move(unit);
-  p.doc = std::move(doc);
-  p.min = min;
-  p.min_exclusive = min_exclusive;
-  p.max = max;
-  return p;
+// "section.key", or "key" for the top-level section "".
+inline std::string dotted(const std::string& section, const std::string& key) {
+  return section.empty() ? key : section + "." + key;
 }
 
-inline ParamSpec choice_param(std::string name, std::string def, std::vector<std::string> choices,
-                              std::string doc) {
-  ParamSpec p;
-  p.name = std::move(name);
-  p.kind = ParamKind::String;
-  p.default_value = def;
-  p.doc = std::move(doc);
-  p.choices = std::move(choices);
-  return p;
+// ---- named choices: a config string <-> an enum, declared once per enum ---------------
+
+template <class E>
+using Choices = std::vector<std::pair<std::string, E>>;
+
+template <class E>
+const std::string& choice_name(const Choices<E>& choices, E value) {
+  for (const auto& [name, v] : choices)
+    if (v == value) return name;
+  throw std::logic_error("choice_name: value without a name");
 }
 
-inline ParamSpec bool_param(std::string name, bool def, std::string doc) {
-  ParamSpec p;
-  p.name = std::move(name);
-  p.kind = ParamKind::Boolean;
-  p.default_value = def;
-  p.doc = std::move(doc);
-  return p;
+template <class E>
+E choice_value(const Choices<E>& choices, const std::string& name) {
+  for (const auto& [n, v] : choices)
+    if (n == name) return v;
+  throw std::logic_error("choice_value: '" + name + "' is not a declared choice");
+}
+
+template <class E>
+std::vector<std::string> choice_names(const Choices<E>& choices) {
+  std::vector<std::string> names;
+  for (const auto& c : choices) names.push_back(c.first);
+  return names;
+}
+
+// ---- tables -----------------------------------------------------------------------------
+
+// One row: the declaration and how a validated value is stored into the struct.
+template <class P>
+struct ParamField {
+  ParamSpec spec;
+  std::function<void(P&, const json&)> store;  // null json: the key is absent
+};
+
+template <class P>
+class ParamTable {
+ public:
+  ParamTable(std::string section, std::string doc, std::vector<ParamField<P>> fields)
+      : fields_(std::move(fields)) {
+    spec_.name = std::move(section);
+    spec_.doc = std::move(doc);
+    for (const ParamField<P>& f : fields_) spec_.params.push_back(f.spec);
+  }
+
+  const SectionSpec& spec() const { return spec_; }
+
+  // Stores every row of a resolved section (validated, defaults filled) into `p`.
+  void load(P& p, const json& section) const {
+    for (const ParamField<P>& f : fields_) {
+      const auto it = section.find(f.spec.name);
+      f.store(p, it == section.end() ? json() : *it);
+    }
+  }
+  P from(const json& section) const {
+    P p{};
+    load(p, section);
+    return p;
+  }
+
+ private:
+  SectionSpec spec_;
+  std::vector<ParamField<P>> fields_;
+};
+
+// A row bound to `member`, filled in by chained calls; converts to ParamField<P>.
+// The kind follows the member's type: int -> Integer, double -> Number, bool -> Boolean,
+// std::string -> String; a json member holds a per-head or per-layer value as given
+// (per_head() / per_layer()).
+template <class P, class T>
+class Field {
+ public:
+  Field(T P::*member, std::string name, json default_value) : member_(member) {
+    spec_.name = std::move(name);
+    spec_.default_value = std::move(default_value);
+    if constexpr (std::is_same_v<T, int>) spec_.kind = ParamKind::Integer;
+    else if constexpr (std::is_same_v<T, double>) spec_.kind = ParamKind::Number;
+    else if constexpr (std::is_same_v<T, bool>) spec_.kind = ParamKind::Boolean;
+    else if constexpr (std::is_same_v<T, std::string>) spec_.kind = ParamKind::String;
+    else static_assert(std::is_same_v<T, json>, "unsupported parameter type");
+  }
+  Field& unit(std::string u) { spec_.unit = std::move(u); return *this; }
+  Field& doc(std::string d) { spec_.doc = std::move(d); return *this; }
+  Field& min(double v) { spec_.min = v; spec_.min_exclusive = false; return *this; }
+  Field& above(double v) { spec_.min = v; spec_.min_exclusive = true; return *this; }  // x > v
+  Field& max(double v) { spec_.max = v; return *this; }
+  Field& per_head() { spec_.kind = ParamKind::PerHead; return *this; }
+  Field& per_layer() { spec_.kind = ParamKind::PerLayer; return *this; }
+  Field& integers() { spec_.integer_only = true; return *this; }
+  Field& one_of(std::vector<std::string> choices) { spec_.choices = std::move(choices); return *this; }
+
+  operator ParamField<P>() const {  // NOLINT: the rows of a table are written as Fields
+    const auto member = member_;
+    return {spec_, [member](P& p, const json& v) {
+              if constexpr (std::is_same_v<T, json>) p.*member = v;
+              else if (!v.is_null()) p.*member = v.template get<T>();
+            }};
+  }
+
+ private:
+  T P::*member_;
+  ParamSpec spec_;
+};
+
+template <class P, class T>
+Field<P, T> field(T P::*member, std::string name, json default_value) {
+  return Field<P, T>(member, std::move(name), std::move(default_value));
+}
+
+// A string row whose allowed values name the members of an enum; the struct holds the enum.
+template <class P, class E>
+class ChoiceField {
+ public:
+  ChoiceField(E P::*member, std::string name, E default_value, const Choices<E>& choices)
+      : member_(member), choices_(choices) {
+    spec_.name = std::move(name);
+    spec_.kind = ParamKind::String;
+    spec_.default_value = choice_name(choices, default_value);
+    spec_.choices = choice_names(choices);
+  }
+  ChoiceField& doc(std::string d) { spec_.doc = std::move(d); return *this; }
+
+  operator ParamField<P>() const {  // NOLINT
+    const auto member = member_;
+    const Choices<E> choices = choices_;
+    return {spec_, [member, choices](P& p, const json& v) {
+              p.*member = choice_value(choices, v.template get<std::string>());
+            }};
+  }
+
+ private:
+  E P::*member_;
+  Choices<E> choices_;
+  ParamSpec spec_;
+};
+
+template <class P, class E>
+ChoiceField<P, E> choice(E P::*member, std::string name, E default_value, const Choices<E>& choices) {
+  return ChoiceField<P, E>(member, std::move(name), default_value, choices);
 }
 
 }  // namespace attnsim

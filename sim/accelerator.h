@@ -1,23 +1,25 @@
 #pragma once
 // The top level: builds the units from a resolved config, wires them with bounded FIFOs,
-// runs the SystemC kernel over a whole trace and returns what the units report.
+// runs the SystemC kernel over a whole trace and collects what the units report.
 //
-//   layer scheduler ─(layers)─► DMA ══(heads)══► QK unit [comparator, reuse buffer]
+//   layer scheduler ─(layers)─► DMA ══(heads)══► [candidate unit] ══► QK unit [comparator, reuse buffer]
 //     │   ▲    ▲ │                                        ══(rows)══► softmax ══► AV unit
 //     │   │    │ └─(skim jobs)─► skim controller                                 ║
 //     │   │    └─(GEMM jobs)──► GEMM engine                                       ║
 //     │   └──── layer barrier ◄── write-back ◄════════════(rows)══════════════════╝
 //   DMA, write-back and skim forwarding share the DRAM channel; Q/K/V live in SRAM slots.
+//   The candidate unit is there only when the candidate generator has hardware.
 //
-// One Accelerator per process (SystemC elaborates one design per process).
+// One simulation per process (SystemC elaborates one design per process).
+#include "arch/candidates.h"
 #include "core/activity.h"
-#include "sim/config.h"
 #include "core/cycles.h"
+#include "sim/config.h"
+#include "sim/layer_plan.h"
 #include "sim/metrics.h"
 #include "workloads/trace.h"
 
 #include <functional>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,18 +41,20 @@ struct SimOutcome {
   int d_model = 0, d_ff = 0;
 };
 
-// Checks the config against the trace before anything runs (per-head value shapes,
-// SRAM capacity, modes this version implements). Throws ConfigError naming the config
-// file and the JSON path.
-void check_config_fits_trace(const Config& config, const Trace& trace);
+struct SimOptions {
+  int threads = 1;  // threads of the head model (results do not depend on it)
+  // Called with (rows done, rows total) from time to time; may be empty.
+  std::function<void(uint64_t, uint64_t)> on_progress;
+  // VCD and / or timeline of a window of the run (docs/tracing.md); null: none. The
+  // outcome does not depend on it.
+  const TraceOptions* tracing = nullptr;
+  // The candidate generator registered under this name (arch/candidates.h).
+  std::string candidates = "all";
+};
 
-// Simulates the whole trace. `metrics` receives every finished row; `threads` run the
-// functional model (results do not depend on it); `on_progress` (may be empty) is called
-// with (rows done, rows total) from time to time. `tracing` (may be null) writes the VCD
-// and / or timeline of a window of the run (docs/tracing.md); the outcome does not
-// depend on it.
-SimOutcome simulate(const Config& config, const Trace& trace, Metrics& metrics, int threads,
-                    const std::function<void(uint64_t, uint64_t)>& on_progress = {},
-                    const TraceOptions* tracing = nullptr);
+// Simulates the whole trace. `metrics` receives every finished row. Throws ConfigError
+// (the config does not fit the trace), TraceError (bad data found mid-run) or
+// std::invalid_argument (a tracing window outside the trace).
+SimOutcome simulate(const Config& config, const Trace& trace, Metrics& metrics, const SimOptions& options = {});
 
 }  // namespace attnsim

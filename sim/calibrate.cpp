@@ -1,8 +1,9 @@
 #include "sim/calibrate.h"
 
+#include "arch/head_model.h"
 #include "arch/qk_math.h"
-#include "sim/accelerator.h"
-#include "sim/functional.h"
+#include "sim/layer_plan.h"
+#include "sim/quality.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -108,11 +109,11 @@ void fold_gaps(std::vector<int64_t>& gaps, GapCounts& counts) {
 
 // Appends the gaps m - e_ij of one row, m the running maximum at the end of each key's
 // reuse-buffer segment: exactly the quantity qk::latte_filter compares with the margin.
-void append_row_gaps(const QkSetup& s, const HeadWork& w, const int16_t* k_msb, int row,
-                     std::vector<int32_t>& candidates, std::vector<int64_t>& estimates,
+void append_row_gaps(const QkSetup& s, const HeadWork& w, const HeadCandidates& rows, const int16_t* k_msb,
+                     int row, std::vector<int32_t>& candidates, std::vector<int64_t>& estimates,
                      std::vector<int64_t>& gaps) {
   const int d = w.d();
-  dense_candidates(row, w.m(), w.layer->causal, candidates);
+  rows.row(row, candidates);
   const int n = static_cast<int>(candidates.size());
   const int16_t* q = w.data().q.data() + static_cast<size_t>(row) * d;
   estimates.resize(n);
@@ -127,13 +128,14 @@ void append_row_gaps(const QkSetup& s, const HeadWork& w, const int16_t* k_msb, 
   }
 }
 
-GapCounts row_range_gaps(const QkSetup& s, const HeadWork& w, const int16_t* k_msb, int begin, int end) {
+GapCounts row_range_gaps(const QkSetup& s, const HeadWork& w, const HeadCandidates& rows, const int16_t* k_msb,
+                         int begin, int end) {
   GapCounts counts;
   std::vector<int32_t> candidates;
   std::vector<int64_t> estimates, gaps;
   constexpr int kRowsPerFold = 64;  // bounds the scratch to 64 rows of gaps
   for (int i = begin; i < end; ++i) {
-    append_row_gaps(s, w, k_msb, i, candidates, estimates, gaps);
+    append_row_gaps(s, w, rows, k_msb, i, candidates, estimates, gaps);
     if ((i - begin + 1) % kRowsPerFold == 0) fold_gaps(gaps, counts);
   }
   fold_gaps(gaps, counts);
@@ -175,7 +177,8 @@ size_t MarginProfile::closest_plateau(double ratio) const {
   return lo;
 }
 
-MarginProfile margin_profile(const QkSetup& s, const HeadWork& w, int threads) {
+MarginProfile margin_profile(const QkSetup& s, const CandidateGenerator& generator, const HeadWork& w,
+                             int threads) {
   const HeadData& data = w.data();
   std::vector<int16_t> k_msb(data.k.size());
   qk::msb_truncate(data.k.data(), data.k.size(), s.qk.bits, s.qk.estimate_bits, k_msb.data());
@@ -183,17 +186,18 @@ MarginProfile margin_profile(const QkSetup& s, const HeadWork& w, int threads) {
   work_view.layer = w.layer;
   work_view.head = w.head;
   work_view.wide = qk::needs_wide_accumulator(s.qk.bits, w.d());
+  const std::unique_ptr<HeadCandidates> rows = generator.for_head(work_view);
 
   const int n = w.n();
   const int parts = std::max(1, std::min(effective_threads(threads), n / 16));
   std::vector<GapCounts> counts(parts);
   if (parts == 1) {
-    counts[0] = row_range_gaps(s, work_view, k_msb.data(), 0, n);
+    counts[0] = row_range_gaps(s, work_view, *rows, k_msb.data(), 0, n);
   } else {
     std::vector<std::thread> pool;
     for (int t = 0; t < parts; ++t)
       pool.emplace_back([&, t] {
-        counts[t] = row_range_gaps(s, work_view, k_msb.data(), n * t / parts, n * (t + 1) / parts);
+        counts[t] = row_range_gaps(s, work_view, *rows, k_msb.data(), n * t / parts, n * (t + 1) / parts);
       });
     for (auto& th : pool) th.join();
   }
@@ -249,13 +253,13 @@ std::shared_ptr<LayerContext> load_context(const Config& c, const Trace& trace, 
 
 // Runs the simulator's functional model on one head at `margin` and sums its outcome the
 // way sim/metrics.cpp does (rows in order).
-HeadMeasure measure_head(const QkSetup& qk, const std::shared_ptr<LayerContext>& ctx, int head,
-                         int64_t margin, int threads) {
+HeadMeasure measure_head(const HeadModel& model, const std::shared_ptr<LayerContext>& ctx, int head,
+                         int64_t margin) {
   ctx->margin[head] = margin;
   HeadWork w;
   w.layer = ctx;
   w.head = head;
-  compute_head(FunctionalSetup{qk, true, effective_threads(threads)}, w);
+  model.compute(w);
   HeadMeasure m;
   double err_sq = 0, ref_sq = 0;
   for (const RowOutcome& o : w.rows) {
@@ -272,9 +276,9 @@ HeadMeasure measure_head(const QkSetup& qk, const std::shared_ptr<LayerContext>&
 // bisection over plateaus assuming rel_error falls as the margin grows. The last plateau
 // keeps every key and is exact (rel_error 0), so the answer always meets the target, and
 // the plateau just below it (if any) was measured above the target.
-size_t plateau_for_rel_error(const QkSetup& qk, const std::shared_ptr<LayerContext>& ctx, int head,
-                             const MarginProfile& p, double target, int threads) {
-  const auto rel_error_on = [&](size_t k) { return measure_head(qk, ctx, head, p.gaps[k], threads).rel_error; };
+size_t plateau_for_rel_error(const HeadModel& model, const std::shared_ptr<LayerContext>& ctx, int head,
+                             const MarginProfile& p, double target) {
+  const auto rel_error_on = [&](size_t k) { return measure_head(model, ctx, head, p.gaps[k]).rel_error; };
   if (rel_error_on(0) <= target) return 0;
   size_t lo = 0, hi = p.plateaus() - 1;
   while (hi - lo > 1) {
@@ -335,9 +339,10 @@ int64_t margin_for_plateau(const MarginProfile& p, size_t k, const HeadGeometry&
 }
 
 void require_latte(const Config& c) {
-  if (c.qk_unit.mode != "latte")
+  if (c.qk_unit.mode != QkMode::latte)
     config_error(c, "qk_unit.mode",
-                 "calibrate tunes the LATTE threshold and needs \"latte\", got \"" + c.qk_unit.mode + "\"");
+                 "calibrate tunes the LATTE threshold and needs \"latte\", got \"" +
+                     choice_name(qk_modes(), c.qk_unit.mode) + "\"");
 }
 
 // The config shapes that `attnsim run` checks, with the gammas still to be found.
@@ -345,7 +350,7 @@ void require_fits(const Config& c, const Trace& trace) {
   Config probe = c;
   probe.comparator.gamma = 1.0;
   probe.comparator.margin = json();
-  check_config_fits_trace(probe, trace);
+  plan_run(probe, trace);
 }
 
 json gamma_lists(const std::vector<std::vector<HeadCalibration>>& heads) {
@@ -363,13 +368,11 @@ json gamma_lists(const std::vector<std::vector<HeadCalibration>>& heads) {
 void verify_written_config(const CalibrationResult& r, const Trace& trace,
                            const std::vector<std::vector<HeadGeometry>>& geometry) {
   const Config c = resolve_config(r.config, "<calibrated>");
-  check_config_fits_trace(c, trace);
+  const RunPlan plan = plan_run(c, trace);
   for (size_t l = 0; l < r.heads.size(); ++l)
     for (size_t h = 0; h < r.heads[l].size(); ++h) {
       const HeadGeometry& g = geometry[l][h];
-      const double gamma = per_head_value(c.comparator.gamma, int(l), int(h), trace.layers(),
-                                          int(r.heads[l].size()), c.origin, "comparator.gamma");
-      if (qk::latte_margin(gamma, g.d, g.scale_q, g.scale_k) != r.heads[l][h].margin)
+      if (qk::latte_margin(plan.gamma[l][h], g.d, g.scale_q, g.scale_k) != r.heads[l][h].margin)
         throw std::logic_error("calibrate: internal error: gamma of layer " + std::to_string(l) + " head " +
                                std::to_string(h) + " does not reproduce its margin");
     }
@@ -381,7 +384,10 @@ CalibrationResult calibrate(const Config& config, const Trace& trace, const Cali
                             int threads) {
   require_latte(config);
   require_fits(config, trace);
-  const QkSetup qk{config.qk_unit, config.comparator, config.reuse_buffer};
+  const QkSetup qk = config.qk_setup();
+  const std::unique_ptr<CandidateGenerator> generator = make_candidate_generator("all", config.resolved);
+  const ExactAttentionQuality quality;
+  const HeadModel model(qk, *generator, &quality, effective_threads(threads));
   const int layers = trace.layers();
 
   CalibrationResult r;
@@ -398,12 +404,12 @@ CalibrationResult calibrate(const Config& config, const Trace& trace, const Cali
       HeadWork w;
       w.layer = ctx;
       w.head = h;
-      profiles[l].push_back(margin_profile(qk, w, threads));
+      profiles[l].push_back(margin_profile(qk, *generator, w, threads));
       const MarginProfile& p = profiles[l].back();
       geometry[l].push_back({ctx->view.d, ctx->view.head[h].scale_q, ctx->view.head[h].scale_k});
       chosen[l].push_back(target.metric == CalibrationMetric::FilteredRatio
                               ? p.closest_plateau(target.value)
-                              : plateau_for_rel_error(qk, ctx, h, p, target.value, threads));
+                              : plateau_for_rel_error(model, ctx, h, p, target.value));
     }
   }
 
@@ -436,7 +442,7 @@ CalibrationResult calibrate(const Config& config, const Trace& trace, const Cali
       hc.plateaus = p.plateaus();
       hc.margin = margin_for_plateau(p, chosen[l][h], geometry[l][h], l, h);
       hc.gamma = gamma_for_margin(hc.margin, geometry[l][h].d, geometry[l][h].scale_q, geometry[l][h].scale_k);
-      const HeadMeasure m = measure_head(qk, ctx, h, hc.margin, threads);
+      const HeadMeasure m = measure_head(model, ctx, h, hc.margin);
       if (m.candidates != p.candidates || m.filtered != p.filtered_at(hc.margin))
         throw std::logic_error("calibrate: internal error: the margin profile of layer " + std::to_string(l) +
                                " head " + std::to_string(h) + " disagrees with the QK unit model");

@@ -3,9 +3,11 @@
 // a trace hit a target filtered-key ratio or relative output error, and writes a config
 // with those gammas ready for `attnsim run`. docs/calibrate.md explains the algorithm.
 //
-// Everything is measured with the simulator's own functional model (score_row, which calls
-// qk::latte_filter, then softmax, weighted_sum and measure_row_quality via compute_head),
-// so `attnsim run` with the written config reproduces the calibrated figures exactly.
+// Everything is measured with the simulator's own head model (arch/head_model.h: score_row,
+// which calls qk::latte_filter, then softmax and weighted_sum, with the run's quality
+// meter), so `attnsim run` with the written config reproduces the calibrated figures
+// exactly.
+#include "arch/candidates.h"
 #include "arch/qk_unit.h"
 #include "sim/config.h"
 #include "workloads/trace.h"
@@ -57,9 +59,10 @@ struct MarginProfile {
 };
 
 // The profile of head `work.head` of `work.layer` under the QK unit of `setup` (bits,
-// estimate_bits, reuse_buffer.entries) with the dense candidates (causal if the layer is).
-// Rows are spread over `threads` threads; the result does not depend on it.
-MarginProfile margin_profile(const QkSetup& setup, const HeadWork& work, int threads);
+// estimate_bits, reuse_buffer.entries) with the candidates of `generator` (causal if the
+// layer is). Rows are spread over `threads` threads; the result does not depend on it.
+MarginProfile margin_profile(const QkSetup& setup, const CandidateGenerator& generator, const HeadWork& work,
+                             int threads);
 
 struct HeadCalibration {
   int layer = 0, head = 0;

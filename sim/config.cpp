@@ -1,6 +1,7 @@
-// Config reader: validates JSON against the unit declarations of arch/unit_params.h,
-// applies `--set` overrides, fills defaults and builds the per-unit params.
-// Every default is written once, in the spec() blocks; this file only interprets them.
+// Config reader: validates JSON against the units' parameter tables, applies `--set`
+// overrides, fills defaults and stores the resolved tree into the per-unit params.
+// Every name and default is written once, in the tables beside the units; this file only
+// interprets them. docs/config.md is generated from the same tables (sim/config_doc.cpp).
 #include "sim/config.h"
 
 #include <algorithm>
@@ -14,29 +15,27 @@ namespace attnsim {
 
 namespace {
 
-// ---- schema -----------------------------------------------------------------------
+// ---- sections ---------------------------------------------------------------------
 
-SectionSpec top_level_section() {
-  ParamSpec schema;
-  schema.name = "schema";
-  schema.kind = ParamKind::String;
-  // No default: a config must say which schema it follows (checked in resolve_config).
-  schema.choices = {kConfigSchema};
-  schema.doc = "Config format and version; required.";
-  return {"",
-          "Top-level keys.",
-          {schema,
-           [] {
-             ParamSpec p;
-             p.name = "description";
-             p.kind = ParamKind::String;
-             p.default_value = "";
-             p.doc = "Free text: what this config models (presets say which parameters are our reading).";
-             return p;
-           }(),
-           number_param("clock_ghz", 1.0, "GHz",
-                        "Clock frequency: converts cycles to seconds and static power to energy.", 0.0,
-                        true)}};
+// The top-level keys, bound to the Config itself.
+const ParamTable<Config>& top_level_table() {
+  static const ParamTable<Config> t{
+      "", "Top-level keys.",
+      {field(&Config::schema, "schema", json())  // no default: a config says which schema it follows
+           .one_of({kConfigSchema})
+           .doc("Config format and version; required."),
+       field(&Config::description, "description", "")
+           .doc("Free text: what this config models (presets say which parameters are our reading)."),
+       field(&Config::clock_ghz, "clock_ghz", 1.0)
+           .unit("GHz")
+           .doc("Clock frequency: converts cycles to seconds and static power to energy.")
+           .above(0.0)}};
+  return t;
+}
+
+template <class P>
+ConfigSection section_of(const ParamTable<P>& table, P Config::*member) {
+  return {table.spec(), [&table, member](Config& c, const json& s) { table.load(c.*member, s); }};
 }
 
 const SectionSpec* find_section(const std::string& name) {
@@ -94,25 +93,6 @@ std::string unknown_key_rule(const std::string& key, const std::vector<std::stri
   const std::string suggestion = did_you_mean(key, candidates);
   if (suggestion.empty()) return "unknown key";
   return "unknown key (did you mean '" + suggestion + "'?)";
-}
-
-// A JSON value as it appears in a message: compact, one line, cut when long.
-std::string shown(const json& v) {
-  std::string s = v.dump();
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
-}
-
-// A bound as written by a person: 1 rather than 1.000000.
-std::string number_text(double x) {
-  if (std::floor(x) == x && std::fabs(x) < 1e15) return std::to_string((long long)x);
-  std::ostringstream os;
-  os << x;
-  return os.str();
-}
-
-std::string dotted(const std::string& section, const std::string& key) {
-  return section.empty() ? key : section + "." + key;
 }
 
 std::string quoted_list(const std::vector<std::string>& items) {
@@ -343,7 +323,7 @@ void check_schema_present(const json& resolved, const Where& where) {
     where.fail_root(std::string("missing schema (expected \"schema\": \"") + kConfigSchema + "\")");
 }
 
-// Rules that involve more than one key.
+// Rules that involve more than one key (listed by cross_field_rules() for the docs).
 void check_cross_field(const json& r, const Where& where) {
   const json& qk = r.at("qk_unit");
   const int bits = qk.at("bits").get<int>();
@@ -358,104 +338,56 @@ void check_cross_field(const json& r, const Where& where) {
 Config config_from_resolved(json resolved, const std::string& origin) {
   Config c;
   c.origin = origin;
-  c.clock_ghz = resolved.at("clock_ghz").get<double>();
-  c.dram = DramParams::from(resolved.at("dram"));
-  c.sram = SramParams::from(resolved.at("sram"));
-  c.qk_unit = QkUnitParams::from(resolved.at("qk_unit"));
-  c.comparator = ComparatorParams::from(resolved.at("comparator"));
-  c.reuse_buffer = ReuseBufferParams::from(resolved.at("reuse_buffer"));
-  c.softmax = SoftmaxParams::from(resolved.at("softmax"));
-  c.av_unit = AvUnitParams::from(resolved.at("av_unit"));
-  c.skim_controller = SkimControllerParams::from(resolved.at("skim_controller"));
-  c.gemm_engine = GemmEngineParams::from(resolved.at("gemm_engine"));
-  c.model = ModelParams::from(resolved.at("model"));
-  c.pipeline = PipelineParams::from(resolved.at("pipeline"));
-  c.energy = EnergyParams::from(resolved.at("energy"));
-  c.quality = QualityParams::from(resolved.at("quality"));
+  for (const ConfigSection& section : config_sections())
+    section.load(c, section.spec.name.empty() ? resolved : resolved.at(section.spec.name));
   c.resolved = std::move(resolved);
   return c;
-}
-
-// ---- documentation ------------------------------------------------------------------
-
-std::string escape_cell(std::string s) {
-  std::string out;
-  for (char ch : s) {
-    if (ch == '|') out += "\\|";
-    else out += ch;
-  }
-  return out;
-}
-
-// "0 < x <= 1", "x >= 1", "2 <= x <= 16"; "" when unbounded.
-std::string range_text(const ParamSpec& p) {
-  std::string lower, upper;
-  if (p.min) lower = number_text(*p.min) + (p.min_exclusive ? " < " : " <= ");
-  if (p.max) upper = " <= " + number_text(*p.max);
-  if (lower.empty() && upper.empty()) return "";
-  if (lower.empty()) return "x" + upper;
-  if (upper.empty()) {  // write "x >= 1" rather than "1 <= x"
-    return std::string("x ") + (p.min_exclusive ? "> " : ">= ") + number_text(*p.min);
-  }
-  return lower + "x" + upper;
-}
-
-std::string type_text(const ParamSpec& p) {
-  std::string base;
-  switch (p.kind) {
-    case ParamKind::Integer: base = "integer (32-bit)"; break;
-    case ParamKind::Number: base = "number"; break;
-    case ParamKind::Boolean: base = "boolean"; break;
-    case ParamKind::String: {
-      if (p.choices.empty()) return "string";
-      if (p.choices.size() == 1) return "`\"" + p.choices[0] + "\"`";
-      std::string out = "one of ";
-      for (size_t i = 0; i < p.choices.size(); ++i)
-        out += (i ? ", `\"" : "`\"") + p.choices[i] + "\"`";
-      return out;
-    }
-    case ParamKind::PerHead:
-      base = std::string("per-head ") + (p.integer_only ? "integer (|x| <= 2^53)" : "number");
-      break;
-    case ParamKind::PerLayer:
-      base = std::string("per-layer ") + (p.integer_only ? "integer" : "number");
-      break;
-  }
-  const std::string range = range_text(p);
-  return range.empty() ? base : base + ", " + range;
-}
-
-std::string default_text(const SectionSpec& s, const ParamSpec& p) {
-  if (s.name.empty() && p.name == "schema") return "required";
-  if (p.default_value.is_null()) return "absent";
-  return "`" + p.default_value.dump() + "`";
-}
-
-void append_section_table(std::string& md, const SectionSpec& s) {
-  md += s.name.empty() ? "## Top-level keys\n\n" : "## `" + s.name + "`\n\n" + s.doc + "\n\n";
-  md += "| key | type | default | unit | meaning |\n";
-  md += "|---|---|---|---|---|\n";
-  for (const ParamSpec& p : s.params) {
-    md += "| `" + dotted(s.name, p.name) + "` | " + escape_cell(type_text(p)) + " | " +
-          escape_cell(default_text(s, p)) + " | " + escape_cell(p.unit) + " | " +
-          escape_cell(p.doc) + " |\n";
-  }
-  md += "\n";
 }
 
 }  // namespace
 
 // ---- public API -----------------------------------------------------------------------
 
+const std::vector<ConfigSection>& config_sections() {
+  static const std::vector<ConfigSection> sections = {
+      {top_level_table().spec(), [](Config& c, const json& s) { top_level_table().load(c, s); }},
+      section_of(DramParams::table(), &Config::dram),
+      section_of(SramParams::table(), &Config::sram),
+      section_of(QkUnitParams::table(), &Config::qk_unit),
+      section_of(ComparatorParams::table(), &Config::comparator),
+      section_of(ReuseBufferParams::table(), &Config::reuse_buffer),
+      section_of(SoftmaxParams::table(), &Config::softmax),
+      section_of(AvUnitParams::table(), &Config::av_unit),
+      section_of(SkimControllerParams::table(), &Config::skim_controller),
+      section_of(GemmEngineParams::table(), &Config::gemm_engine),
+      section_of(ModelParams::table(), &Config::model),
+      section_of(PipelineParams::table(), &Config::pipeline),
+      section_of(EnergyParams::table(), &Config::energy),
+      section_of(QualityParams::table(), &Config::quality)};
+  return sections;
+}
+
 const std::vector<SectionSpec>& config_schema() {
-  static const std::vector<SectionSpec> schema = {
-      top_level_section(),          DramParams::spec(),         SramParams::spec(),
-      QkUnitParams::spec(),         ComparatorParams::spec(),   ReuseBufferParams::spec(),
-      SoftmaxParams::spec(),        AvUnitParams::spec(),       SkimControllerParams::spec(),
-      GemmEngineParams::spec(),     ModelParams::spec(),        PipelineParams::spec(),
-      EnergyParams::spec(),
-      QualityParams::spec()};
+  static const std::vector<SectionSpec> schema = [] {
+    std::vector<SectionSpec> specs;
+    for (const ConfigSection& s : config_sections()) specs.push_back(s.spec);
+    return specs;
+  }();
   return schema;
+}
+
+const std::vector<std::string>& cross_field_rules() {
+  static const std::vector<std::string> rules = {
+      "`qk_unit.estimate_bits` must be <= `qk_unit.bits` (P <= B).",
+      "`qk_unit.type: \"bit_parallel\"` supports only `qk_unit.mode: \"dense\"`.",
+      "`comparator.margin`, when given, overrides `comparator.gamma`."};
+  return rules;
+}
+
+std::string shown(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  return s;
 }
 
 Config resolve_config(const json& j, const std::string& origin,
@@ -490,42 +422,6 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 }
 
 Config default_config() { return resolve_config(json{{"schema", kConfigSchema}}, "<defaults>"); }
-
-std::string config_reference_markdown() {
-  std::string md;
-  md += "# attnsim configuration reference\n\n";
-  md += "<!-- Generated by `attnsim config --doc` from the declarations in arch/unit_params.h and\n"
-        "     sim/config.cpp; do not edit by hand (tests/sim/config_test.cpp checks it). -->\n\n";
-  md += "A config is a JSON object read in two layers: first it is validated against the\n"
-        "parameter declarations of the units and every missing key is filled with its default\n"
-        "(the *resolved* config, echoed under `config` in the stats and printed by\n"
-        "`attnsim config --resolve C.json`); then each section becomes the immutable\n"
-        "parameters of one unit.\n\n";
-  md += std::string("- `\"schema\": \"") + kConfigSchema +
-        "\"` is required; every other key has a default, so\n"
-        "  `{\"schema\": \"" + kConfigSchema + "\"}` alone is a valid config.\n";
-  md += "- Unknown sections and keys are errors (with a did-you-mean for near misses). Every\n"
-        "  error is one line naming the file, the JSON path and the rule, e.g.\n"
-        "  `c.json: qk_unit.lanes: must be >= 1, got 0`.\n";
-  md += "- `--set section.key=value` (on `attnsim run` and `attnsim config --resolve`)\n"
-        "  overrides one key before validation; top-level keys take no section\n"
-        "  (`--set clock_ghz=2`). The value is parsed as JSON and, when that fails, taken as a\n"
-        "  string: `--set qk_unit.lanes=32`, `--set qk_unit.type=bit_parallel`,\n"
-        "  `--set 'comparator.gamma=[0.01,0.02]'`.\n";
-  md += "- Per-head values (`comparator.gamma`, `margin`, `theta`) take one of three shapes: a\n"
-        "  number (every layer and head), a list of H numbers (one per head, every layer), or a\n"
-        "  list of L lists of H numbers (per layer and head). The lengths must match the\n"
-        "  trace's layers and heads. Per-layer values (`skim_controller.keep`) are a number or\n"
-        "  a list of L numbers.\n";
-  md += "- In the type column, `x` stands for the value; per-head and per-layer bounds apply\n"
-        "  to every number of the list.\n\n";
-  for (const SectionSpec& s : config_schema()) append_section_table(md, s);
-  md += "## Cross-field rules\n\n";
-  md += "- `qk_unit.estimate_bits` must be <= `qk_unit.bits` (P <= B).\n";
-  md += "- `qk_unit.type: \"bit_parallel\"` supports only `qk_unit.mode: \"dense\"`.\n";
-  md += "- `comparator.margin`, when given, overrides `comparator.gamma`.\n";
-  return md;
-}
 
 double per_head_value(const json& value, int layer, int head, int layers, int heads,
                       const std::string& origin, const std::string& path) {

@@ -1,10 +1,23 @@
 #pragma once
-// Config in two layers (DRAMSys, gem5): JSON is validated against the unit declarations
-// (arch/unit_params.h) and resolved with every default filled in; the resolved tree is
-// then turned into immutable per-unit params passed to the constructors.
-#include "arch/unit_params.h"
+// Config in two layers (DRAMSys, gem5): JSON is validated against the units' parameter
+// tables (each declared beside its unit, core/params.h) and resolved with every default
+// filled in; the same tables then store the resolved tree into immutable per-unit params
+// passed to the constructors. config_sections() is the one list of sections, in the
+// order of the module tree.
+#include "arch/av_unit.h"
+#include "arch/dram.h"
+#include "arch/gemm_math.h"
+#include "arch/pipeline.h"
+#include "arch/qk_unit.h"
+#include "arch/skim_controller.h"
+#include "arch/softmax_unit.h"
+#include "arch/sram.h"
 #include "core/params.h"
+#include "sim/energy.h"
+#include "sim/model.h"
+#include "sim/quality.h"
 
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -21,9 +34,13 @@ class ConfigError : public std::runtime_error {
 };
 
 struct Config {
-  json resolved;  // the whole tree, defaults filled in (echoed into the stats)
+  json resolved;       // the whole tree, defaults filled in (echoed into the stats)
   std::string origin;  // file name used in messages ("<inline>" when not from a file)
+  // top-level keys
+  std::string schema;
+  std::string description;
   double clock_ghz;
+  // one member per section
   DramParams dram;
   SramParams sram;
   QkUnitParams qk_unit;
@@ -37,9 +54,19 @@ struct Config {
   PipelineParams pipeline;
   EnergyParams energy;
   QualityParams quality;
+
+  QkSetup qk_setup() const { return {qk_unit, comparator, reuse_buffer}; }
 };
 
-// Every section of the config tree, top-level keys first (section name "").
+// One section of the config tree: its declarations and how it lands in a Config.
+struct ConfigSection {
+  SectionSpec spec;
+  std::function<void(Config&, const json& resolved_section)> load;
+};
+
+// Every section, top-level keys first (section name ""), in the order of the module tree.
+const std::vector<ConfigSection>& config_sections();
+// Their declarations alone.
 const std::vector<SectionSpec>& config_schema();
 
 // Validate `j` against the schema, apply `overrides` ("a.b=value", value parsed as JSON
@@ -54,12 +81,15 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 // Config with every default: the same as resolving {"schema": "attnsim.config/1"}.
 Config default_config();
 
-// docs/config.md, generated from the schema (`attnsim config --doc`).
-std::string config_reference_markdown();
+// Rules that involve more than one key, one line each (docs/config.md lists them).
+const std::vector<std::string>& cross_field_rules();
 
 // A per-head value (gamma, margin, theta): scalar, list of H, or list of L lists of H.
 // Throws ConfigError naming the config path when the shape does not fit the trace.
 double per_head_value(const json& value, int layer, int head, int layers, int heads,
                       const std::string& origin, const std::string& path);
+
+// A JSON value as it appears in a message: compact, one line, cut when long.
+std::string shown(const json& v);
 
 }  // namespace attnsim

@@ -6,6 +6,7 @@
 // stated reference size, scaled to the configured size (docs/energy.md).
 #include "core/activity.h"
 #include "core/cycles.h"
+#include "core/params.h"
 
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,22 @@
 #include <vector>
 
 namespace attnsim {
+
+struct EnergyParams {
+  std::string tech;
+  double node_scale;
+
+  static const ParamTable<EnergyParams>& table() {
+    static const ParamTable<EnergyParams> t{
+        "energy", "Technology table that turns action counts into energy.",
+        {field(&EnergyParams::tech, "tech", "45nm")
+             .doc("Built-in table name (configs/tech/NAME.json) or a path to a table file."),
+         field(&EnergyParams::node_scale, "node_scale", 1.0)
+             .doc("Multiplies every dynamic and static energy (technology scaling).")
+             .above(0.0)}};
+    return t;
+  }
+};
 
 class EnergyError : public std::runtime_error {
  public:

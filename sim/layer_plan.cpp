@@ -1,14 +1,20 @@
 #include "sim/layer_plan.h"
 
+#include "arch/dma.h"
 #include "arch/qk_math.h"
 #include "arch/skim_math.h"
 
 #include <cmath>
+#include <sstream>
 #include <string>
 
 namespace attnsim {
 
 namespace {
+
+[[noreturn]] void config_error(const Config& c, const std::string& path, const std::string& rule) {
+  throw ConfigError(c.origin + ": " + path + ": " + rule);
+}
 
 int metadata_int(const Trace& trace, const std::string& key) {
   const auto& md = trace.metadata();
@@ -23,38 +29,133 @@ int metadata_int(const Trace& trace, const std::string& key) {
   throw TraceError(trace.path() + ": metadata " + key + ": must be a positive integer, got \"" + it->second + "\"");
 }
 
-int64_t resolve_margin(const Config& c, const Trace& trace, int l, int h, const HeadData& head, int d) {
-  const int layers = trace.layers(), heads = trace.shape(l).heads;
-  if (!c.comparator.margin.is_null())
-    return static_cast<int64_t>(
-        per_head_value(c.comparator.margin, l, h, layers, heads, c.origin, "comparator.margin"));
-  const double gamma = per_head_value(c.comparator.gamma, l, h, layers, heads, c.origin, "comparator.gamma");
-  return qk::latte_margin(gamma, d, head.scale_q, head.scale_k);
-}
-
-}  // namespace
-
 int resolve_d_model(const Config& c, const Trace& trace) {
   if (c.model.d_model > 0) return c.model.d_model;
   if (const int v = metadata_int(trace, "d_model")) return v;
   return trace.shape(0).heads * trace.shape(0).d;
 }
 
-int resolve_d_ff(const Config& c, const Trace& trace) {
+int resolve_d_ff(const Config& c, const Trace& trace, int d_model) {
   if (c.model.d_ff > 0) return c.model.d_ff;
   if (const int v = metadata_int(trace, "d_ff")) return v;
-  return 4 * resolve_d_model(c, trace);
+  return 4 * d_model;
 }
 
-LayerPlanner::LayerPlanner(const Config& c, const Trace& trace, Metrics& metrics)
-    : c_(c), trace_(trace), metrics_(metrics) {
-  d_model_ = resolve_d_model(c, trace);
-  d_ff_ = resolve_d_ff(c, trace);
+void check_skim_fits_trace(const Config& c, const Trace& trace) {
+  const SkimMode mode = c.skim_controller.mode;
+  if (mode == SkimMode::off) return;
+  for (int l = 1; l < trace.layers(); ++l)
+    if (trace.shape(l).n != trace.shape(0).n || trace.shape(l).m != trace.shape(l).n)
+      config_error(c, "skim_controller.mode",
+                   "skimming needs self-attention layers with the same token count (layer " +
+                       std::to_string(l) + " differs)");
+  if (mode == SkimMode::fca && trace.causal())
+    config_error(c, "skim_controller.mode", "fca needs a bidirectional trace: coarse tokens have no causal position");
+  if (mode != SkimMode::transkimmer) return;
+  for (int l = 0; l < trace.layers(); ++l) {
+    const std::string layer = "layers." + std::to_string(l) + ".";
+    if (c.skim_controller.source == SkimSource::trace && !trace.file().has(layer + "skim_keep"))
+      config_error(c, "skim_controller.source",
+                   "\"trace\" needs " + layer + "skim_keep in " + trace.path() + ", which has none");
+    if (c.skim_controller.source == SkimSource::predictor && (!trace.has_predictor(l) || !trace.has_hidden(l)))
+      config_error(c, "skim_controller.source",
+                   "\"predictor\" needs " + layer + "hidden and " + layer + "skim_predictor.* in " +
+                       trace.path());
+    // The predictor's cost, the forwarded hidden states and the GEMMs all use D.
+    if (c.skim_controller.source == SkimSource::predictor && trace.hidden_size(l) != resolve_d_model(c, trace))
+      config_error(c, "model.d_model",
+                   "is " + std::to_string(resolve_d_model(c, trace)) + ", but " + layer + "hidden in " +
+                       trace.path() + " has D = " + std::to_string(trace.hidden_size(l)));
+  }
+}
+
+// The comparator's per-head values, one [layer][head] table each.
+void resolve_thresholds(const Config& c, const Trace& trace, RunPlan& plan) {
+  const bool margin_given = !c.comparator.margin.is_null();
+  for (int l = 0; l < trace.layers(); ++l) {
+    const int heads = trace.shape(l).heads;
+    plan.gamma.emplace_back();
+    plan.theta.emplace_back();
+    if (margin_given) plan.margin.emplace_back();
+    for (int h = 0; h < heads; ++h) {
+      plan.gamma.back().push_back(
+          per_head_value(c.comparator.gamma, l, h, trace.layers(), heads, c.origin, "comparator.gamma"));
+      plan.theta.back().push_back(static_cast<int64_t>(
+          per_head_value(c.comparator.theta, l, h, trace.layers(), heads, c.origin, "comparator.theta")));
+      if (margin_given)
+        plan.margin.back().push_back(static_cast<int64_t>(
+            per_head_value(c.comparator.margin, l, h, trace.layers(), heads, c.origin, "comparator.margin")));
+    }
+  }
+}
+
+// Heads the SRAM holds at once: 2 when two of the largest fit, else 1; none is an error.
+int sram_slots(const Config& c, const Trace& trace) {
+  const SramBuffers sram(c.sram);
+  int slots = 2;
+  for (int l = 0; l < trace.layers(); ++l) {
+    const LayerShape& s = trace.shape(l);
+    const uint64_t bits = head_bits(s.n, s.m, s.d, c.qk_unit.bits);
+    if (sram.slots_for(bits) == 0) {
+      std::ostringstream msg;
+      msg << "too small for one head's Q, K and V of layer " << l << " (need "
+          << ceil_div(bits, 8 * 1024) << " KiB, have " << c.sram.capacity_kib << ")";
+      config_error(c, "sram.capacity_kib", msg.str());
+    }
+    slots = std::min(slots, sram.slots_for(bits));
+  }
+  return slots;
+}
+
+void resolve_fca_keep(const Config& c, const Trace& trace, RunPlan& plan) {
+  const json& keep = c.skim_controller.keep;
+  if (keep.is_number()) plan.keep_fraction = keep.get<double>();
+  if (c.skim_controller.mode != SkimMode::fca) return;
+  if (keep.is_array()) {
+    if (static_cast<int>(keep.size()) != trace.layers())
+      config_error(c, "skim_controller.keep",
+                   "has " + std::to_string(keep.size()) + " values, the trace has " +
+                       std::to_string(trace.layers()) + " layers");
+    for (size_t l = 0; l < keep.size(); ++l) {
+      if (!keep[l].is_number_integer())
+        config_error(c, "skim_controller.keep[" + std::to_string(l) + "]",
+                     "a list gives R_l, a token count: must be an integer, got " + keep[l].dump());
+      plan.keep_counts.push_back(keep[l].get<int64_t>());
+    }
+  }
+  if (keep.is_number() && keep.get<double>() > 1.0)
+    config_error(c, "skim_controller.keep",
+                 "a single number is the fraction of each layer's tokens kept: must be <= 1, got " + keep.dump());
+}
+
+int64_t resolve_margin(const RunPlan& plan, int l, int h, const HeadData& head, int d) {
+  if (!plan.margin.empty()) return plan.margin[l][h];
+  return qk::latte_margin(plan.gamma[l][h], d, head.scale_q, head.scale_k);
+}
+
+}  // namespace
+
+RunPlan plan_run(const Config& c, const Trace& trace) {
+  check_skim_fits_trace(c, trace);
+  RunPlan plan;
+  plan.sram_slots = sram_slots(c, trace);
+  resolve_thresholds(c, trace, plan);
+  resolve_fca_keep(c, trace, plan);
+  // A bad metadata value is an error before the run, whether or not the GEMMs need it.
+  plan.d_model = resolve_d_model(c, trace);
+  plan.d_ff = resolve_d_ff(c, trace, plan.d_model);
+  for (int l = 0; l < trace.layers(); ++l)
+    plan.rows += static_cast<uint64_t>(trace.shape(l).heads) * trace.shape(l).n;
+  return plan;
+}
+
+LayerPlanner::LayerPlanner(const Config& c, const Trace& trace, const RunPlan& plan, Metrics& metrics)
+    : c_(c), trace_(trace), plan_(plan), metrics_(metrics) {
   map_ = skim::identity_map(trace.shape(0).n);
 }
 
 std::vector<uint8_t> LayerPlanner::transkimmer_keep(int l, const LayerView& full) {
-  if (c_.skim_controller.source == "trace")
+  if (c_.skim_controller.source == SkimSource::trace)
     return skim::cumulative_keep(map_, full.skim_keep.data(), full.n);
   // Predictor MLP on the active tokens' hidden states; token 0 stays, drops are final.
   std::vector<int32_t> ids;
@@ -73,8 +174,8 @@ LayerStart LayerPlanner::begin_layer(int l) {
   auto full = std::make_shared<LayerView>(trace_.layer(l, bits));
   metrics_.begin_layer(l, full->heads, full->n, full->m, trace_.causal());
 
-  const std::string& mode = c_.skim_controller.mode;
-  if (mode == "transkimmer") {
+  const SkimMode mode = c_.skim_controller.mode;
+  if (mode == SkimMode::transkimmer) {
     const int before = static_cast<int>(map_.size());
     const std::vector<uint8_t> keep = transkimmer_keep(l, *full);
     skim::TokenMap next;
@@ -83,12 +184,12 @@ LayerStart LayerPlanner::begin_layer(int l) {
     map_ = std::move(next);
     start.skim_job = true;
     start.job.layer = l;
-    start.job.d_model = d_model_;
+    start.job.d_model = plan_.d_model;
     start.job.tokens_scanned = before;
     start.job.tokens_forwarded = before - static_cast<int>(map_.size());
-    if (c_.skim_controller.source == "predictor") {
-      if (c_.skim_controller.predictor_unit == "dedicated")
-        start.job.predictor_macs = skim::predictor_macs(before, d_model_);
+    if (c_.skim_controller.source == SkimSource::predictor) {
+      if (c_.skim_controller.predictor_unit == PredictorUnit::dedicated)
+        start.job.predictor_macs = skim::predictor_macs(before, plan_.d_model);
       else
         start.predictor_tokens = before;
     }
@@ -105,11 +206,10 @@ LayerStart LayerPlanner::begin_layer(int l) {
   ctx->causal = trace_.causal();
   const LayerView& v = ctx->view;
   for (int h = 0; h < v.heads; ++h) {
-    ctx->margin.push_back(resolve_margin(c_, trace_, l, h, v.head[h], v.d));
-    ctx->theta.push_back(static_cast<int64_t>(per_head_value(
-        c_.comparator.theta, l, h, trace_.layers(), v.heads, c_.origin, "comparator.theta")));
+    ctx->margin.push_back(resolve_margin(plan_, l, h, v.head[h], v.d));
+    ctx->theta.push_back(plan_.theta[l][h]);
   }
-  if (mode == "fca") ctx->abar = std::make_shared<std::vector<double>>(static_cast<size_t>(v.n) * v.n, 0.0);
+  if (mode == SkimMode::fca) ctx->abar = std::make_shared<std::vector<double>>(static_cast<size_t>(v.n) * v.n, 0.0);
   start.active = v.n;
   active_.push_back(v.n);
   start.context = ctx;
@@ -118,14 +218,10 @@ LayerStart LayerPlanner::begin_layer(int l) {
 }
 
 int LayerPlanner::fca_keep_count(int l, int n) const {
-  const json& keep = c_.skim_controller.keep;
   skim::KeepRule rule;
-  if (keep.is_array()) {
-    rule.per_layer = true;
-    for (const json& r : keep) rule.counts.push_back(r.get<int64_t>());
-  } else {
-    rule.fraction = keep.get<double>();
-  }
+  rule.per_layer = !plan_.keep_counts.empty();
+  rule.counts = plan_.keep_counts;
+  rule.fraction = plan_.keep_fraction;
   return skim::fca_keep_count(rule, l, n);
 }
 
@@ -133,7 +229,7 @@ LayerEnd LayerPlanner::end_layer(int l) {
   LayerEnd end;
   const int n = current_->view.n;
   end.tokens_after = n;
-  if (c_.skim_controller.mode == "fca") {
+  if (c_.skim_controller.mode == SkimMode::fca) {
     const std::vector<double> scores = skim::fca_scores(current_->abar->data(), n);
     const int r = fca_keep_count(l, n);
     const skim::FcaSelection sel = skim::fca_select(scores, r, c_.skim_controller.groups);
@@ -141,12 +237,12 @@ LayerEnd LayerPlanner::end_layer(int l) {
     end.tokens_after = static_cast<int>(map_.size());
     end.skim_job = true;
     end.job.layer = l;
-    end.job.d_model = d_model_;
+    end.job.d_model = plan_.d_model;
     end.job.score_adds = static_cast<uint64_t>(current_->view.heads) * n * n;
     end.job.rank_ops = static_cast<uint64_t>(n) * static_cast<uint64_t>(std::ceil(std::log2(std::max(2, n))));
     uint64_t tail = 0;
     for (const auto& g : sel.groups) tail += g.size();
-    end.job.pool_macs = tail * d_model_;
+    end.job.pool_macs = tail * plan_.d_model;
   }
   current_.reset();
   return end;

@@ -1,13 +1,20 @@
 #pragma once
-// The functional side of the layer schedule: which tokens each layer processes.
+// The functional side of the layer schedule: what the run needs per layer and head, and
+// which tokens each layer processes.
 //
-// Without skimming every layer processes all of its tokens. With Transkimmer the keep
-// masks of layer l (from the trace, or from the predictor MLP on the layer's hidden
-// states) drop tokens before the layer, cumulatively. With FCA the accelerator's own
-// attention probabilities of layer l pick the R_l fine tokens and pool the rest into C
-// coarse tokens, which layer l's FFN and the next layers process (SEMANTICS §5). The
-// planner loads each layer reduced to its active tokens (Trace::layer_mixed) and reports
-// the controller's work for the timed units.
+// RunPlan: everything the config leaves open until a trace fixes the layers and heads,
+// resolved once before anything runs (and checked: per-head value shapes, SRAM capacity,
+// what skimming needs from the trace, the model widths). A mistake is a ConfigError
+// naming the config file and the JSON path.
+//
+// LayerPlanner: without skimming every layer processes all of its tokens. With
+// Transkimmer the keep masks of layer l (from the trace, or from the predictor MLP on the
+// layer's hidden states) drop tokens before the layer, cumulatively. With FCA the
+// accelerator's own attention probabilities of layer l pick the R_l fine tokens and pool
+// the rest into C coarse tokens, which layer l's FFN and the next layers process
+// (SEMANTICS §5). The planner loads each layer reduced to its active tokens
+// (Trace::layer_mixed) with its per-head thresholds, and reports the skim controller's
+// work for the timed units.
 #include "arch/pipeline.h"
 #include "arch/skim_controller.h"
 #include "sim/config.h"
@@ -15,10 +22,29 @@
 #include "workloads/skim_types.h"
 #include "workloads/trace.h"
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace attnsim {
+
+struct RunPlan {
+  int d_model = 0, d_ff = 0;  // D and d_ff: config, else trace metadata, else H*d and 4*D
+  int sram_slots = 2;         // heads the SRAM holds at once (2: double buffering)
+  uint64_t rows = 0;          // query rows of the unreduced trace (heads x N over layers)
+  // comparator thresholds per [layer][head]
+  std::vector<std::vector<double>> gamma;
+  std::vector<std::vector<int64_t>> margin;  // empty unless comparator.margin is given
+  std::vector<std::vector<int64_t>> theta;
+  // FCA: R_l per layer as given, or empty with keep_fraction set
+  std::vector<int64_t> keep_counts;
+  double keep_fraction = 0;
+};
+
+// Resolves and checks the plan. Throws ConfigError (config path) or TraceError (a bad
+// metadata value).
+RunPlan plan_run(const Config& config, const Trace& trace);
 
 struct LayerStart {
   std::shared_ptr<LayerContext> context;
@@ -36,13 +62,13 @@ struct LayerEnd {
 
 class LayerPlanner {
  public:
-  LayerPlanner(const Config& config, const Trace& trace, Metrics& metrics);
+  LayerPlanner(const Config& config, const Trace& trace, const RunPlan& plan, Metrics& metrics);
 
   LayerStart begin_layer(int l);
   LayerEnd end_layer(int l);
 
-  int d_model() const { return d_model_; }
-  int d_ff() const { return d_ff_; }
+  int d_model() const { return plan_.d_model; }
+  int d_ff() const { return plan_.d_ff; }
   const std::vector<int>& active_tokens() const { return active_; }  // per layer begun
 
  private:
@@ -51,15 +77,11 @@ class LayerPlanner {
 
   const Config& c_;
   const Trace& trace_;
+  const RunPlan& plan_;
   Metrics& metrics_;
-  int d_model_ = 0, d_ff_ = 0;
   skim::TokenMap map_;        // active tokens of the next layer to begin
   std::shared_ptr<LayerContext> current_;
   std::vector<int> active_;
 };
-
-// D and d_ff of the model: config, else trace metadata (d_model, d_ff), else H*d and 4*D.
-int resolve_d_model(const Config& c, const Trace& trace);
-int resolve_d_ff(const Config& c, const Trace& trace);
 
 }  // namespace attnsim

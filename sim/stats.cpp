@@ -1,21 +1,12 @@
+// The stats writers (SEMANTICS §7): one JSON document assembled from a run's parts, and
+// one text summary of it. Running the simulation is sim/run.cpp's job.
 #include "sim/stats.h"
 
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <sstream>
-#include <thread>
-#include <stdexcept>
-#include <csignal>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace attnsim {
-
-namespace {
 
 EnergyContext energy_context(const Config& c, Cycles total) {
   EnergyContext ctx;
@@ -31,6 +22,14 @@ EnergyContext energy_context(const Config& c, Cycles total) {
   ctx.config = c.resolved;  // static power scales with the sizes in it (docs/energy.md)
   return ctx;
 }
+
+double total_energy(const std::map<std::string, ModuleEnergy>& e) {
+  double t = 0;
+  for (const auto& [name, m] : e) t += m.dynamic_pj + m.static_pj;
+  return t;
+}
+
+namespace {
 
 // Storage units (SRAM, reuse buffer) are assumed to supply what the compute units ask
 // each cycle; their busy cycles measure the demand. Demand beyond the run's length means
@@ -49,6 +48,21 @@ nlohmann::json capacity_warnings(const SimOutcome& out) {
   return w;
 }
 
+// The activity between two snapshots of the same modules.
+std::vector<ModuleActivity> difference(const std::vector<ModuleActivity>& now,
+                                       const std::vector<ModuleActivity>* before) {
+  std::vector<ModuleActivity> d = now;
+  if (!before) return d;
+  for (size_t i = 0; i < d.size(); ++i) {
+    d[i].busy -= (*before)[i].busy;
+    d[i].stall -= (*before)[i].stall;
+    for (size_t k = 0; k < d[i].counters.size(); ++k) d[i].counters[k].second -= (*before)[i].counters[k].second;
+  }
+  return d;
+}
+
+// Per layer: span, active tokens, and energy of the activity within the span (static
+// power over the span), so that the layers' energies add up to the total.
 }  // namespace
 
 nlohmann::json make_stats(const Config& c, const nlohmann::json& trace_info, const SimOutcome& out,
@@ -88,29 +102,6 @@ nlohmann::json make_stats(const Config& c, const nlohmann::json& trace_info, con
   return s;
 }
 
-namespace {
-
-double total_energy(const std::map<std::string, ModuleEnergy>& e) {
-  double t = 0;
-  for (const auto& [name, m] : e) t += m.dynamic_pj + m.static_pj;
-  return t;
-}
-
-// The activity between two snapshots of the same modules.
-std::vector<ModuleActivity> difference(const std::vector<ModuleActivity>& now,
-                                       const std::vector<ModuleActivity>* before) {
-  std::vector<ModuleActivity> d = now;
-  if (!before) return d;
-  for (size_t i = 0; i < d.size(); ++i) {
-    d[i].busy -= (*before)[i].busy;
-    d[i].stall -= (*before)[i].stall;
-    for (size_t k = 0; k < d[i].counters.size(); ++k) d[i].counters[k].second -= (*before)[i].counters[k].second;
-  }
-  return d;
-}
-
-// Per layer: span, active tokens, and energy of the activity within the span (static
-// power over the span), so that the layers' energies add up to the total.
 nlohmann::json layers_json(const Config& c, const TechTable& tech, const SimOutcome& out) {
   nlohmann::json layers = nlohmann::json::array();
   for (size_t l = 0; l < out.layers.size(); ++l) {
@@ -125,65 +116,7 @@ nlohmann::json layers_json(const Config& c, const TechTable& tech, const SimOutc
   return layers;
 }
 
-// The same config with the skim controller off, simulated in a child process forked
-// before this process elaborates its own design (SystemC allows one per process).
-// Returns the read end of a pipe that will carry {"cycles": ..., "energy_pj": ...}.
-struct Baseline {
-  pid_t pid = -1;
-  int fd = -1;
-};
-
-Baseline start_no_skim_baseline(const Config& c, const Trace& trace, const TechTable& tech, int threads) {
-  json off = c.resolved;
-  off["skim_controller"]["mode"] = "off";
-  const Config off_config = resolve_config(off, c.origin);
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("cannot create a pipe for the no-skim baseline");
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("cannot fork the no-skim baseline");
-  if (pid == 0) {
-    close(fds[0]);
-    std::string msg;
-    int code = 0;
-    try {
-      Metrics metrics(trace.layers(), false);
-      const SimOutcome o = simulate(off_config, trace, metrics, threads);
-      const double e = total_energy(compute_energy(tech, o.modules, energy_context(off_config, o.total)));
-      msg = json{{"cycles", o.total.count()}, {"energy_pj", e}}.dump();
-    } catch (const std::exception& e) {
-      msg = json{{"error", e.what()}}.dump();
-      code = 1;
-    }
-    size_t done = 0;
-    while (done < msg.size()) {
-      const ssize_t w = write(fds[1], msg.data() + done, msg.size() - done);
-      if (w <= 0) break;
-      done += static_cast<size_t>(w);
-    }
-    close(fds[1]);
-    _exit(code);
-  }
-  close(fds[1]);
-  return {pid, fds[0]};
-}
-
-json finish_no_skim_baseline(const Baseline& b) {
-  std::string text;
-  char buf[4096];
-  ssize_t r;
-  while ((r = read(b.fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(r));
-  close(b.fd);
-  int status = 0;
-  waitpid(b.pid, &status, 0);
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    throw std::runtime_error("the no-skim baseline run died without a result");
-  if (j.contains("error")) throw std::runtime_error("no-skim baseline: " + j["error"].get<std::string>());
-  return j;
-}
-
-nlohmann::json skim_json(const SimOutcome& out, const Trace& trace, const json& baseline) {
+nlohmann::json skim_json(const SimOutcome& out, const Trace& trace, const nlohmann::json& baseline) {
   nlohmann::json active = nlohmann::json::array();
   double sum = 0;
   for (const LayerRecord& r : out.layers) {
@@ -195,44 +128,6 @@ nlohmann::json skim_json(const SimOutcome& out, const Trace& trace, const json& 
           {"skim_ratio", all > 0 ? 1.0 - sum / all : 0.0},
           {"cycles_without_skim", baseline.at("cycles")},
           {"energy_pj_without_skim", baseline.at("energy_pj")}};
-}
-
-}  // namespace
-
-RunReport run_simulation(const Config& c, const std::string& trace_path, int threads,
-                         const std::function<void(uint64_t, uint64_t)>& on_progress, const TraceOptions* tracing) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const auto start = std::chrono::steady_clock::now();
-  const Trace trace(trace_path);
-  const TechTable tech = TechTable::load(c.energy.tech);
-  const bool skimming = c.skim_controller.mode != "off";
-  if (skimming) check_config_fits_trace(c, trace);  // fail before forking
-  Baseline baseline;
-  if (skimming) baseline = start_no_skim_baseline(c, trace, tech, threads);
-  Metrics metrics(trace.layers(), c.quality.enabled);
-  SimOutcome out;
-  try {
-    out = simulate(c, trace, metrics, threads, on_progress, tracing);
-  } catch (...) {
-    if (skimming) {
-      kill(baseline.pid, SIGKILL);
-      close(baseline.fd);
-      waitpid(baseline.pid, nullptr, 0);
-    }
-    throw;
-  }
-  const auto energy = compute_energy(tech, out.modules, energy_context(c, out.total));
-  const nlohmann::json trace_info = {
-      {"path", trace_path}, {"sha256", trace.sha256()}, {"model", trace.model()}};
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  nlohmann::json stats = make_stats(c, trace_info, out, energy, metrics, wall);
-  stats["layers"] = layers_json(c, tech, out);
-  if (skimming) stats["skim"] = skim_json(out, trace, finish_no_skim_baseline(baseline));
-  const double total_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  stats["sim"] = {{"wall_seconds", total_wall},
-                  {"cycles_per_second", total_wall > 0 ? out.total.count() / total_wall : 0.0}};
-  return {stats};
 }
 
 namespace {

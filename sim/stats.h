@@ -5,12 +5,12 @@
 #include "sim/accelerator.h"
 #include "sim/config.h"
 #include "sim/energy.h"
-#include "core/file_io.h"
 #include "sim/metrics.h"
+#include "workloads/trace.h"
+#include "core/file_io.h"  // TODO(merge): the sweep files include it themselves
 
 #include <nlohmann/json.hpp>
 
-#include <functional>
 #include <map>
 #include <string>
 
@@ -18,26 +18,24 @@ namespace attnsim {
 
 inline constexpr const char* kStatsSchema = "attnsim.stats/1";
 
-struct RunReport {
-  nlohmann::json stats;  // the whole stats document
-};
-
-// Opens the trace, simulates, computes energy, assembles the stats. Throws ConfigError,
-// TraceError or EnergyError (one-line messages).
-// `threads`: threads of the functional model (0 = one per core); results do not depend on it.
-// `tracing` (may be null): VCD / timeline of a window of the run (docs/tracing.md); the
-// stats do not depend on it.
-RunReport run_simulation(const Config& config, const std::string& trace_path, int threads = 0,
-                         const std::function<void(uint64_t, uint64_t)>& on_progress = {},
-                         const TraceOptions* tracing = nullptr);
+// The energy model's view of a run of `total` cycles on `config` (storage geometry, clock,
+// node scale, sizes for static power).
+EnergyContext energy_context(const Config& config, Cycles total);
+double total_energy(const std::map<std::string, ModuleEnergy>& energy);
 
 // Assembles the stats document from the parts (also used by tests).
 nlohmann::json make_stats(const Config& config, const nlohmann::json& trace_info,
                           const SimOutcome& outcome, const std::map<std::string, ModuleEnergy>& energy,
                           const Metrics& metrics, double wall_seconds);
 
+// `layers`: per layer its span, active tokens and the energy of the activity within the
+// span (static power over the span), so that the layers' energies add up to the total.
+nlohmann::json layers_json(const Config& config, const TechTable& tech, const SimOutcome& outcome);
+
+// `skim`: active tokens per layer, skim ratio, and the no-skim baseline's cycles and energy.
+nlohmann::json skim_json(const SimOutcome& outcome, const Trace& trace, const nlohmann::json& baseline);
+
 // Human summary: cycles, time, energy, filter and quality figures, the top modules.
 std::string text_summary(const nlohmann::json& stats);
-
 
 }  // namespace attnsim

@@ -1,6 +1,7 @@
 // `attnsim config`: print the config reference (--doc) or a resolved config (--resolve).
 #include "sim/cli/commands.h"
 #include "sim/config.h"
+#include "sim/config_doc.h"
 
 #include <boost/program_options.hpp>
 

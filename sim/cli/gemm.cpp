@@ -42,7 +42,7 @@ uint64_t parse_dimension(const std::string& flag, const std::string& text) {
 nlohmann::ordered_json to_json(const gemm::GemmShape& s, const Config& c, const gemm::GemmTiming& t) {
   nlohmann::ordered_json j;
   j["m"] = s.m, j["n"] = s.n, j["k"] = s.k;
-  j["rows"] = c.gemm_engine.rows, j["cols"] = c.gemm_engine.cols, j["dataflow"] = c.gemm_engine.dataflow;
+  j["rows"] = c.gemm_engine.rows, j["cols"] = c.gemm_engine.cols, j["dataflow"] = gemm::dataflow_name(c.gemm_engine.dataflow);
   j["cycles"] = t.cycles;
   j["compute_cycles"] = t.compute_cycles;
   j["stall_cycles"] = t.stall_cycles;
@@ -68,7 +68,7 @@ void print_text(const gemm::GemmShape& s, const Config& c, const gemm::GemmTimin
   const GemmEngineParams& p = c.gemm_engine;
   std::printf("gemm        M=%llu N=%llu K=%llu on %d x %d, %s\n", static_cast<unsigned long long>(s.m),
               static_cast<unsigned long long>(s.n), static_cast<unsigned long long>(s.k), p.rows, p.cols,
-              p.dataflow.c_str());
+              gemm::dataflow_name(p.dataflow));
   std::printf("folds       %llu (%llu x %llu) x %llu cycles\n", static_cast<unsigned long long>(t.mapping.folds()),
               static_cast<unsigned long long>(t.mapping.row_folds),
               static_cast<unsigned long long>(t.mapping.col_folds),

@@ -3,6 +3,7 @@
 #include "sim/cli/commands.h"
 #include "sim/config.h"
 #include "sim/energy.h"
+#include "sim/run.h"
 #include "sim/stats.h"
 #include "workloads/safetensors.h"
 

@@ -20,7 +20,7 @@ constexpr Dataflow WS = Dataflow::WeightStationary;
 constexpr Dataflow IS = Dataflow::InputStationary;
 
 GemmEngineParams engine(const std::string& dataflow, int rows = 32, int cols = 32, int sram_kib = 512) {
-  GemmEngineParams p{rows, cols, dataflow};
+  GemmEngineParams p{rows, cols, parse_dataflow(dataflow)};
   p.sram_kib = sram_kib;
   p.input_bits = 8;
   p.output_bits = 32;

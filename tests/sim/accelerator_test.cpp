@@ -2,6 +2,7 @@
 // derived by hand in the comments. Each TEST_CASE elaborates one design: ctest runs each
 // in its own process (SystemC allows one simulation per process).
 #include "sim/config.h"
+#include "sim/run.h"
 #include "sim/stats.h"
 #include "workloads/safetensors.h"
 

@@ -4,7 +4,8 @@
 #include "arch/qk_math.h"
 #include "sim/calibrate.h"
 #include "sim/config.h"
-#include "sim/functional.h"
+#include "arch/head_model.h"
+#include "sim/quality.h"
 #include "workloads/safetensors.h"
 #include "workloads/synth.h"
 #include "workloads/trace.h"
@@ -184,7 +185,7 @@ TEST_CASE("calibrate: margin profile of a hand-computed head, with and without r
     HeadWork work;
     work.layer = ctx;
     work.head = 0;
-    return margin_profile(QkSetup{c.qk_unit, c.comparator, c.reuse_buffer}, work, 1);
+    return margin_profile(c.qk_setup(), *make_candidate_generator("all", c.resolved), work, 1);
   };
 
   // One segment: m = 64, gaps 48, 80, 0, 32.
@@ -224,7 +225,8 @@ TEST_CASE("calibrate: margin profile of a hand-computed head, with and without r
   ctx->theta = {0};
   HeadWork work;
   work.layer = ctx;
-  compute_head(FunctionalSetup{QkSetup{c.qk_unit, c.comparator, c.reuse_buffer}, false, 1}, work);
+  const auto all = make_candidate_generator("all", c.resolved);
+  HeadModel(c.qk_setup(), *all, nullptr, 1).compute(work);
   CHECK(work.rows[0].candidates - work.rows[0].survivors == 2);
 }
 
@@ -293,7 +295,10 @@ TEST_CASE("calibrate: rel_error=0.02 keeps every head at or below the target and
   // Locally maximal: one plateau less margin (the next more filtering behaviour) exceeds
   // the target, for every head that filters anything at all.
   const Trace trace(trace_path);
-  const QkSetup qk{config.qk_unit, config.comparator, config.reuse_buffer};
+  const QkSetup qk = config.qk_setup();
+  const auto all = make_candidate_generator("all", config.resolved);
+  const ExactAttentionQuality quality;
+  const HeadModel model(qk, *all, &quality, 1);
   for (const auto& layer : r.heads) {
     auto ctx = std::make_shared<LayerContext>();
     ctx->view = trace.layer(layer[0].layer, 8);
@@ -304,7 +309,7 @@ TEST_CASE("calibrate: rel_error=0.02 keeps every head at or below the target and
       HeadWork probe;
       probe.layer = ctx;
       probe.head = h.head;
-      const MarginProfile p = margin_profile(qk, probe, 1);
+      const MarginProfile p = margin_profile(qk, *all, probe, 1);
       const size_t k = static_cast<size_t>(std::upper_bound(p.gaps.begin(), p.gaps.end(), h.margin) - p.gaps.begin()) - 1;
       CHECK(h.margin == p.plateau_top(k));  // the top of its plateau: the most slack
       if (k == 0) continue;
@@ -312,7 +317,7 @@ TEST_CASE("calibrate: rel_error=0.02 keeps every head at or below the target and
       HeadWork w;
       w.layer = ctx;
       w.head = h.head;
-      compute_head(FunctionalSetup{qk, true, 1}, w);
+      model.compute(w);
       double err = 0, ref = 0;
       for (const RowOutcome& o : w.rows) err += o.err_sq, ref += o.ref_sq;
       INFO("layer " << h.layer << " head " << h.head);

@@ -1,6 +1,7 @@
 // Config layer: defaults, validation messages, overrides, per-head lookup, docs.
 #include "sim/cli/commands.h"
 #include "sim/config.h"
+#include "sim/config_doc.h"
 
 #include <catch2/catch.hpp>
 
@@ -97,20 +98,20 @@ TEST_CASE("minimal config resolves with every default filled in") {
   CHECK(c.resolved.at("schema") == "attnsim.config/1");
   CHECK(c.clock_ghz == 1.0);
   CHECK(c.qk_unit.lanes == 64);
-  CHECK(c.qk_unit.type == "bit_serial");
-  CHECK(c.qk_unit.mode == "latte");
+  CHECK(c.qk_unit.type == QkType::bit_serial);
+  CHECK(c.qk_unit.mode == QkMode::latte);
   CHECK(c.qk_unit.bits == 8);
   CHECK(c.qk_unit.estimate_bits == 4);
-  CHECK(c.qk_unit.lane_sync == "lockstep");
+  CHECK(c.qk_unit.lane_sync == LaneSync::lockstep);
   CHECK(c.comparator.gamma == json(0.01));
   CHECK(c.comparator.theta == json(0));
   CHECK(c.comparator.margin.is_null());
   CHECK_FALSE(c.resolved.at("comparator").contains("margin"));
   CHECK(c.reuse_buffer.entries == 4096);
-  CHECK(c.skim_controller.mode == "off");
+  CHECK(c.skim_controller.mode == SkimMode::off);
   CHECK(c.skim_controller.groups == 5);
   CHECK(c.gemm_engine.rows == 32);
-  CHECK(c.gemm_engine.dataflow == "os");
+  CHECK(c.gemm_engine.dataflow == gemm::Dataflow::OutputStationary);
   // The structs agree with the tree.
   CHECK(c.dram.bytes_per_cycle == spec_of("dram", "bytes_per_cycle").default_value.get<int>());
   CHECK(c.sram.banks == spec_of("sram", "banks").default_value.get<int>());
@@ -246,8 +247,8 @@ TEST_CASE("overrides (--set) on integers, strings, lists and top-level keys") {
                                    "qk_unit.mode=\"dense\"", "comparator.gamma=[[0.1,0.2],[0.3,0.4]]",
                                    "clock_ghz=2.5", "energy.tech=7nm"});
   CHECK(c.qk_unit.lanes == 32);
-  CHECK(c.qk_unit.type == "bit_parallel");
-  CHECK(c.qk_unit.mode == "dense");
+  CHECK(c.qk_unit.type == QkType::bit_parallel);
+  CHECK(c.qk_unit.mode == QkMode::dense);
   CHECK(c.comparator.gamma == json::parse("[[0.1,0.2],[0.3,0.4]]"));
   CHECK(c.clock_ghz == 2.5);
   CHECK(c.energy.tech == "7nm");
@@ -330,9 +331,9 @@ TEST_CASE("load_config: file errors") {
 
 TEST_CASE("configs/dense-baseline.json resolves to the dense bit-parallel baseline") {
   const Config c = load_config(ATTNSIM_SOURCE_DIR "/configs/dense-baseline.json");
-  CHECK(c.qk_unit.type == "bit_parallel");
-  CHECK(c.qk_unit.mode == "dense");
-  CHECK(c.skim_controller.mode == "off");
+  CHECK(c.qk_unit.type == QkType::bit_parallel);
+  CHECK(c.qk_unit.mode == QkMode::dense);
+  CHECK(c.skim_controller.mode == SkimMode::off);
   CHECK(c.origin == ATTNSIM_SOURCE_DIR "/configs/dense-baseline.json");
 }
 

@@ -4,6 +4,7 @@
 // from earlier runs. One design per TEST_CASE (ctest runs each in its own process).
 #include "arch/skim_math.h"
 #include "sim/config.h"
+#include "sim/run.h"
 #include "sim/stats.h"
 #include "workloads/safetensors.h"
 #include "workloads/synth.h"

@@ -2,6 +2,7 @@
 // traces whose counts are derived in the comments. One design per TEST_CASE (ctest runs
 // each in its own process); the no-skim baseline runs in a forked child.
 #include "sim/config.h"
+#include "sim/run.h"
 #include "sim/stats.h"
 #include "workloads/safetensors.h"
 

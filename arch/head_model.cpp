@@ -1,0 +1,96 @@
+#include "arch/head_model.h"
+
+#include "arch/attention_math.h"
+#include "arch/qk_math.h"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+namespace attnsim {
+
+namespace {
+
+// Per-head helpers of the datapath's functions (not hardware state).
+void derive_helpers(const QkSetup& s, HeadWork& w) {
+  const HeadData& data = w.data();
+  const int d = w.d(), bits = s.qk.bits;
+  w.wide = qk::needs_wide_accumulator(bits, d);
+  w.score_scale = data.scale_q * data.scale_k / std::sqrt(static_cast<double>(d));
+  if (s.qk.mode == QkMode::latte) {
+    w.k_msb.resize(data.k.size());
+    qk::msb_truncate(data.k.data(), data.k.size(), bits, s.qk.estimate_bits, w.k_msb.data());
+  }
+  w.v_deq.resize(data.v.size());
+  for (size_t i = 0; i < data.v.size(); ++i) w.v_deq[i] = data.v[i] * data.scale_v;
+}
+
+// FCA scores come from the head-mean probabilities the accelerator computed (filtered
+// keys count 0); the skim controller accumulates them as the softmax produces them. Each
+// row is written by one thread; heads run one after another.
+void accumulate_abar(const HeadWork& w, const RowData& row) {
+  std::vector<double>& abar = *w.layer->abar;
+  const size_t n = static_cast<size_t>(w.n());
+  const double share = 1.0 / w.layer->view.heads;
+  double* out = abar.data() + static_cast<size_t>(row.row) * n;
+  for (size_t j = 0; j < row.survivor_ids.size(); ++j) out[row.survivor_ids[j]] += share * row.probs[j];
+}
+
+}  // namespace
+
+HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const QualityMeter* quality,
+                     int threads)
+    : qk_(qk), candidates_(candidates), quality_(quality), threads_(std::max(1, threads)) {}
+
+void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, int begin, int end) const {
+  RowData row;
+  std::vector<double> scratch;
+  const int d = w.d();
+  for (int i = begin; i < end; ++i) {
+    row.row = i;
+    w.candidates->row(i, row.candidates);
+    RowOutcome& out = w.rows[i];
+    out.qk = score_row(qk_, w, row);  // QK unit, comparator, reuse buffer
+    out.candidates = static_cast<uint32_t>(row.candidates.size());
+    out.survivors = static_cast<uint32_t>(row.survivor_ids.size());
+    out.exact_scored = row.exact_scored;
+    row.probs.resize(out.survivors);  // softmax unit
+    attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
+    row.out.resize(d);  // AV unit
+    attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
+                       row.out.data());
+    if (w.layer->abar) accumulate_abar(w, row);
+    if (quality) quality->measure(row, out, scratch);
+  }
+}
+
+void HeadModel::compute(HeadWork& w) const {
+  derive_helpers(qk_, w);
+  w.candidates = candidates_.for_head(w);
+  const std::unique_ptr<HeadQuality> quality = quality_ ? quality_->begin_head(w) : nullptr;
+  const int n = w.n();
+  w.rows.assign(n, RowOutcome{});
+  const int threads = std::max(1, std::min(threads_, n / 16));
+  if (threads == 1) {
+    compute_rows(w, quality.get(), 0, n);
+  } else {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([this, &w, &quality, t, threads, n] {
+        compute_rows(w, quality.get(), n * t / threads, n * (t + 1) / threads);
+      });
+    for (auto& th : pool) th.join();
+  }
+  std::vector<int16_t>().swap(w.k_msb);
+  std::vector<double>().swap(w.v_deq);
+}
+
+std::shared_ptr<HeadWork> HeadModel::compute(std::shared_ptr<const LayerContext> layer, int head) const {
+  auto w = std::make_shared<HeadWork>();
+  w->layer = std::move(layer);
+  w->head = head;
+  compute(*w);
+  return w;
+}
+
+}  // namespace attnsim

@@ -1,0 +1,59 @@
+#pragma once
+// The functional datapath of one head ("functional first, then time"): when a head is
+// loaded, every row goes through the units' pure functions on the trace's real data -
+// the candidate generator (C_i), the QK unit (score_row: scores, filter, row cost), the
+// softmax (attn::softmax) and the AV unit (attn::weighted_sum) - and what the timed units
+// need is kept per row in HeadWork::rows. Rows are independent, so they are spread over
+// threads; nothing depends on the number of threads.
+//
+// Quality measurement is not the hardware's: the top level (sim/) hands a QualityMeter
+// down, and the model calls it on every finished row. Without one, no quality is measured.
+#include "arch/candidates.h"
+#include "arch/pipeline.h"
+#include "arch/qk_unit.h"
+
+#include <memory>
+#include <vector>
+
+namespace attnsim {
+
+// Quality of one head's rows against a reference (implemented in sim/quality.h).
+class HeadQuality {
+ public:
+  virtual ~HeadQuality() = default;
+  // Fills out.measured, err_sq, ref_sq, mass, qerr_sq, qref_sq for a finished row
+  // (row.probs and row.out hold the accelerator's result). Called from several threads
+  // at once on different rows; `scratch` is the calling thread's own.
+  virtual void measure(const RowData& row, RowOutcome& out, std::vector<double>& scratch) const = 0;
+};
+
+class QualityMeter {
+ public:
+  virtual ~QualityMeter() = default;
+  // Per head, before its rows: whatever the measurement derives once per head.
+  virtual std::unique_ptr<HeadQuality> begin_head(const HeadWork& head) const = 0;
+};
+
+class HeadModel {
+ public:
+  // `quality` may be null (quality off). The generator and the meter must outlive the model.
+  HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const QualityMeter* quality, int threads);
+
+  // Head `head` of `layer`: its candidates, every row's outcome, the FCA scores (when the
+  // layer collects them). Throws what the units' functions throw on bad data.
+  std::shared_ptr<HeadWork> compute(std::shared_ptr<const LayerContext> layer, int head) const;
+  // The same into a HeadWork whose layer and head are set.
+  void compute(HeadWork& work) const;
+
+  const QkSetup& qk() const { return qk_; }
+
+ private:
+  void compute_rows(HeadWork& w, const HeadQuality* quality, int begin, int end) const;
+
+  QkSetup qk_;
+  const CandidateGenerator& candidates_;
+  const QualityMeter* quality_;
+  int threads_;
+};
+
+}  // namespace attnsim

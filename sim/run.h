@@ -1,0 +1,31 @@
+#pragma once
+// One whole run of `attnsim run`: the trace opened, the accelerator simulated, energy
+// computed and the stats assembled (sim/stats.h writes them).
+#include "sim/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace attnsim {
+
+struct TraceOptions;  // arch/activity_trace.h
+
+struct RunReport {
+  nlohmann::json stats;  // the whole stats document
+};
+
+// Opens the trace, simulates, computes energy, assembles the stats. With a skim
+// controller, the same config with the controller off runs in a forked child, for
+// skim.cycles_without_skim and skim.energy_pj_without_skim. Throws ConfigError,
+// TraceError or EnergyError (one-line messages).
+// `threads`: threads of the head model (0 = one per core); results do not depend on it.
+// `tracing` (may be null): VCD / timeline of a window of the run (docs/tracing.md); the
+// stats do not depend on it.
+RunReport run_simulation(const Config& config, const std::string& trace_path, int threads = 0,
+                         const std::function<void(uint64_t, uint64_t)>& on_progress = {},
+                         const TraceOptions* tracing = nullptr);
+
+}  // namespace attnsim
