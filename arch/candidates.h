@@ -18,8 +18,7 @@
 // stall). A generator without a unit ("all") adds no stage and no cycles.
 //
 // Stats: the unit's busy/stall and the counters it declares (activity_template(), filled
-// per head by HeadCandidates::count()); reports_candidates_per_query() asks the stats for
-// filter.candidates_per_query (SEMANTICS §7).
+// per head by HeadCandidates::count()), costed by the energy table under its module name.
 #include "arch/pipeline.h"
 #include "core/activity.h"
 #include "core/params.h"
@@ -54,8 +53,6 @@ class CandidateGenerator {
   virtual std::string unit() const { return ""; }
   // Its unit's activity with every counter it reports at zero (names fixed once).
   virtual ModuleActivity activity_template() const { return {unit(), 0, 0, {}}; }
-  // Whether the stats report filter.candidates_per_query for it.
-  virtual bool reports_candidates_per_query() const { return false; }
   // Prepares one head (the layer's active tokens, causality and data are in `head`).
   virtual std::unique_ptr<HeadCandidates> for_head(const HeadWork& head) const = 0;
 };

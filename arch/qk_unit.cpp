@@ -134,11 +134,6 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
 
 }  // namespace
 
-uint64_t first_segment_pass1_cycles(const QkSetup& s, uint64_t candidates) {
-  if (s.qk.mode != QkMode::latte) return 0;
-  return pass1_cycles(s, std::min<uint64_t>(candidates, s.reuse.entries));
-}
-
 QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
   const int d = w.d();
   const int16_t* q = row_ptr(w.data().q, row.row, d);

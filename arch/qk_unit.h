@@ -162,9 +162,6 @@ struct QkSetup {
 // call from several threads on different rows.
 QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row);
 
-// Pass-1 cycles of the first segment of a row with `candidates` keys (latte; 0 otherwise).
-uint64_t first_segment_pass1_cycles(const QkSetup& setup, uint64_t candidates);
-
 // What a row costs in the unit's stream of rows (the comparator schedule of the header).
 struct QkRowTiming {
   uint64_t advance = 0;          // cycles the unit spends on the row before it leaves

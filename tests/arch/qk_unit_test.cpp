@@ -1,0 +1,226 @@
+// The QK unit on hand cases: a row's cost and comparator schedule from score_row (through
+// the head model), the row-by-row lookahead of qk_row_timing, and the SystemC module's
+// output times and busy / stall for rows whose costs are set by hand. Each TEST_CASE
+// elaborates at most one design: ctest runs each in its own process.
+#include "arch/candidates.h"
+#include "arch/head_model.h"
+#include "arch/kernel_time.h"
+#include "arch/qk_unit.h"
+#include "arch/sram.h"
+
+#include <catch2/catch.hpp>
+
+#include <systemc>
+
+#include <memory>
+#include <vector>
+
+using namespace attnsim;
+
+namespace {
+
+QkSetup setup(QkMode mode, int lanes, int entries, int keys_per_cycle, int latency) {
+  QkSetup s;
+  s.qk = {QkType::bit_serial, mode, 8, 4, lanes, LaneSync::lockstep};
+  s.comparator.gamma = 0.01;
+  s.comparator.theta = 0;
+  s.comparator.keys_per_cycle = keys_per_cycle;
+  s.comparator.latency_cycles = latency;
+  s.reuse = {entries, 16, 32};
+  return s;
+}
+
+// One head of d = 1: every query is 1, the keys are `keys`, scales 1, margin `margin`.
+std::shared_ptr<LayerContext> one_dim_layer(int queries, const std::vector<int16_t>& keys, int64_t margin) {
+  auto ctx = std::make_shared<LayerContext>();
+  LayerView& v = ctx->view;
+  v.heads = 1, v.n = queries, v.m = static_cast<int>(keys.size()), v.d = 1;
+  v.head.resize(1);
+  v.head[0].q.assign(queries, 1);
+  v.head[0].k = keys;
+  v.head[0].v.assign(keys.size(), 1);
+  ctx->margin = {margin};
+  ctx->theta = {0};
+  return ctx;
+}
+
+std::vector<RowOutcome> model_rows(const QkSetup& s, std::shared_ptr<LayerContext> ctx) {
+  const auto all = make_candidate_generator("all", json::object());
+  return HeadModel(s, *all, nullptr, 1).compute(ctx, 0)->rows;
+}
+
+}  // namespace
+
+TEST_CASE("a latte row of three segments: cost and comparator schedule by hand") {
+  // d = 1, q = 1, keys 16 32 48 64 80: B = 8, P = 4 keeps each key whole (multiples of 16),
+  // so the estimates are the keys. entries = 2: segments {16, 32}, {48, 64}, {80}; margin 0
+  // keeps the running maximum: 32, then 64, then 80 (one survivor each).
+  // L = 1: P1 = keys x 4 = 8, 8, 4; P2 = survivors x 4 = 4, 4, 4; busy 32.
+  // Comparator 1 key/cycle + latency 3: cmp = 2+3, 2+3, 1+3 = 5, 5, 4.
+  //   s0: next P1 8 >= cmp 5: max 8 + P2 4 = 12, no wait;
+  //   s1: next P1 4 <  cmp 5: max 5 + P2 4 = 9, wait 1;
+  //   s2 (last): cmp 4 and P2 4 wait for whatever follows the row.
+  const QkSetup s = setup(QkMode::latte, 1, 2, 1, 3);
+  const std::vector<RowOutcome> rows = model_rows(s, one_dim_layer(1, {16, 32, 48, 64, 80}, 0));
+  const QkRowCost& c = rows[0].qk;
+  CHECK(rows[0].candidates == 5);
+  CHECK(rows[0].survivors == 3);
+  CHECK(c.busy == 32);
+  CHECK(c.overlapped);
+  CHECK(c.segments == 3);
+  CHECK(c.first_pass1 == 8);
+  CHECK(c.inner_advance == 12 + 9);
+  CHECK(c.inner_wait == 1);
+  CHECK(c.last_compare == 4);
+  CHECK(c.last_pass2 == 4);
+  CHECK(c.comparator_busy == 2 + 2 + 1);
+  CHECK(c.compares == 5);
+  CHECK(c.reuse_writes == 5);
+  CHECK(c.reuse_reads == 3);
+  CHECK(c.reuse_busy == 6);  // ceil(keys / 16) + ceil(survivors / 16) = 1 + 1 per segment
+  CHECK(c.bitplane_ops == 5 * 4 + 3 * 4);
+  CHECK(c.sram_read_bits == 32 * 1 + 1 * 8);  // bit-planes of d = 1 bit, plus the query
+
+  // Alone in its head: P1(s0) + 21 + max(0, 4) + 4 = 37 cycles, of which 1 + 4 wait.
+  const QkRowTiming alone = qk_row_timing(c, false, 0);
+  CHECK(alone.advance == 37);
+  CHECK(alone.comparator_wait == 5);
+  CHECK(alone.advance == c.busy + alone.comparator_wait);
+  // Followed by a row whose first pass 1 takes 10 cycles: the last compare hides in it.
+  const QkRowTiming followed = qk_row_timing(c, false, 10);
+  CHECK(followed.advance == 8 + 21 + 10 + 4);
+  CHECK(followed.comparator_wait == 1);
+  // Its own first pass 1 already run by the previous row: 8 cycles less.
+  CHECK(qk_row_timing(c, true, 10).advance == 21 + 10 + 4);
+}
+
+TEST_CASE("rows of other modes take their busy cycles, an empty latte row none") {
+  QkRowCost dense;
+  dense.busy = 17;
+  CHECK(qk_row_timing(dense, false, 99).advance == 17);
+  CHECK(qk_row_timing(dense, true, 99).comparator_wait == 0);
+  QkRowCost empty;
+  empty.overlapped = true;  // latte, but C_i was empty: no segment, nothing to do
+  CHECK(qk_row_timing(empty, false, 5).advance == 0);
+  CHECK(qk_row_timing(empty, false, 5).comparator_wait == 0);
+}
+
+TEST_CASE("dense and early-termination rows through score_row") {
+  // Dense bit-serial, L = 2: 5 keys -> ceil(5/2) * 8 = 24 cycles, 40 bit-plane ops.
+  const QkSetup dense = setup(QkMode::dense, 2, 4096, 64, 1);
+  const RowOutcome d = model_rows(dense, one_dim_layer(1, {16, 32, 48, 64, 80}, 0))[0];
+  CHECK(d.qk.busy == 24);
+  CHECK_FALSE(d.qk.overlapped);
+  CHECK(d.qk.bitplane_ops == 40);
+  CHECK(d.survivors == 5);
+  CHECK(d.exact_scored == 5);
+  // early_term, theta 0, q = 1 (qpos 1): a key k stops after plane b when
+  // p_b + (2^(8-b) - 1) < 0. k = -80 (1011 0000): plane 1 gives -128 + 127 < 0: 1 plane.
+  // k = 3: p_b = 0 for b <= 6 and u_b >= 1, so all 8 planes, and 3 >= 0 survives.
+  const QkSetup et = setup(QkMode::early_term, 2, 4096, 64, 1);
+  const RowOutcome e = model_rows(et, one_dim_layer(1, {-80, 3}, 0))[0];
+  CHECK(e.qk.bitplane_ops == 1 + 8);
+  CHECK(e.qk.busy == 8);  // one tile of 2 keys: its slowest key
+  CHECK(e.qk.compares == 9);
+  CHECK(e.survivors == 1);
+  CHECK(e.exact_scored == 1);
+}
+
+namespace {
+
+// Feeds `heads` to a QK unit at cycle 0 and records when the sink takes each row; the
+// sink waits `sink_gap` cycles after each row.
+struct QkHarness : sc_core::sc_module {
+  sc_core::sc_fifo<std::shared_ptr<HeadWork>> heads_fifo;
+  sc_core::sc_fifo<RowToken> rows_fifo;
+  SramBuffers sram{SramParams{1024, 64, 128}};
+  QkUnit qk;
+  std::vector<std::shared_ptr<HeadWork>> heads;
+  uint64_t sink_gap;
+  std::vector<uint64_t> left;  // cycle each row was taken, in order
+
+  QkHarness(sc_core::sc_module_name name, const QkSetup& s, std::vector<std::shared_ptr<HeadWork>> h,
+            int depth = 16, uint64_t gap = 0)
+      : sc_module(name),
+        heads_fifo("heads", 4),
+        rows_fifo("rows", depth),
+        qk("qk_unit", s, sram),
+        heads(std::move(h)),
+        sink_gap(gap) {
+    qk.head_in(heads_fifo);
+    qk.row_out(rows_fifo);
+    SC_HAS_PROCESS(QkHarness);
+    SC_THREAD(source);
+    SC_THREAD(sink);
+  }
+  void source() {
+    for (const auto& h : heads) heads_fifo.write(h);
+  }
+  void sink() {
+    while (true) {
+      rows_fifo.read();
+      left.push_back(now_cycles().count());
+      wait_cycles(Cycles(sink_gap));
+    }
+  }
+};
+
+// A head whose rows have the given (first P1, last compare, last P2, busy); a row with
+// busy 0 has no segment (an empty C_i).
+struct HandRow {
+  uint64_t first_pass1, last_compare, last_pass2, busy;
+};
+std::shared_ptr<HeadWork> hand_head(const std::vector<HandRow>& rows) {
+  auto ctx = std::make_shared<LayerContext>();
+  ctx->view.heads = 1, ctx->view.n = static_cast<int>(rows.size()), ctx->view.m = 1, ctx->view.d = 1;
+  auto w = std::make_shared<HeadWork>();
+  w->layer = ctx;
+  for (const HandRow& r : rows) {
+    RowOutcome o;
+    o.qk.overlapped = true;
+    o.qk.segments = r.busy > 0 ? 1 : 0;
+    o.qk.first_pass1 = r.first_pass1;
+    o.qk.last_compare = r.last_compare;
+    o.qk.last_pass2 = r.last_pass2;
+    o.qk.busy = r.busy;
+    w->rows.push_back(o);
+  }
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("the QK unit schedules each row's comparator against the next row's first pass 1") {
+  init_kernel_time();
+  // Head A: rows (P1 6, cmp 3, P2 2) and (P1 5, cmp 2, P2 1). Row 0 runs its own pass 1
+  // (6), then row 1's pass 1 while its comparator works (max(5, 3) = 5), then its pass 2
+  // (2): leaves at 13 with no wait. Row 1's pass 1 is done: max(0, 2) + 1 = 3, of which 2
+  // wait: leaves at 16.
+  // Head B: rows (P1 6, cmp 3, P2 2), an empty row, (P1 4, cmp 7, P2 1). Row 0 cannot
+  // overlap the empty row: 6 + max(0, 3) + 2 = 11 (wait 3), leaves at 27; the empty row
+  // leaves at once (27); row 2 pays its own pass 1: 4 + max(0, 7) + 1 = 12 (wait 7): 39.
+  const QkSetup s = setup(QkMode::latte, 1, 4096, 64, 1);
+  QkHarness h("h", s,
+              {hand_head({{6, 3, 2, 8}, {5, 2, 1, 6}}), hand_head({{6, 3, 2, 8}, {0, 0, 0, 0}, {4, 7, 1, 5}})});
+  sc_core::sc_start();
+  CHECK(h.left == std::vector<uint64_t>{13, 16, 27, 27, 39});
+  const ModuleActivity a = h.qk.activity();
+  CHECK(a.busy == 8 + 6 + 8 + 0 + 5);
+  CHECK(a.stall == 2 + 3 + 7);  // comparator waits; the sink never blocks
+  CHECK(a.busy + a.stall == 39);
+}
+
+TEST_CASE("a full output FIFO stalls the QK unit and counts as stall") {
+  init_kernel_time();
+  // Dense rows of 4 busy cycles into a one-deep FIFO; the sink takes a row, then rests 10
+  // cycles. Row 0 is taken at 4 (sink free until 14); row 1 enters the FIFO at 8; row 2 is
+  // done at 12 but the FIFO holds row 1 until 14: 2 cycles of stall. Taken at 4, 14, 24.
+  const QkSetup s = setup(QkMode::dense, 1, 4096, 64, 1);
+  auto w = hand_head({{0, 0, 0, 4}, {0, 0, 0, 4}, {0, 0, 0, 4}});
+  for (RowOutcome& o : w->rows) o.qk.overlapped = false;
+  QkHarness h("h", s, {w}, 1, 10);
+  sc_core::sc_start();
+  CHECK(h.left == std::vector<uint64_t>{4, 14, 24});
+  CHECK(h.qk.activity().busy == 12);
+  CHECK(h.qk.activity().stall == 2);
+}
