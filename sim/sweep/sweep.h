@@ -4,6 +4,8 @@
 // (SystemC allows one simulation per process), its stats stored content-addressed under
 // DIR/points/<hash>.json so a rerun skips finished work and many machines can share DIR.
 #include "core/params.h"
+#include "sim/sweep/spec.h"
+#include "sim/sweep/conditions.h"
 
 #include <cstdint>
 #include <map>
@@ -15,52 +17,8 @@
 
 namespace attnsim {
 
-inline constexpr const char* kSweepSchema = "attnsim.sweep/1";
 inline constexpr const char* kSweepManifestSchema = "attnsim.sweep-manifest/1";
 inline constexpr const char* kSweepFailureSchema = "attnsim.sweep-failure/1";
-
-// A bad sweep file, directory or option; one line naming the file and the JSON path.
-class SweepError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-// One swept key and its value at a point, in the order the sweep file lists the keys.
-using KeyValues = std::vector<std::pair<std::string, json>>;
-
-struct SweepSpec {
-  std::string path;               // the sweep file as given
-  std::string description;
-  json base;                      // the base config JSON, not yet resolved
-  std::string base_origin;        // its file, or "<sweep file>: base" when inline
-  KeyValues set;                  // fixed overrides applied to every point
-  std::optional<json> baseline;   // run once per trace: the reference for speedup
-  std::string baseline_origin;
-  std::vector<std::string> traces;        // as written in the sweep file
-  std::vector<std::string> trace_paths;   // absolute
-  std::vector<std::pair<std::string, std::vector<json>>> grid;  // Cartesian product
-  std::vector<std::pair<std::string, std::vector<json>>> zip;   // element-wise
-  json skip_if = json::array();   // list of conditions (docs/sweeps.md)
-};
-
-// Parses a sweep file; relative paths (base, baseline, traces) are taken relative to the
-// sweep file's directory. Throws SweepError.
-SweepSpec load_sweep(const std::string& path);
-// The same from JSON text (the order of grid and zip keys is the text's order).
-SweepSpec parse_sweep(const std::string& text, const std::string& path);
-
-// Grid assignments crossed with zip assignments: the last grid key varies fastest, then
-// the zip index. An empty grid and zip give one empty assignment.
-std::vector<KeyValues> expand_assignments(const SweepSpec& spec);
-
-// The reason `tree` (a config tree, defaults filled in) is skipped by `skip_if`, or ""
-// when no condition holds. Throws SweepError for a malformed condition.
-std::string skip_reason(const json& skip_if, const json& tree, const std::string& origin = "skip_if");
-
-// The value at a key path ("qk_unit.bits", "clock_ghz") of a config tree; null if absent.
-json value_at(const json& tree, const std::string& key_path);
-// True when `key_path` names a config key (top-level key or section.key).
-bool is_config_key(const std::string& key_path);
 
 // Canonical text a point hash is taken over: compact JSON, keys sorted, integral floats
 // written as integers, of {"config": resolved config without "description",
@@ -84,9 +42,6 @@ struct SweepPoint {
 // assignments. Opens each trace once (its SHA-256). Points whose config fails validation
 // or matches skip_if are returned with `skipped` set. Throws SweepError.
 std::vector<SweepPoint> expand_sweep(const SweepSpec& spec);
-
-// The swept key paths: grid keys then zip keys.
-std::vector<std::string> swept_keys(const SweepSpec& spec);
 
 // ---- the sweep directory -------------------------------------------------------------
 
