@@ -6,6 +6,7 @@
 #include "core/params.h"
 #include "sim/sweep/spec.h"
 #include "sim/sweep/conditions.h"
+#include "sim/sweep/points.h"
 
 #include <cstdint>
 #include <map>
@@ -19,29 +20,6 @@ namespace attnsim {
 
 inline constexpr const char* kSweepManifestSchema = "attnsim.sweep-manifest/1";
 inline constexpr const char* kSweepFailureSchema = "attnsim.sweep-failure/1";
-
-// Canonical text a point hash is taken over: compact JSON, keys sorted, integral floats
-// written as integers, of {"config": resolved config without "description",
-// "trace_sha256": ...}.
-std::string canonical_point_text(const json& resolved_config, const std::string& trace_sha256);
-// First 16 hex digits of the SHA-256 of canonical_point_text.
-std::string point_hash(const json& resolved_config, const std::string& trace_sha256);
-
-struct SweepPoint {
-  std::string role = "point";   // "point", or "baseline" (the spec's baseline)
-  std::string trace;            // as written in the sweep file
-  std::string trace_path;       // absolute
-  std::string trace_sha256;
-  KeyValues values;             // the swept keys at this point
-  json config;                  // resolved config (null when skipped)
-  std::string hash;             // "" when skipped
-  std::string skipped;          // why the point is not run, "" otherwise
-};
-
-// Every point of the sweep: for each trace, the baseline (when given) then the
-// assignments. Opens each trace once (its SHA-256). Points whose config fails validation
-// or matches skip_if are returned with `skipped` set. Throws SweepError.
-std::vector<SweepPoint> expand_sweep(const SweepSpec& spec);
 
 // ---- the sweep directory -------------------------------------------------------------
 
@@ -60,9 +38,6 @@ SweepDir sweep_dir(const std::string& path);  // makes the path absolute
 // to DIR/configs/<hash>.json and the manifest DIR/sweep.json (atomically). Removes temp
 // files left in DIR/points by a killed run.
 void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points);
-
-// The runnable points without duplicates (same hash once), in sweep order.
-std::vector<const SweepPoint*> unique_runnable(const std::vector<SweepPoint>& points);
 
 // The argv of `attnsim run` for a point (argv[0] = binary).
 std::vector<std::string> point_run_argv(const std::string& binary, const SweepDir& dir,
