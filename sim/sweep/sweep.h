@@ -7,6 +7,7 @@
 #include "sim/sweep/spec.h"
 #include "sim/sweep/conditions.h"
 #include "sim/sweep/points.h"
+#include "sim/sweep/sweep_dir.h"
 
 #include <cstdint>
 #include <map>
@@ -18,26 +19,6 @@
 
 namespace attnsim {
 
-inline constexpr const char* kSweepManifestSchema = "attnsim.sweep-manifest/1";
-inline constexpr const char* kSweepFailureSchema = "attnsim.sweep-failure/1";
-
-// ---- the sweep directory -------------------------------------------------------------
-
-struct SweepDir {
-  std::string root;  // absolute
-  std::string manifest() const { return root + "/sweep.json"; }
-  std::string config(const std::string& hash) const { return root + "/configs/" + hash + ".json"; }
-  std::string stats(const std::string& hash) const { return root + "/points/" + hash + ".json"; }
-  std::string failure(const std::string& hash) const { return root + "/failed/" + hash + ".json"; }
-  std::string log(const std::string& hash) const { return root + "/logs/" + hash + ".log"; }
-  std::string summary() const { return root + "/summary.csv"; }
-};
-SweepDir sweep_dir(const std::string& path);  // makes the path absolute
-
-// Creates DIR/{configs,points,failed,logs}, writes each runnable point's resolved config
-// to DIR/configs/<hash>.json and the manifest DIR/sweep.json (atomically). Removes temp
-// files left in DIR/points by a killed run.
-void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points);
 
 // The argv of `attnsim run` for a point (argv[0] = binary).
 std::vector<std::string> point_run_argv(const std::string& binary, const SweepDir& dir,
