@@ -1,26 +1,15 @@
-// Sweep files, their expansion into points, point hashes, the sweep directory, job lines
-// for GNU parallel and Slurm, and the results table. Running is in sim/sweep/runner.cpp.
-#include "sim/sweep/sweep.h"
-
-#include "sim/config.h"
-#include "sim/stats.h"
-#include "workloads/safetensors.h"
+// The results of a sweep: collecting the rows, summary.csv, status counts, the Pareto front.
+#include "sim/sweep/report.h"
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <limits>
-#include <set>
-#include <sstream>
+#include <optional>
 
 namespace attnsim {
 
-namespace fs = std::filesystem;
-
 namespace {
-
-// ---- results -------------------------------------------------------------------------------
 
 double number_at(const json& j, const char* pointer) {
   const json::json_pointer p(pointer);
@@ -78,8 +67,6 @@ std::string metric_cell(double x) {
 }
 
 }  // namespace
-
-// ---- public: results ---------------------------------------------------------------------------
 
 const std::vector<std::string>& sweep_metric_names() {
   static const std::vector<std::string> names = {"cycles",      "energy_pj",    "filtered_ratio",
