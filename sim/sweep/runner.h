@@ -1,28 +1,14 @@
 #pragma once
-// Design-space sweeps (docs/sweeps.md): a sweep file (schema attnsim.sweep/1) expands to
-// points = traces x grid x zip; each point is one `attnsim run` in its own child process
-// (SystemC allows one simulation per process), its stats stored content-addressed under
-// DIR/points/<hash>.json so a rerun skips finished work and many machines can share DIR.
-#include "core/params.h"
-#include "sim/sweep/spec.h"
-#include "sim/sweep/conditions.h"
+// Running a sweep locally: each pending point as its own `attnsim run` child process
+// (SystemC allows one simulation per process), a few at a time, each with a time limit.
 #include "sim/sweep/points.h"
 #include "sim/sweep/sweep_dir.h"
-#include "sim/sweep/launch.h"
-#include "sim/sweep/report.h"
 
-#include <cstdint>
-#include <map>
-#include <optional>
-#include <stdexcept>
+#include <cstddef>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace attnsim {
-
-
-// ---- running -------------------------------------------------------------------------
 
 struct SweepRunOptions {
   int jobs = 1;                    // children at a time
