@@ -384,12 +384,6 @@ const std::vector<std::string>& cross_field_rules() {
   return rules;
 }
 
-std::string shown(const json& v) {
-  std::string s = v.dump();
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
-}
-
 Config resolve_config(const json& j, const std::string& origin,
                       const std::vector<std::string>& overrides) {
   check_structure(j, origin);

@@ -12,6 +12,7 @@
 #include "arch/skim_controller.h"
 #include "arch/softmax_unit.h"
 #include "arch/sram.h"
+#include "core/json_text.h"
 #include "core/params.h"
 #include "sim/energy.h"
 #include "sim/model.h"
@@ -88,8 +89,5 @@ const std::vector<std::string>& cross_field_rules();
 // Throws ConfigError naming the config path when the shape does not fit the trace.
 double per_head_value(const json& value, int layer, int head, int layers, int heads,
                       const std::string& origin, const std::string& path);
-
-// A JSON value as it appears in a message: compact, one line, cut when long.
-std::string shown(const json& v);
 
 }  // namespace attnsim

@@ -119,13 +119,13 @@ void resolve_fca_keep(const Config& c, const Trace& trace, RunPlan& plan) {
     for (size_t l = 0; l < keep.size(); ++l) {
       if (!keep[l].is_number_integer())
         config_error(c, "skim_controller.keep[" + std::to_string(l) + "]",
-                     "a list gives R_l, a token count: must be an integer, got " + keep[l].dump());
+                     "a list gives R_l, a token count: must be an integer, got " + shown(keep[l]));
       plan.keep_counts.push_back(keep[l].get<int64_t>());
     }
   }
   if (keep.is_number() && keep.get<double>() > 1.0)
     config_error(c, "skim_controller.keep",
-                 "a single number is the fraction of each layer's tokens kept: must be <= 1, got " + keep.dump());
+                 "a single number is the fraction of each layer's tokens kept: must be <= 1, got " + shown(keep));
 }
 
 int64_t resolve_margin(const RunPlan& plan, int l, int h, const HeadData& head, int d) {

@@ -7,7 +7,6 @@
 #include "sim/energy.h"
 #include "sim/metrics.h"
 #include "workloads/trace.h"
-#include "core/file_io.h"  // TODO(merge): the sweep files include it themselves
 
 #include <nlohmann/json.hpp>
 

@@ -11,7 +11,6 @@
 #include <sstream>
 #include <numeric>
 #include <stdexcept>
-#include <tuple>
 
 namespace attnsim {
 
@@ -398,57 +397,6 @@ double metadata_scale(const SafetensorsFile& f, int l, const char* which) {
   return s;  // validated when the trace was opened
 }
 
-// Fills q/k/v (and the float copies) of every head from one tensor [H, rows, d].
-void load_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
-                 const LayerShape& s, std::vector<HeadData>& heads) {
-  const std::string name = layer_tensor(l, which);
-  const TensorInfo& t = f.info(name);
-  const size_t rows = static_cast<size_t>(t.shape[1]);
-  const size_t per_head = rows * static_cast<size_t>(s.d);
-  auto slot = [&](HeadData& h) -> std::pair<std::vector<int16_t>*, double*> {
-    if (*which == 'q') return {&h.q, &h.scale_q};
-    if (*which == 'k') return {&h.k, &h.scale_k};
-    return {&h.v, &h.scale_v};
-  };
-  auto float_slot = [&](HeadData& h) -> std::vector<float>* {
-    if (*which == 'q') return &h.q_float;
-    if (*which == 'k') return &h.k_float;
-    return &h.v_float;
-  };
-
-  if (t.dtype == DType::I8) {
-    const int8_t* raw = reinterpret_cast<const int8_t*>(f.raw(t));
-    const double meta_scale = metadata_scale(f, l, which);
-    for (int h = 0; h < s.heads; ++h) {
-      const int8_t* src = raw + h * per_head;
-      auto dst = slot(heads[h]);
-      if (bits == 8) {
-        // Used as they are (SEMANTICS §2), -128 included: it is a valid 8-bit value.
-        dst.first->assign(src, src + per_head);
-        *dst.second = meta_scale;
-      } else {
-        Quantized qz = quantize_impl(src, per_head, bits, meta_scale,
-                                     [meta_scale](int8_t v) { return v * meta_scale; });
-        *dst.first = std::move(qz.values);
-        *dst.second = qz.scale;
-      }
-    }
-    return;
-  }
-
-  // Float traces: convert each head straight into its q_float/k_float/v_float (this
-  // rejects NaN / Inf), then quantize from there.
-  for (int h = 0; h < s.heads; ++h) {
-    std::vector<float>& floats = *float_slot(heads[h]);
-    floats.resize(per_head);
-    f.read_float_into(t, h * per_head, per_head, floats.data());
-    Quantized qz = quantize(floats.data(), per_head, bits);
-    auto dst = slot(heads[h]);
-    *dst.first = std::move(qz.values);
-    *dst.second = qz.scale;
-  }
-}
-
 // Row i of the result = sum over map[i].parts of weight x row id of `value` (value(e)
 // gives element e of the source [rows x d] as a double), accumulated in double. The
 // accumulator starts from the first product, so a weight-1 fine token reproduces its
@@ -469,60 +417,82 @@ std::vector<double> mix_rows(const skim::TokenMap& map, size_t d, Value value) {
   return out;
 }
 
-// The reduced tensor `which` (q, k or v) of every head: rows mixed per `map`, quantized
-// over the reduced tensor (SEMANTICS §2; I8 at bits 8 keeps the metadata scale).
-void load_mixed_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
-                       const LayerShape& s, const skim::TokenMap& map,
-                       std::vector<HeadData>& heads) {
+// Where one tensor (q, k or v) of a head goes: its values, their scale, its float copy.
+struct TensorSlots {
+  std::vector<int16_t>* values;
+  double* scale;
+  std::vector<float>* floats;
+};
+
+TensorSlots tensor_slots(HeadData& h, const char* which) {
+  if (*which == 'q') return {&h.q, &h.scale_q, &h.q_float};
+  if (*which == 'k') return {&h.k, &h.scale_k, &h.k_float};
+  return {&h.v, &h.scale_v, &h.v_float};
+}
+
+// Fills the tensor `which` (q, k or v) of every head from [H, rows, d], quantized over
+// the whole head (SEMANTICS §2). Without a `map` the rows are taken as they are; with
+// one, row i is the mix of the rows map[i] names (token skimming), computed in double.
+void load_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
+                 const LayerShape& s, const skim::TokenMap* map, std::vector<HeadData>& heads) {
   const TensorInfo& t = f.info(layer_tensor(l, which));
   const size_t d = static_cast<size_t>(s.d);
   const size_t per_head = static_cast<size_t>(t.shape[1]) * d;
-  const size_t out_size = map.size() * d;
-  auto slots = [&](HeadData& h) {
-    if (*which == 'q') return std::make_tuple(&h.q, &h.scale_q, &h.q_float);
-    if (*which == 'k') return std::make_tuple(&h.k, &h.scale_k, &h.k_float);
-    return std::make_tuple(&h.v, &h.scale_v, &h.v_float);
-  };
+  const size_t out_size = map ? map->size() * d : per_head;
 
   if (t.dtype == DType::I8) {
     const int8_t* raw = reinterpret_cast<const int8_t*>(f.raw(t));
     const double meta_scale = metadata_scale(f, l, which);
     for (int h = 0; h < s.heads; ++h) {
       const int8_t* src = raw + h * per_head;
-      auto dst = slots(heads[h]);
+      const TensorSlots dst = tensor_slots(heads[h], which);
       if (bits == 8) {
-        // Mixed in the raw integer domain (= dequantized / meta_scale) and rounded half to
-        // even with the metadata scale kept; the int8 range bounds a convex mix, and a
-        // fine token keeps its raw value (-128 included), as layer() does.
-        const std::vector<double> mixed =
-            mix_rows(map, d, [src](size_t e) { return static_cast<double>(src[e]); });
-        std::vector<int16_t>& values = *std::get<0>(dst);
-        values.resize(out_size);
-        for (size_t e = 0; e < out_size; ++e)
-          values[e] = round_half_even_exact(std::min(127.0, std::max(-128.0, mixed[e])));
-        *std::get<1>(dst) = meta_scale;
+        // Used as they are (SEMANTICS §2), -128 included: it is a valid 8-bit value. Mixed
+        // rows are mixed in the raw integer domain (= dequantized / meta_scale) and rounded
+        // half to even; the int8 range bounds a convex mix, and a fine token keeps its raw
+        // value. Either way the metadata scale is kept.
+        if (!map) {
+          dst.values->assign(src, src + per_head);
+        } else {
+          const std::vector<double> mixed =
+              mix_rows(*map, d, [src](size_t e) { return static_cast<double>(src[e]); });
+          dst.values->resize(out_size);
+          for (size_t e = 0; e < out_size; ++e)
+            (*dst.values)[e] = round_half_even_exact(std::min(127.0, std::max(-128.0, mixed[e])));
+        }
+        *dst.scale = meta_scale;
       } else {
-        const std::vector<double> mixed = mix_rows(
-            map, d, [src, meta_scale](size_t e) { return src[e] * meta_scale; });
-        Quantized qz = quantize_impl(mixed.data(), out_size, bits, 1.0, [](double v) { return v; });
-        *std::get<0>(dst) = std::move(qz.values);
-        *std::get<1>(dst) = qz.scale;
+        const auto dequantized = [src, meta_scale](size_t e) { return src[e] * meta_scale; };
+        Quantized qz =
+            map ? quantize_impl(mix_rows(*map, d, dequantized).data(), out_size, bits, 1.0,
+                                [](double v) { return v; })
+                : quantize_impl(src, per_head, bits, meta_scale,
+                                [meta_scale](int8_t v) { return v * meta_scale; });
+        *dst.values = std::move(qz.values);
+        *dst.scale = qz.scale;
       }
     }
     return;
   }
 
-  std::vector<float> floats(per_head);
+  // Float traces: each head read (this rejects NaN / Inf) straight into its
+  // q_float/k_float/v_float, or mixed and rounded to float there; then quantized from it.
+  std::vector<float> source(map ? per_head : 0);
   for (int h = 0; h < s.heads; ++h) {
-    f.read_float_into(t, h * per_head, per_head, floats.data());
-    const std::vector<double> mixed =
-        mix_rows(map, d, [&floats](size_t e) { return static_cast<double>(floats[e]); });
-    auto dst = slots(heads[h]);
-    std::vector<float>& out_floats = *std::get<2>(dst);
-    out_floats.assign(mixed.begin(), mixed.end());  // the mixed rows, rounded to float
-    Quantized qz = quantize(out_floats.data(), out_size, bits);
-    *std::get<0>(dst) = std::move(qz.values);
-    *std::get<1>(dst) = qz.scale;
+    const TensorSlots dst = tensor_slots(heads[h], which);
+    std::vector<float>& floats = *dst.floats;
+    if (!map) {
+      floats.resize(per_head);
+      f.read_float_into(t, h * per_head, per_head, floats.data());
+    } else {
+      f.read_float_into(t, h * per_head, per_head, source.data());
+      const std::vector<double> mixed =
+          mix_rows(*map, d, [&source](size_t e) { return static_cast<double>(source[e]); });
+      floats.assign(mixed.begin(), mixed.end());
+    }
+    Quantized qz = quantize(floats.data(), out_size, bits);
+    *dst.values = std::move(qz.values);
+    *dst.scale = qz.scale;
   }
 }
 
@@ -604,7 +574,7 @@ LayerView Trace::layer(int l, int bits) const {
   check_layer_args(*this, l, bits);
   const LayerShape& s = shapes_[l];
   LayerView view = empty_view(l, s);
-  for (const char* which : {"q", "k", "v"}) load_tensor(*file_, l, which, bits, s, view.head);
+  for (const char* which : {"q", "k", "v"}) load_tensor(*file_, l, which, bits, s, nullptr, view.head);
   view.skim_keep = load_skim_keep(*file_, l, s.n);
   view.original.resize(s.n);
   std::iota(view.original.begin(), view.original.end(), 0);
@@ -625,9 +595,9 @@ LayerView Trace::layer_mixed(int l, int bits, const skim::TokenMap& tokens) cons
   LayerView view = empty_view(l, s);
   view.n = static_cast<int>(tokens.size());
   view.m = static_cast<int>(key_map.size());
-  load_mixed_tensor(*file_, l, "q", bits, s, tokens, view.head);
-  load_mixed_tensor(*file_, l, "k", bits, s, key_map, view.head);
-  load_mixed_tensor(*file_, l, "v", bits, s, key_map, view.head);
+  load_tensor(*file_, l, "q", bits, s, &tokens, view.head);
+  load_tensor(*file_, l, "k", bits, s, &key_map, view.head);
+  load_tensor(*file_, l, "v", bits, s, &key_map, view.head);
   view.skim_keep = load_skim_keep(*file_, l, s.n);
   view.original.reserve(tokens.size());
   for (const auto& t : tokens) view.original.push_back(t.original);

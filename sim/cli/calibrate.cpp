@@ -1,4 +1,5 @@
 // `attnsim calibrate`: per-head LATTE gammas for a target filtered ratio or rel_error.
+#include "core/file_io.h"
 #include "sim/calibrate.h"
 #include "sim/cli/commands.h"
 #include "sim/config.h"

@@ -1,5 +1,6 @@
 // `attnsim run`: simulate one config on one trace.
 #include "arch/activity_trace.h"
+#include "core/file_io.h"
 #include "sim/cli/commands.h"
 #include "sim/config.h"
 #include "sim/energy.h"

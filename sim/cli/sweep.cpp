@@ -1,7 +1,13 @@
 // `attnsim sweep`, `attnsim report`, `attnsim merge`: design-space sweeps (docs/sweeps.md).
+#include "core/file_io.h"
 #include "sim/cli/commands.h"
 #include "sim/stats.h"
-#include "sim/sweep/sweep.h"
+#include "sim/sweep/launch.h"
+#include "sim/sweep/points.h"
+#include "sim/sweep/report.h"
+#include "sim/sweep/runner.h"
+#include "sim/sweep/spec.h"
+#include "sim/sweep/sweep_dir.h"
 
 #include <boost/program_options.hpp>
 

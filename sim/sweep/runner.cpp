@@ -1,8 +1,10 @@
 // Running a sweep locally: each point is `attnsim run` in a child process (fork + exec;
 // SystemC allows one simulation per process), at most N at a time, each with a time
 // limit. The parent only schedules, polls and records; it never simulates.
-#include "sim/stats.h"
-#include "sim/sweep/sweep.h"
+#include "sim/sweep/runner.h"
+
+#include "core/file_io.h"
+#include "sim/sweep/launch.h"
 
 #include <cerrno>
 #include <chrono>

@@ -4,7 +4,11 @@
 // without losing or repeating work, Ctrl-C leaves only complete results, emitted job
 // lines and the Slurm script run the same points, the summary and the report.
 #include "sim/config.h"
-#include "sim/sweep/sweep.h"
+#include "sim/sweep/conditions.h"
+#include "sim/sweep/points.h"
+#include "sim/sweep/report.h"
+#include "sim/sweep/spec.h"
+#include "sim/sweep/sweep_dir.h"
 #include "workloads/safetensors.h"
 
 #include "tests/support/cli.h"

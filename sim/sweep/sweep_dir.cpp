@@ -1,0 +1,48 @@
+// The sweep directory: its paths, and preparing it (configs and manifest) for a sweep.
+#include "sim/sweep/sweep_dir.h"
+
+#include "core/file_io.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace attnsim {
+
+namespace fs = std::filesystem;
+
+SweepDir sweep_dir(const std::string& path) {
+  if (path.empty()) throw SweepError("the sweep directory is empty (--out DIR)");
+  return {fs::absolute(fs::path(path)).lexically_normal().string()};
+}
+
+void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points) {
+  for (const char* sub : {"configs", "points", "failed", "logs"}) fs::create_directories(fs::path(dir.root) / sub);
+  // A killed `attnsim run` leaves <hash>.json.tmp.<pid>: never a result, always removable.
+  for (const auto& entry : fs::directory_iterator(fs::path(dir.root) / "points"))
+    if (entry.path().filename().string().find(".json.tmp.") != std::string::npos) fs::remove(entry.path());
+  for (const SweepPoint* p : unique_runnable(points)) {
+    const std::string text = p->config.dump(2) + "\n";
+    std::ifstream existing(dir.config(p->hash));
+    std::stringstream old;
+    if (existing) old << existing.rdbuf();
+    if (!existing || old.str() != text) write_file_atomically(dir.config(p->hash), text);
+  }
+  json manifest = {{"schema", kSweepManifestSchema},
+                   {"sweep_file", fs::absolute(spec.path).lexically_normal().string()},
+                   {"description", spec.description},
+                   {"keys", swept_keys(spec)},
+                   {"points", json::array()}};
+  for (const SweepPoint& p : points) {
+    json values = json::array();
+    for (const auto& [key, value] : p.values) values.push_back({key, value});
+    json entry = {{"hash", p.hash},       {"role", p.role},
+                  {"trace", p.trace},     {"trace_path", p.trace_path},
+                  {"trace_sha256", p.trace_sha256}, {"values", values}};
+    if (!p.skipped.empty()) entry["skipped"] = p.skipped;
+    manifest["points"].push_back(entry);
+  }
+  write_file_atomically(dir.manifest(), manifest.dump(2) + "\n");
+}
+
+}  // namespace attnsim

@@ -1,0 +1,34 @@
+#pragma once
+// The sweep directory DIR: the manifest (sweep.json), each point's resolved config, its
+// stats content-addressed under points/<hash>.json (so a rerun skips finished work and
+// many machines can share DIR), failure records and logs, and summary.csv.
+#include "sim/sweep/points.h"
+#include "sim/sweep/spec.h"
+
+#include <string>
+#include <vector>
+
+namespace attnsim {
+
+// Schemas of the JSON files a sweep writes in DIR: the manifest (prepare_sweep_dir) and a
+// point's failure record (run_sweep).
+inline constexpr const char* kSweepManifestSchema = "attnsim.sweep-manifest/1";
+inline constexpr const char* kSweepFailureSchema = "attnsim.sweep-failure/1";
+
+struct SweepDir {
+  std::string root;  // absolute
+  std::string manifest() const { return root + "/sweep.json"; }
+  std::string config(const std::string& hash) const { return root + "/configs/" + hash + ".json"; }
+  std::string stats(const std::string& hash) const { return root + "/points/" + hash + ".json"; }
+  std::string failure(const std::string& hash) const { return root + "/failed/" + hash + ".json"; }
+  std::string log(const std::string& hash) const { return root + "/logs/" + hash + ".log"; }
+  std::string summary() const { return root + "/summary.csv"; }
+};
+SweepDir sweep_dir(const std::string& path);  // makes the path absolute
+
+// Creates DIR/{configs,points,failed,logs}, writes each runnable point's resolved config
+// to DIR/configs/<hash>.json and the manifest DIR/sweep.json (atomically). Removes temp
+// files left in DIR/points by a killed run.
+void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points);
+
+}  // namespace attnsim
