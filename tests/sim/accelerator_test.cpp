@@ -220,3 +220,40 @@ TEST_CASE("a gamma whose margin lies below every gap keeps only the row maxima")
   CHECK(a["cycles"]["by_module"]["qk_unit"]["busy"] == 48);
   CHECK(a["cycles"]["total"] == 87);
 }
+
+TEST_CASE("early termination with independent lanes: plane counts, lane schedule and run by hand") {
+  std::vector<std::string> sets = tiny_machine("bit_serial");
+  sets[1] = "qk_unit.mode=\"early_term\"";
+  sets.push_back("qk_unit.lane_sync=\"independent\"");
+  sets.push_back("comparator.theta=1000");
+  const nlohmann::json s = run(sets);
+  // B = 8: after plane b the partial sum is p_b = q . ((k >> (8-b)) << (8-b)) and the planes
+  // left can add at most u_b = qpos * (2^(8-b) - 1); a key stops after the first plane with
+  // p_b + u_b < 1000. E.g. q0 = [127, 0, -3, 5] (qpos 132) and k1 = [-4, 5, -6, 7]:
+  // plane 1 truncates k1 to [-128, 0, -128, 0], p_1 = -16256 + 384 = -15872,
+  // u_1 = 132 * 127 = 16764, p_1 + u_1 = 892 < 1000: stopped after 1 plane.
+  // Planes per key (scores in brackets; a key that runs all 8 planes survives iff >= 1000):
+  //   q0: k0 7, k1 1, k2 8 (931: filtered), k3 5
+  //   q1: k0 1, k1 1, k2 8 (1169: kept), k3 1
+  //   q2: k0 8 (5220: kept), k1 4, k2 4, k3 5
+  //   q3: k0 8 (1020: kept), k1 2, k2 2, k3 2
+  // Two independent lanes, each key to the lane that frees first (lowest index on ties):
+  //   q0: l0 7, l1 1, k2 -> l1 (1) ends 9, k3 -> l0 (7) ends 12: makespan 12 (lockstep 15)
+  //   q1: l0 1, l1 1, k2 -> l0 ends 9, k3 -> l1 ends 2: makespan 9
+  //   q2: l0 8, l1 4, k2 -> l1 ends 8, k3 -> l0 (tie at 8) ends 13: makespan 13
+  //   q3: l0 8, l1 2, k2 -> l1 ends 4, k3 -> l1 ends 6: makespan 8 (lockstep 10)
+  CHECK(s["cycles"]["by_module"]["qk_unit"]["busy"] == 12 + 9 + 13 + 8);
+  CHECK(s["counters"]["qk_unit"]["bitplane_ops"] == 21 + 11 + 21 + 14);
+  CHECK(s["counters"]["comparator"]["compares"] == 67);  // one bound check per plane
+  CHECK(s["cycles"]["by_module"]["comparator"]["busy"] == 0);  // inside the lanes
+  CHECK(s["filter"]["filtered_keys"] == 16 - 3);
+  CHECK(s["filter"]["exact_ratio"].get<double>() == 4.0 / 16);  // four keys ran all 8 planes
+  // Head in SRAM at 22; rows leave QK at 34, 43, 56, 64 with 0, 1, 1, 1 survivors.
+  // softmax (2/cycle, latency 1): 34 (0 cycles, ready 35), 43->44 (45), 56->57 (58),
+  //   64->65 (66). AV (4 MACs per survivor, 8/cycle, latency 1): 35 (ready 36), 45->46
+  //   (47), 58->59 (60), 66->67 (68). Write-back 1 cycle each: 36->37, 47->48, 60->61,
+  //   68->69; the last lands at 79.
+  CHECK(s["cycles"]["total"] == 79);
+  CHECK(s["cycles"]["by_module"]["qk_unit"]["stall"] == 0);
+  CHECK(s["counters"]["softmax"]["reciprocals"] == 3);  // the row without survivor has none
+}
