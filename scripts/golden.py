@@ -10,6 +10,12 @@ in a temporary directory.
 usage: scripts/golden.py --attnsim build/attnsim            # check; exit 1 on a difference
        scripts/golden.py --attnsim build/attnsim --update   # rewrite the golden files
        scripts/golden.py --attnsim build/attnsim --case latte -v
+       scripts/golden.py --attnsim build/attnsim --against old/attnsim   # two binaries, same cases
+       scripts/golden.py --attnsim build/attnsim --against old/attnsim --trace T.safetensors
+                         # every case's config and overrides on T instead of its own trace
+
+With --against, each case runs on both binaries and their stats (minus `sim`) must be
+identical; a refactoring checks with it that no number moved, on any trace.
 
 Standard library only, so it runs with any Python 3.
 """
@@ -90,6 +96,34 @@ def differences(expected, got, path="", limit=12):
     return found
 
 
+def compare_binaries(other, cases, traces, results, tmp, jobs):
+    """Every case's stats from the two binaries must be identical."""
+    theirs_dir = os.path.join(tmp, "against")
+    os.makedirs(theirs_dir)
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        theirs = list(pool.map(lambda c: run_case(other, c, traces[c["trace"]], theirs_dir), cases))
+    failures = 0
+    for case, (ours, error), (other_stats, other_error) in zip(cases, results, theirs):
+        if error or other_error:
+            # A case both binaries reject the same way is the same outcome.
+            if error != other_error:
+                failures += 1
+                print(f"FAIL {case['name']}: {error or 'ran'} vs {other_error or 'ran'}")
+            else:
+                print(f"ok   {case['name']}: both rejected it: {error}")
+            continue
+        diff = differences(other_stats, ours)
+        if diff:
+            failures += 1
+            print(f"FAIL {case['name']}: {len(diff)}{'+' if len(diff) >= 12 else ''} differences (expected = --against)")
+            for d in diff:
+                print("   ", d)
+        else:
+            print(f"ok   {case['name']:<30} cycles {ours['cycles']['total']:>9}  identical")
+    print(f"{len(cases) - failures}/{len(cases)} cases identical on both binaries")
+    return 1 if failures else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--attnsim", required=True)
@@ -97,6 +131,8 @@ def main():
     ap.add_argument("--case", action="append", help="only this case (repeatable)")
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--against", help="compare with this attnsim binary instead of the golden files")
+    ap.add_argument("--trace", help="with --against: run every case on this trace")
     args = ap.parse_args()
     attnsim = os.path.abspath(args.attnsim)
     spec = load_cases()
@@ -104,10 +140,17 @@ def main():
     if args.case and len(cases) != len(args.case):
         sys.exit(f"golden.py: unknown case in {args.case}")
     failures = 0
+    if args.trace and not args.against:
+        sys.exit("golden.py: --trace needs --against (the golden files belong to the cases' own traces)")
     with tempfile.TemporaryDirectory(prefix="attnsim_golden_") as tmp:
-        traces = make_traces(attnsim, {c["trace"]: spec["traces"][c["trace"]] for c in cases}, tmp)
+        if args.trace:
+            traces = {c["trace"]: os.path.abspath(args.trace) for c in cases}
+        else:
+            traces = make_traces(attnsim, {c["trace"]: spec["traces"][c["trace"]] for c in cases}, tmp)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda c: run_case(attnsim, c, traces[c["trace"]], tmp), cases))
+        if args.against:
+            return compare_binaries(os.path.abspath(args.against), cases, traces, results, tmp, args.jobs)
         for case, (stats, error) in zip(cases, results):
             golden = os.path.join(GOLDEN, case["name"] + ".json")
             if error:
