@@ -96,6 +96,17 @@ def differences(expected, got, path="", limit=12):
     return found
 
 
+def report(name, diff, ok_line, against=""):
+    """Prints a case's verdict; returns 1 when it differs."""
+    if not diff:
+        print(ok_line)
+        return 0
+    print(f"FAIL {name}: {len(diff)}{'+' if len(diff) >= 12 else ''} differences{against}")
+    for d in diff:
+        print("   ", d)
+    return 1
+
+
 def compare_binaries(other, cases, traces, results, tmp, jobs):
     """Every case's stats from the two binaries must be identical."""
     theirs_dir = os.path.join(tmp, "against")
@@ -112,14 +123,9 @@ def compare_binaries(other, cases, traces, results, tmp, jobs):
             else:
                 print(f"ok   {case['name']}: both rejected it: {error}")
             continue
-        diff = differences(other_stats, ours)
-        if diff:
-            failures += 1
-            print(f"FAIL {case['name']}: {len(diff)}{'+' if len(diff) >= 12 else ''} differences (expected = --against)")
-            for d in diff:
-                print("   ", d)
-        else:
-            print(f"ok   {case['name']:<30} cycles {ours['cycles']['total']:>9}  identical")
+        failures += report(case["name"], differences(other_stats, ours),
+                           f"ok   {case['name']:<30} cycles {ours['cycles']['total']:>9}  identical",
+                           " (expected = --against)")
     print(f"{len(cases) - failures}/{len(cases)} cases identical on both binaries")
     return 1 if failures else 0
 
@@ -169,16 +175,10 @@ def main():
                 continue
             with open(golden) as f:
                 expected = json.load(f)
-            diff = differences(expected, stats)
-            if diff:
-                failures += 1
-                print(f"FAIL {case['name']}: {len(diff)}{'+' if len(diff) >= 12 else ''} differences")
-                for d in diff:
-                    print("   ", d)
-            else:
-                cycles = stats["cycles"]["total"]
-                print(f"ok   {case['name']:<30} cycles {cycles:>9}  identical" if args.verbose
-                      else f"ok   {case['name']}")
+            cycles = stats["cycles"]["total"]
+            failures += report(case["name"], differences(expected, stats),
+                               f"ok   {case['name']:<30} cycles {cycles:>9}  identical" if args.verbose
+                               else f"ok   {case['name']}")
     if not args.update:
         print(f"{len(cases) - failures}/{len(cases)} golden runs identical")
     return 1 if failures else 0

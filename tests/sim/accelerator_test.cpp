@@ -4,39 +4,16 @@
 #include "sim/config.h"
 #include "sim/run.h"
 #include "sim/stats.h"
-#include "workloads/safetensors.h"
+#include "tests/support/tiny_trace.h"
 
 #include <catch2/catch.hpp>
 
-#include <filesystem>
-#include <unistd.h>
 #include <string>
 #include <vector>
 
 using namespace attnsim;
 
 namespace {
-
-// One layer, one head, N = M = 4, d = 4. Every tensor holds a value of magnitude 127, so
-// the quantization scale is exactly 1 and the quantized values are the numbers below.
-// `q_unit` scales the queries (and so scale_q) without changing their quantized values.
-std::string write_tiny_trace(bool causal, float q_unit = 1.0f) {
-  std::vector<float> q = {127, 0, -3, 5, 2, -127, 1, 0, 10, 20, 30, 40, -5, -6, 7, 8};
-  for (float& x : q) x *= q_unit;
-  const std::vector<float> k = {1, 2, 3, 127, -4, 5, -6, 7, 8, -9, 10, -11, 0, 0, 0, 1};
-  const std::vector<float> v = {127, 1, 2, 3, 4, 5, 6, 7, -8, 9, -10, 11, 12, 13, 14, 15};
-  SafetensorsWriter w;
-  w.add_float("layers.0.q", DType::F32, {1, 4, 4}, q);
-  w.add_float("layers.0.k", DType::F32, {1, 4, 4}, k);
-  w.add_float("layers.0.v", DType::F32, {1, 4, 4}, v);
-  w.set_metadata("model", "tiny");
-  w.set_metadata("causal", causal ? "true" : "false");
-  const auto dir = std::filesystem::temp_directory_path() / ("attnsim_acc_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string path = (dir / "tiny.safetensors").string();
-  w.write(path);
-  return path;
-}
 
 // A small machine whose every number is easy to follow by hand.
 std::vector<std::string> tiny_machine(const std::string& qk_type) {
@@ -49,7 +26,7 @@ std::vector<std::string> tiny_machine(const std::string& qk_type) {
 
 nlohmann::json run(const std::vector<std::string>& sets, bool causal = false, float q_unit = 1.0f) {
   const Config c = resolve_config(json{{"schema", kConfigSchema}}, "test.json", sets);
-  return run_simulation(c, write_tiny_trace(causal, q_unit), 1).stats;
+  return run_simulation(c, test::write_tiny_trace(causal, q_unit), 1).stats;
 }
 
 }  // namespace

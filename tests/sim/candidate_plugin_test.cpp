@@ -6,14 +6,12 @@
 #include "sim/accelerator.h"
 #include "sim/config.h"
 #include "sim/metrics.h"
-#include "workloads/safetensors.h"
+#include "tests/support/tiny_trace.h"
 #include "workloads/trace.h"
 
 #include <catch2/catch.hpp>
 
-#include <filesystem>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 using namespace attnsim;
@@ -45,22 +43,6 @@ class OddCandidates : public CandidateGenerator {
   }
 };
 
-// The 1-layer, 1-head, N = M = 4, d = 4 trace of tests/sim/accelerator_test.cpp.
-std::string write_tiny_trace() {
-  const std::vector<float> q = {127, 0, -3, 5, 2, -127, 1, 0, 10, 20, 30, 40, -5, -6, 7, 8};
-  const std::vector<float> k = {1, 2, 3, 127, -4, 5, -6, 7, 8, -9, 10, -11, 0, 0, 0, 1};
-  const std::vector<float> v = {127, 1, 2, 3, 4, 5, 6, 7, -8, 9, -10, 11, 12, 13, 14, 15};
-  SafetensorsWriter w;
-  w.add_float("layers.0.q", DType::F32, {1, 4, 4}, q);
-  w.add_float("layers.0.k", DType::F32, {1, 4, 4}, k);
-  w.add_float("layers.0.v", DType::F32, {1, 4, 4}, v);
-  const auto dir = std::filesystem::temp_directory_path() / ("attnsim_plugin_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string path = (dir / "tiny.safetensors").string();
-  w.write(path);
-  return path;
-}
-
 }  // namespace
 
 TEST_CASE("a registered generator with a unit of its own runs through the whole accelerator") {
@@ -71,7 +53,7 @@ TEST_CASE("a registered generator with a unit of its own runs through the whole 
        "dram.latency_cycles=10", "sram.capacity_kib=1", "sram.banks=2", "sram.width_bits=64",
        "softmax.elements_per_cycle=2", "softmax.latency_cycles=1", "av_unit.macs_per_cycle=8",
        "av_unit.latency_cycles=1", "av_unit.output_bits=8"});
-  const Trace trace(write_tiny_trace());
+  const Trace trace(test::write_tiny_trace());
   Metrics metrics(trace.layers(), true);
   SimOptions options;
   options.candidates = "odd";
