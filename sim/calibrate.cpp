@@ -182,7 +182,7 @@ MarginProfile margin_profile(const QkSetup& s, const CandidateGenerator& generat
   const HeadData& data = w.data();
   std::vector<int16_t> k_msb(data.k.size());
   qk::msb_truncate(data.k.data(), data.k.size(), s.qk.bits, s.qk.estimate_bits, k_msb.data());
-  HeadWork work_view;  // w with the accumulator width compute_head would choose
+  HeadWork work_view;  // w with the accumulator width the head model would choose
   work_view.layer = w.layer;
   work_view.head = w.head;
   work_view.wide = qk::needs_wide_accumulator(s.qk.bits, w.d());
