@@ -10,7 +10,8 @@
 //   4. output projection [n x D] x [D x D];
 //   5. FCA: the skim controller ranks and pools (n -> R_l + C tokens);
 //   6. FFN [n' x D] x [D x d_ff] and [n' x d_ff] x [d_ff x D].
-// Steps run one after another (each needs the previous one's output). The layer's span
+// Steps run one after another (each needs the previous one's output); a GEMM of M = 0
+// rows is skipped (it cannot occur: token 0 is never skimmed, so a layer keeps a token). The layer's span
 // is from the start of step 1 to the end of step 6.
 #include "arch/dma.h"
 #include "arch/gemm_engine.h"
