@@ -142,15 +142,16 @@ class ParamTable {
 
 // A row bound to `member`, filled in by chained calls; converts to ParamField<P>.
 // The kind follows the member's type: int -> Integer, double -> Number, bool -> Boolean,
-// std::string -> String; a json member holds a per-head or per-layer value as given
-// (per_head() / per_layer()).
+// std::string -> String; std::optional<int> -> Integer that may be absent (default null:
+// the run decides, e.g. from the trace); a json member holds a per-head or per-layer value
+// as given (per_head() / per_layer()).
 template <class P, class T>
 class Field {
  public:
   Field(T P::*member, std::string name, json default_value) : member_(member) {
     spec_.name = std::move(name);
     spec_.default_value = std::move(default_value);
-    if constexpr (std::is_same_v<T, int>) spec_.kind = ParamKind::Integer;
+    if constexpr (std::is_same_v<T, int> || std::is_same_v<T, std::optional<int>>) spec_.kind = ParamKind::Integer;
     else if constexpr (std::is_same_v<T, double>) spec_.kind = ParamKind::Number;
     else if constexpr (std::is_same_v<T, bool>) spec_.kind = ParamKind::Boolean;
     else if constexpr (std::is_same_v<T, std::string>) spec_.kind = ParamKind::String;
@@ -170,6 +171,8 @@ class Field {
     const auto member = member_;
     return {spec_, [member](P& p, const json& v) {
               if constexpr (std::is_same_v<T, json>) p.*member = v;
+              else if constexpr (std::is_same_v<T, std::optional<int>>)
+                p.*member = v.is_null() ? std::nullopt : std::optional<int>(v.template get<int>());
               else if (!v.is_null()) p.*member = v.template get<T>();
             }};
   }

@@ -646,6 +646,45 @@ skim::PredictorWeights Trace::predictor(int l) const {
   return w;
 }
 
+namespace {
+
+std::string head_tensor(int l, const char* kind, int h, const char* part) {
+  return layer_tensor(l, std::string(kind) + "." + std::to_string(h) + "." + part);
+}
+
+// A rank-2 F32 tensor (validated when the trace was opened) as doubles; NaN/Inf rejected.
+Matrix read_matrix(const SafetensorsFile& f, const std::string& name) {
+  if (!f.has(name)) fail(f.path(), name, "missing");
+  const TensorInfo& t = f.info(name);
+  Matrix m;
+  m.rows = static_cast<int>(t.shape[0]);
+  m.cols = t.shape.size() > 1 ? static_cast<int>(t.shape[1]) : 1;
+  std::vector<float> floats(static_cast<size_t>(m.rows) * m.cols);
+  f.read_float_into(t, 0, floats.size(), floats.data());
+  m.values.assign(floats.begin(), floats.end());
+  return m;
+}
+
+}  // namespace
+
+bool Trace::has_tree(int l, int h) const { return file_->has(head_tensor(l, "tree", h, "w")); }
+
+TreeParams Trace::tree(int l, int h) const {
+  TreeParams t;
+  t.w = read_matrix(*file_, head_tensor(l, "tree", h, "w"));
+  t.b = read_matrix(*file_, head_tensor(l, "tree", h, "b")).values;
+  int depth = 0;
+  while ((1 << depth) - 1 < t.w.rows) ++depth;
+  t.depth = depth;  // rows = 2^D - 1, checked when the trace was opened
+  return t;
+}
+
+bool Trace::has_lsh(int l, int h) const { return file_->has(head_tensor(l, "lsh", h, "proj")); }
+Matrix Trace::lsh_directions(int l, int h) const { return read_matrix(*file_, head_tensor(l, "lsh", h, "proj")); }
+
+bool Trace::has_performer(int l, int h) const { return file_->has(head_tensor(l, "performer", h, "w")); }
+Matrix Trace::performer(int l, int h) const { return read_matrix(*file_, head_tensor(l, "performer", h, "w")); }
+
 std::string describe_trace(const Trace& trace) {
   std::ostringstream out;
   const SafetensorsFile& f = trace.file();

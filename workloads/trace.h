@@ -38,6 +38,21 @@ struct LayerView {
   std::vector<int32_t> original;
 };
 
+// A row-major matrix of doubles read from an F32 tensor of the trace.
+struct Matrix {
+  int rows = 0, cols = 0;
+  std::vector<double> values;  // rows x cols
+  const double* row(int r) const { return values.data() + static_cast<size_t>(r) * cols; }
+};
+
+// Treeformer split hyperplanes of one head (SEMANTICS §5): node n (heap order) sends x
+// left iff w[n] . x + b[n] < 0.
+struct TreeParams {
+  int depth = 0;             // D: 2^D - 1 nodes
+  Matrix w;                  // [2^D - 1, d]
+  std::vector<double> b;     // [2^D - 1]
+};
+
 struct LayerShape {
   int heads = 0, n = 0, m = 0, d = 0;
   DType dtype = DType::F32;
@@ -87,6 +102,15 @@ class Trace {
   // (all eight or none, F32). Throws TraceError when absent.
   bool has_predictor(int l) const;
   skim::PredictorWeights predictor(int l) const;
+
+  // Optional mechanism tensors of head h of layer l (SEMANTICS §1), F32 read as doubles.
+  // Each throws TraceError naming the tensor when it is absent or holds NaN/Inf.
+  bool has_tree(int l, int h) const;          // layers.{l}.tree.{h}.w and .b
+  TreeParams tree(int l, int h) const;
+  bool has_lsh(int l, int h) const;           // layers.{l}.lsh.{h}.proj [R, d]
+  Matrix lsh_directions(int l, int h) const;
+  bool has_performer(int l, int h) const;     // layers.{l}.performer.{h}.w [m/2, d]
+  Matrix performer(int l, int h) const;
 
  private:
   std::unique_ptr<SafetensorsFile> file_;
