@@ -102,9 +102,10 @@ TraceRange parse_trace_range(const std::string& text, const std::string& flag) {
 }
 
 const char* trace_unit_name(TraceUnit u) {
-  static const char* names[kTraceUnits] = {"dma",         "dram",           "qk_unit",
-                                           "softmax",     "av_unit",        "writeback",
-                                           "gemm_engine", "skim_controller", "candidate_unit"};
+  static const char* names[kTraceUnits] = {"dma",         "dram",            "qk_unit",
+                                           "softmax",     "av_unit",         "writeback",
+                                           "gemm_engine", "skim_controller", "candidate_unit",
+                                           "tree_engine", "lsh_unit",        "lowrank_unit"};
   return names[static_cast<int>(u)];
 }
 

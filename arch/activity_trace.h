@@ -52,9 +52,13 @@ struct TraceOptions {
   bool enabled() const { return !vcd_path.empty() || !timeline_path.empty(); }
 };
 
-// candidate_unit: the hardware of a candidate generator that has one (arch/candidates.h).
-enum class TraceUnit : int { dma, dram, qk_unit, softmax, av_unit, writeback, gemm_engine, skim_controller, candidate_unit };
-inline constexpr int kTraceUnits = 9;
+// candidate_unit: the hardware of a candidate generator other than the tree engine and the
+// LSH unit (arch/candidates.h).
+enum class TraceUnit : int {
+  dma, dram, qk_unit, softmax, av_unit, writeback, gemm_engine, skim_controller, candidate_unit,
+  tree_engine, lsh_unit, lowrank_unit
+};
+inline constexpr int kTraceUnits = 12;
 const char* trace_unit_name(TraceUnit u);
 
 enum class TraceFifo : int { heads, scored, normalized, outputs };

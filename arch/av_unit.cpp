@@ -16,7 +16,9 @@ uint64_t row_macs(const RowToken& row) { return static_cast<uint64_t>(row.outcom
 
 StageWork AvUnit::begin(RowToken& row) {
   const uint64_t macs = row_macs(row);
-  sram_.read_bits(macs * bits_);  // the survivors' V rows
+  // The survivors' V rows (none for a Treeformer TC row: its node sums are the tree
+  // engine's, which counts their reads).
+  sram_.read_bits(static_cast<uint64_t>(row.outcome().value_rows) * row.head->d() * bits_);
   return {Cycles(ceil_div(macs, p_.macs_per_cycle)), "row", {row.head->layer_index(), row.head->head, row.row}};
 }
 

@@ -12,7 +12,8 @@
 //
 // Params: AvUnitParams below (output_bits is the width of an output element, used by
 // the write-back).
-// Counters: macs (n*d). SRAM: reads n*d*B bits of V per row.
+// Counters: macs (n*d). SRAM: reads n*d*B bits of V per row (a Treeformer TC row weights
+// the tree engine's node value sums instead: no SRAM read).
 #include "arch/pipeline.h"
 #include "arch/sram.h"
 #include "arch/stage.h"

@@ -22,8 +22,15 @@ namespace attnsim {
 class CandidateStage : public Stage<std::shared_ptr<HeadWork>> {
  public:
   CandidateStage(sc_core::sc_module_name name, const CandidateGenerator& generator)
-      : Stage(name, TraceUnit::candidate_unit, Cycles(0), "stall: head queue full"),
+      : Stage(name, trace_unit_of(generator), Cycles(0), "stall: head queue full"),
         activity_(generator.activity_template()) {}
+
+  // Its track in VCD and timeline traces.
+  static TraceUnit trace_unit_of(const CandidateGenerator& g) {
+    if (g.unit() == "tree_engine") return TraceUnit::tree_engine;
+    if (g.unit() == "lsh_unit") return TraceUnit::lsh_unit;
+    return TraceUnit::candidate_unit;
+  }
 
   ModuleActivity activity() const {
     ModuleActivity a = activity_;

@@ -1,5 +1,8 @@
 #include "arch/candidates.h"
 
+#include "arch/lsh_unit.h"
+#include "arch/tree_engine.h"
+
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -33,11 +36,28 @@ class AllCandidates : public CandidateGenerator {
   }
 };
 
+// "none": C_i empty for every row (only with the low-rank unit: pure Performer attention).
+class NoHeadCandidates : public HeadCandidates {
+ public:
+  void row(int, std::vector<int32_t>& out) const override { out.clear(); }
+};
+
+class NoCandidates : public CandidateGenerator {
+ public:
+  std::string name() const override { return "none"; }
+  std::unique_ptr<HeadCandidates> for_head(const HeadWork&) const override {
+    return std::make_unique<NoHeadCandidates>();
+  }
+};
+
 struct Registry {
   std::mutex lock;
   std::vector<std::pair<std::string, CandidateFactory>> entries;
   Registry() {
     entries.emplace_back("all", [](const json&) { return std::make_unique<AllCandidates>(); });
+    entries.emplace_back("tree", make_tree_generator);
+    entries.emplace_back("lsh", make_lsh_generator);
+    entries.emplace_back("none", [](const json&) { return std::make_unique<NoCandidates>(); });
   }
 };
 

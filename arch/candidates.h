@@ -4,9 +4,10 @@
 //
 // The QK unit, the head model and the stats writer know a generator only through this
 // interface, so a new one (Treeformer's tree-lookup engine, Scatterbrain's LSH unit) plugs
-// in by implementing it and registering a name; the top level builds the generator by
-// that name (today always "all": the config key candidates.source comes with the tree and
-// LSH units).
+// in by implementing it and registering a name; `candidates.source` in the config picks
+// the generator by that name. Built in: "all" (every key the query may see), "tree" (the
+// tree-lookup engine, arch/tree_engine.h), "lsh" (the LSH unit, arch/lsh_unit.h), "none"
+// (no key: pure low-rank attention with the low-rank unit).
 //
 // What a generator does: when a head is loaded, for_head() prepares the head's candidate
 // sets (route or hash the keys) and returns a HeadCandidates that gives each row's C_i, in
@@ -42,6 +43,13 @@ class HeadCandidates {
   virtual uint64_t cycles() const { return 0; }
   // Adds this head's action counts to the unit's counters.
   virtual void count(ModuleActivity& /*unit*/) const {}
+  // Per-head parameters (bytes) the DMA loads with the head into the unit's buffer.
+  virtual uint64_t param_bytes() const { return 0; }
+  // A generator that attends aggregates itself (Treeformer TC) instead of handing keys to
+  // the QK unit: attend() writes row i's output (d values) and returns how many
+  // aggregates it attended; the QK unit does nothing for such rows.
+  virtual bool attends_aggregates() const { return false; }
+  virtual int attend(int /*i*/, double* /*out*/) const { return 0; }
 };
 
 class CandidateGenerator {
@@ -53,6 +61,8 @@ class CandidateGenerator {
   virtual std::string unit() const { return ""; }
   // Its unit's activity with every counter it reports at zero (names fixed once).
   virtual ModuleActivity activity_template() const { return {unit(), 0, 0, {}}; }
+  // Whether for_head() reads the head's dequantized Q and K (HeadWork::q_deq, k_deq).
+  virtual bool uses_dequantized_rows() const { return false; }
   // Prepares one head (the layer's active tokens, causality and data are in `head`).
   virtual std::unique_ptr<HeadCandidates> for_head(const HeadWork& head) const = 0;
 };
@@ -66,12 +76,27 @@ void visible_keys(int row, int m, bool causal, std::vector<int32_t>& out);
 // Builds a generator from the resolved config tree (a generator reads its own section).
 using CandidateFactory = std::function<std::unique_ptr<CandidateGenerator>(const json& resolved_config)>;
 
-// Registers `name` (replacing an earlier registration of it). The built-in "all" is
-// always there.
+// Registers `name` (replacing an earlier registration of it). The built-ins are always
+// there.
 void register_candidate_generator(const std::string& name, CandidateFactory factory);
 // Registered names, in registration order.
 std::vector<std::string> candidate_generator_names();
 // Throws std::invalid_argument for an unknown name.
 std::unique_ptr<CandidateGenerator> make_candidate_generator(const std::string& name, const json& resolved_config);
+
+// ---- params ----------------------------------------------------------------------------------
+
+struct CandidatesParams {
+  std::string source;
+
+  static const ParamTable<CandidatesParams>& table() {
+    static const ParamTable<CandidatesParams> t{
+        "candidates", "Which keys the QK unit scores for each query (SEMANTICS §5).",
+        {field(&CandidatesParams::source, "source", "all")
+             .one_of({"all", "tree", "lsh", "none"})
+             .doc("The candidate generator: all = every key the query may see; tree = Treeformer's tree-lookup engine; lsh = Scatterbrain's LSH unit; none = no key (with the low-rank unit).")}};
+    return t;
+  }
+};
 
 }  // namespace attnsim

@@ -50,7 +50,9 @@ void Dma::run() {
 
 void Dma::load_head(const HeadWork& work, bool traced) {
   const uint64_t bits = head_bits(work.n(), work.m(), work.d(), bits_);
-  uint64_t remaining = ceil_div(bits, 8);
+  // Q, K, V into the SRAM slot, and the head's parameters for the candidate generator and
+  // the low-rank unit (trees, directions, W) into those units' own buffers.
+  uint64_t remaining = ceil_div(bits, 8) + work.param_bytes;
   dram_.count_read(remaining);
   const uint64_t burst = static_cast<uint64_t>(dram_.params().burst_bytes);
   while (remaining > 0) {

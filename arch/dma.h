@@ -10,9 +10,11 @@
 // one, else to the QK unit). When a head is loaded, the head model (arch/head_model.h)
 // runs its functional datapath: functional first, then time.
 //
-// Timing rule: head bytes = ceil((N + 2M) * d * B / 8); each burst is reserved on the
-// channel in turn (DramChannel's rule) and the head is ready dram.latency_cycles after
-// its last burst ends. Waiting for a slot or on a full head queue is `dram` stall.
+// Timing rule: head bytes = ceil((N + 2M) * d * B / 8), plus the head's parameters for
+// the candidate generator and the low-rank unit (HeadWork::param_bytes: a tree's nodes,
+// LSH directions, a Performer matrix, 32-bit words); each burst is reserved on the channel
+// in turn (DramChannel's rule) and the head is ready dram.latency_cycles after its last
+// burst ends. Waiting for a slot or on a full head queue is `dram` stall.
 #include "arch/dram.h"
 #include "arch/head_model.h"
 #include "arch/pipeline.h"

@@ -5,14 +5,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <thread>
 
 namespace attnsim {
 
 namespace {
 
+void dequantize(const std::vector<int16_t>& x, double scale, std::vector<double>& out) {
+  out.resize(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] * scale;
+}
+
 // Per-head helpers of the datapath's functions (not hardware state).
-void derive_helpers(const QkSetup& s, HeadWork& w) {
+void derive_helpers(const QkSetup& s, HeadWork& w, bool dequantized_rows) {
   const HeadData& data = w.data();
   const int d = w.d(), bits = s.qk.bits;
   w.wide = qk::needs_wide_accumulator(bits, d);
@@ -21,8 +27,29 @@ void derive_helpers(const QkSetup& s, HeadWork& w) {
     w.k_msb.resize(data.k.size());
     qk::msb_truncate(data.k.data(), data.k.size(), bits, s.qk.estimate_bits, w.k_msb.data());
   }
-  w.v_deq.resize(data.v.size());
-  for (size_t i = 0; i < data.v.size(); ++i) w.v_deq[i] = data.v[i] * data.scale_v;
+  dequantize(data.v, data.scale_v, w.v_deq);
+  if (dequantized_rows) {
+    dequantize(data.q, data.scale_q, w.q_deq);
+    dequantize(data.k, data.scale_k, w.k_deq);
+  }
+}
+
+// A row that a generator attends itself (Treeformer TC): its output and how many
+// aggregates it attended; the QK unit scores nothing, no key is exact, nothing filtered.
+void attend_aggregates(const HeadWork& w, RowData& row, RowOutcome& out) {
+  row.candidates.clear();
+  row.exact.clear();
+  row.survivor_ids.clear();
+  row.survivor_scores.clear();
+  row.probs.clear();
+  row.exact_scored = 0;
+  row.plain_output = false;
+  row.out.resize(w.d());
+  const int attended = w.candidates->attend(row.row, row.out.data());
+  out.candidates = out.survivors = static_cast<uint32_t>(attended);
+  out.value_rows = 0;
+  out.exact_scored = 0;
+  out.has_mass = false;
 }
 
 // FCA scores come from the head-mean probabilities the accelerator computed (filtered
@@ -38,51 +65,69 @@ void accumulate_abar(const HeadWork& w, const RowData& row) {
 
 }  // namespace
 
-HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const QualityMeter* quality,
-                     int threads)
-    : qk_(qk), candidates_(candidates), quality_(quality), threads_(std::max(1, threads)) {}
+HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const LowRankModel* lowrank,
+                     const QualityMeter* quality, int threads)
+    : qk_(qk), candidates_(candidates), lowrank_(lowrank), quality_(quality), threads_(std::max(1, threads)) {}
 
-void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, int begin, int end) const {
+void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, int begin,
+                             int end) const {
   RowData row;
   std::vector<double> scratch;
+  std::optional<LowRankHead::Rows> lowrank_rows;  // this thread's running prefix (causal)
+  if (lowrank) lowrank_rows.emplace(*lowrank);
   const int d = w.d();
   for (int i = begin; i < end; ++i) {
     row.row = i;
-    w.candidates->row(i, row.candidates);
+    row.plain_output = true;
     RowOutcome& out = w.rows[i];
-    out.qk = score_row(qk_, w, row);  // QK unit, comparator, reuse buffer
-    out.candidates = static_cast<uint32_t>(row.candidates.size());
-    out.survivors = static_cast<uint32_t>(row.survivor_ids.size());
-    out.exact_scored = row.exact_scored;
-    row.probs.resize(out.survivors);  // softmax unit
-    attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
-    row.out.resize(d);  // AV unit
-    attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
-                       row.out.data());
+    if (w.candidates->attends_aggregates()) {
+      attend_aggregates(w, row, out);
+    } else {
+      w.candidates->row(i, row.candidates);
+      out.qk = score_row(qk_, w, row);  // QK unit, comparator, reuse buffer
+      out.candidates = static_cast<uint32_t>(row.candidates.size());
+      out.survivors = out.value_rows = static_cast<uint32_t>(row.survivor_ids.size());
+      out.exact_scored = row.exact_scored;
+      row.probs.resize(out.survivors);  // softmax unit
+      attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
+      row.out.resize(d);  // AV unit
+      attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
+                         row.out.data());
+      if (lowrank_rows) lowrank_rows->combine(w, row, out);  // low-rank unit
+    }
     if (w.layer->abar) accumulate_abar(w, row);
     if (quality) quality->measure(row, out, scratch);
   }
 }
 
 void HeadModel::compute(HeadWork& w) const {
-  derive_helpers(qk_, w);
+  derive_helpers(qk_, w, candidates_.uses_dequantized_rows() || lowrank_);
   w.candidates = candidates_.for_head(w);
+  w.param_bytes = w.candidates->param_bytes();
+  const std::unique_ptr<LowRankHead> lowrank = lowrank_ ? lowrank_->for_head(w) : nullptr;
+  if (lowrank) {
+    w.param_bytes += lowrank->param_bytes();
+    w.lowrank_head_macs = lowrank->key_side_macs();
+    w.lowrank_head_exps = lowrank->key_side_exps();
+  }
   const std::unique_ptr<HeadQuality> quality = quality_ ? quality_->begin_head(w) : nullptr;
   const int n = w.n();
   w.rows.assign(n, RowOutcome{});
   const int threads = std::max(1, std::min(threads_, n / 16));
   if (threads == 1) {
-    compute_rows(w, quality.get(), 0, n);
+    compute_rows(w, quality.get(), lowrank.get(), 0, n);
   } else {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
-      pool.emplace_back([this, &w, &quality, t, threads, n] {
-        compute_rows(w, quality.get(), n * t / threads, n * (t + 1) / threads);
+      pool.emplace_back([this, &w, &quality, &lowrank, t, threads, n] {
+        compute_rows(w, quality.get(), lowrank.get(), n * t / threads, n * (t + 1) / threads);
       });
     for (auto& th : pool) th.join();
   }
   std::vector<int16_t>().swap(w.k_msb);
   std::vector<double>().swap(w.v_deq);
+  std::vector<double>().swap(w.q_deq);
+  std::vector<double>().swap(w.k_deq);
 }
 
 std::shared_ptr<HeadWork> HeadModel::compute(std::shared_ptr<const LayerContext> layer, int head) const {

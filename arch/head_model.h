@@ -2,13 +2,16 @@
 // The functional datapath of one head ("functional first, then time"): when a head is
 // loaded, every row goes through the units' pure functions on the trace's real data -
 // the candidate generator (C_i), the QK unit (score_row: scores, filter, row cost), the
-// softmax (attn::softmax) and the AV unit (attn::weighted_sum) - and what the timed units
-// need is kept per row in HeadWork::rows. Rows are independent, so they are spread over
-// threads; nothing depends on the number of threads.
+// softmax (attn::softmax), the AV unit (attn::weighted_sum) and, when on, the low-rank
+// unit's combination - and what the timed units need is kept per row in HeadWork::rows.
+// A generator that attends aggregates itself (Treeformer TC) gives the row's output
+// instead of a candidate list. Rows are independent, so they are spread over threads;
+// nothing depends on the number of threads.
 //
 // Quality measurement is not the hardware's: the top level (sim/) hands a QualityMeter
 // down, and the model calls it on every finished row. Without one, no quality is measured.
 #include "arch/candidates.h"
+#include "arch/lowrank_unit.h"
 #include "arch/pipeline.h"
 #include "arch/qk_unit.h"
 
@@ -36,8 +39,10 @@ class QualityMeter {
 
 class HeadModel {
  public:
-  // `quality` may be null (quality off). The generator and the meter must outlive the model.
-  HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const QualityMeter* quality, int threads);
+  // `lowrank` may be null (the low-rank unit off), `quality` too (quality off). The
+  // generator, the low-rank model and the meter must outlive the model.
+  HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const LowRankModel* lowrank,
+            const QualityMeter* quality, int threads);
 
   // Head `head` of `layer`: its candidates, every row's outcome, the FCA scores (when the
   // layer collects them). Throws what the units' functions throw on bad data.
@@ -48,10 +53,11 @@ class HeadModel {
   const QkSetup& qk() const { return qk_; }
 
  private:
-  void compute_rows(HeadWork& w, const HeadQuality* quality, int begin, int end) const;
+  void compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, int begin, int end) const;
 
   QkSetup qk_;
   const CandidateGenerator& candidates_;
+  const LowRankModel* lowrank_;
   const QualityMeter* quality_;
   int threads_;
 };

@@ -49,6 +49,11 @@ struct LayerContext {
   // FCA: head-mean attention probabilities over the active tokens, n x n, accumulated by
   // the functional model (each row written by one thread, heads one after another).
   std::shared_ptr<std::vector<double>> abar;
+  // Mechanism parameters the trace carries, per head (empty when it has none: the unit
+  // then uses its own, built or seeded): Treeformer trees, LSH directions, Performer W.
+  std::vector<TreeParams> trees;
+  std::vector<Matrix> lsh_directions;
+  std::vector<Matrix> performer;
 };
 
 // Cycles and action counts of one row in the QK unit, its comparator and its reuse
@@ -87,12 +92,16 @@ struct QkRowCost {
 // What the timed units need to know about one row, plus its quality contributions
 // (summed in row order by the write-back's sink, so results do not depend on threads).
 struct RowOutcome {
-  uint32_t candidates = 0;
-  uint32_t survivors = 0;
+  uint32_t candidates = 0;     // |C_i| (Treeformer TC: the path nodes attended)
+  uint32_t survivors = 0;      // what the softmax and the AV unit work on
+  uint32_t value_rows = 0;     // V rows the AV unit reads from the SRAM (TC: none, its node
+                               // sums are the tree engine's)
   uint64_t exact_scored = 0;
   QkRowCost qk;
+  uint64_t lowrank_macs = 0, lowrank_exps = 0;  // the low-rank unit's row work (when on)
   // quality (zero when quality is off, or for a coarse FCA token, which has no reference)
   bool measured = false;
+  bool has_mass = true;        // false for TC rows: mass_recall is not defined for them
   double err_sq = 0, ref_sq = 0, mass = 0, qerr_sq = 0, qref_sq = 0;
 };
 
@@ -104,11 +113,16 @@ struct HeadWork {
   // freed once the head model has run.
   std::vector<int16_t> k_msb;  // K truncated to its P most significant planes (LATTE)
   std::vector<double> v_deq;   // dequantized V, M x d
+  std::vector<double> q_deq, k_deq;  // dequantized Q (N x d) and K (M x d), when a candidate
+                                     // generator or the low-rank unit needs them
   bool wide = false;           // accumulate in int64 (large B*d)
   double score_scale = 1.0;    // scale_q*scale_k/sqrt(d): integer score -> logit
 
   // The candidate generator's work on this head (its unit's cycles and counts).
   std::shared_ptr<const HeadCandidates> candidates;
+  uint64_t param_bytes = 0;    // per-head parameters the DMA loads with Q, K, V (trees,
+                               // LSH directions, Performer W) into their units' buffers
+  uint64_t lowrank_head_macs = 0, lowrank_head_exps = 0;  // the low-rank unit's key side
   // Per-row outcome of the head model, read by the timed units.
   std::vector<RowOutcome> rows;
 
@@ -141,6 +155,9 @@ struct RowData {
   uint64_t exact_scored = 0;        // keys whose score the unit computed exactly
   std::vector<double> probs;        // softmax over survivors
   std::vector<double> out;          // output row, d values
+  // True when `out` is the softmax and AV units' P.V over the survivors; false when another
+  // unit produced it (the low-rank combination, Treeformer TC).
+  bool plain_output = true;
 };
 
 // The write-back hands every finished row to a sink (sim/: filter statistics and

@@ -8,6 +8,7 @@
 #include "arch/gemm_engine.h"
 #include "arch/head_model.h"
 #include "arch/kernel_time.h"
+#include "arch/lowrank_unit.h"
 #include "arch/qk_unit.h"
 #include "arch/skim_controller.h"
 #include "arch/softmax_unit.h"
@@ -72,8 +73,11 @@ class Accelerator {
         encoder_(c.model.scope == ModelScope::encoder),
         skimming_(c.skim_controller.mode != SkimMode::off),
         gemm_present_(encoder_ || (skimming_ && c.skim_controller.predictor_unit == PredictorUnit::gemm_engine)),
-        generator_(make_candidate_generator(o.candidates, c.resolved)),
-        model_(c.qk_setup(), *generator_, c.quality.enabled ? &quality_ : nullptr, o.threads),
+        generator_(make_candidate_generator(o.candidates.empty() ? c.candidates.source : o.candidates, plan_.config)),
+        lowrank_params_(LowRankParams::table().from(plan_.config.at("lowrank_unit"))),
+        lowrank_(lowrank_params_),
+        model_(c.qk_setup(), *generator_, lowrank_params_.enabled ? &lowrank_ : nullptr,
+               c.quality.enabled ? &quality_ : nullptr, o.threads),
         dram_(c.dram),
         sram_(c.sram),
         free_slots_("free_slots", plan_.sram_slots),
@@ -89,6 +93,8 @@ class Accelerator {
     out_.total = now_cycles();
     if (recorder_) recorder_->finish();  // after the total: it steps the kernel one cycle on
     out_.modules = collect();
+    out_.config = plan_.config;
+    out_.from_trace = plan_.from_trace;
     out_.d_model = planner_.d_model();
     out_.d_ff = planner_.d_ff();
     if (out_.layers.size() != static_cast<size_t>(trace_.layers()))
@@ -115,9 +121,17 @@ class Accelerator {
       loaded_ = std::make_unique<sc_core::sc_fifo<std::shared_ptr<HeadWork>>>("loaded", plan_.sram_slots);
       candidate_unit_ = std::make_unique<CandidateStage>("candidate_unit", *generator_);
     }
+    if (lowrank_params_.enabled) {
+      summarized_ = std::make_unique<sc_core::sc_fifo<std::shared_ptr<HeadWork>>>("summarized", plan_.sram_slots);
+      lowrank_keys_ = std::make_unique<LowRankKeySide>("lowrank_keys", lowrank_params_);
+    }
     qk_ = std::make_unique<QkUnit>("qk_unit", c_.qk_setup(), sram_);
     softmax_ = std::make_unique<SoftmaxUnit>("softmax", c_.softmax);
     av_ = std::make_unique<AvUnit>("av_unit", c_.av_unit, c_.qk_unit.bits, sram_, free_slots_);
+    if (lowrank_params_.enabled) {
+      combined_ = std::make_unique<sc_core::sc_fifo<RowToken>>("combined", c_.pipeline.fifo_depth);
+      lowrank_rows_ = std::make_unique<LowRankQuerySide>("lowrank_rows", lowrank_params_);
+    }
     writeback_ = std::make_unique<Writeback>("writeback", c_.av_unit.output_bits, dram_, barrier_, sink_);
     gemm_ = std::make_unique<GemmEngine>("gemm_engine", c_.gemm_engine, c_.dram);
     skim_ = std::make_unique<SkimController>("skim_controller", c_.skim_controller, c_.model.hidden_bits, dram_);
@@ -130,19 +144,30 @@ class Accelerator {
   void wire() {
     scheduler_->layer_out(*layers_);
     dma_->layer_in(*layers_);
-    if (candidate_unit_) {
-      dma_->head_out(*loaded_);
-      candidate_unit_->in(*loaded_);
-      candidate_unit_->out(*heads_);
-    } else {
-      dma_->head_out(*heads_);
+    // The head path: DMA -> [candidate unit] -> [low-rank key side] -> QK unit.
+    std::vector<sc_core::sc_fifo<std::shared_ptr<HeadWork>>*> head_fifos;
+    std::vector<Stage<std::shared_ptr<HeadWork>>*> head_stages;
+    if (candidate_unit_) head_fifos.push_back(loaded_.get()), head_stages.push_back(candidate_unit_.get());
+    if (lowrank_keys_) head_fifos.push_back(summarized_.get()), head_stages.push_back(lowrank_keys_.get());
+    head_fifos.push_back(heads_.get());
+    dma_->head_out(*head_fifos.front());
+    for (size_t s = 0; s < head_stages.size(); ++s) {
+      head_stages[s]->in(*head_fifos[s]);
+      head_stages[s]->out(*head_fifos[s + 1]);
     }
     qk_->head_in(*heads_);
     qk_->row_out(*scored_);
     softmax_->in(*scored_);
     softmax_->out(*normalized_);
     av_->in(*normalized_);
-    av_->out(*outputs_);
+    // The row path: AV unit -> [low-rank query side] -> write-back.
+    if (lowrank_rows_) {
+      av_->out(*combined_);
+      lowrank_rows_->in(*combined_);
+      lowrank_rows_->out(*outputs_);
+    } else {
+      av_->out(*outputs_);
+    }
     writeback_->row_in(*outputs_);
     scheduler_->gemm_out(*gemm_jobs_);
     gemm_->in(*gemm_jobs_);
@@ -160,11 +185,13 @@ class Accelerator {
                                     TraceUnit::softmax, TraceUnit::av_unit, TraceUnit::writeback};
     if (gemm_present_) units.push_back(TraceUnit::gemm_engine);
     if (skimming_) units.push_back(TraceUnit::skim_controller);
-    if (candidate_unit_) units.push_back(TraceUnit::candidate_unit);
+    if (candidate_unit_) units.push_back(CandidateStage::trace_unit_of(*generator_));
+    if (lowrank_params_.enabled) units.push_back(TraceUnit::lowrank_unit);
     recorder_ = std::make_unique<ActivityRecorder>("activity_recorder", tracing, units);
     ActivityRecorder* r = recorder_.get();
     dma_->set_tracer(r);
     if (candidate_unit_) candidate_unit_->set_tracer(r);
+    if (lowrank_keys_) lowrank_keys_->set_tracer(r), lowrank_rows_->set_tracer(r);
     qk_->set_tracer(r);
     softmax_->set_tracer(r);
     av_->set_tracer(r);
@@ -196,6 +223,7 @@ class Accelerator {
     m.push_back(av_->activity());
     if (skimming_) m.push_back(skim_->activity());
     if (candidate_unit_) m.push_back(candidate_unit_->activity());
+    if (lowrank_keys_) m.push_back(lowrank_activity(*lowrank_keys_, *lowrank_rows_));
     if (gemm_present_) m.push_back(gemm_->activity());
     return m;
   }
@@ -213,6 +241,8 @@ class Accelerator {
   const RunPlan plan_;
   const bool encoder_, skimming_, gemm_present_;
   std::unique_ptr<CandidateGenerator> generator_;
+  LowRankParams lowrank_params_;
+  LowRankModel lowrank_;
   ExactAttentionQuality quality_;
   HeadModel model_;
   std::exception_ptr error_;
@@ -225,16 +255,18 @@ class Accelerator {
   SimOutcome out_;
 
   std::unique_ptr<sc_core::sc_fifo<std::shared_ptr<const LayerContext>>> layers_;
-  std::unique_ptr<sc_core::sc_fifo<std::shared_ptr<HeadWork>>> loaded_, heads_;
-  std::unique_ptr<sc_core::sc_fifo<RowToken>> scored_, normalized_, outputs_;
+  std::unique_ptr<sc_core::sc_fifo<std::shared_ptr<HeadWork>>> loaded_, summarized_, heads_;
+  std::unique_ptr<sc_core::sc_fifo<RowToken>> scored_, normalized_, combined_, outputs_;
   std::unique_ptr<sc_core::sc_fifo<GemmJob>> gemm_jobs_, gemm_done_;
   std::unique_ptr<sc_core::sc_fifo<SkimJob>> skim_jobs_, skim_done_;
 
   std::unique_ptr<Dma> dma_;
   std::unique_ptr<CandidateStage> candidate_unit_;
+  std::unique_ptr<LowRankKeySide> lowrank_keys_;
   std::unique_ptr<QkUnit> qk_;
   std::unique_ptr<SoftmaxUnit> softmax_;
   std::unique_ptr<AvUnit> av_;
+  std::unique_ptr<LowRankQuerySide> lowrank_rows_;
   std::unique_ptr<Writeback> writeback_;
   std::unique_ptr<GemmEngine> gemm_;
   std::unique_ptr<SkimController> skim_;

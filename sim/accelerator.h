@@ -2,13 +2,15 @@
 // The top level: builds the units from a resolved config, wires them with bounded FIFOs,
 // runs the SystemC kernel over a whole trace and collects what the units report.
 //
-//   layer scheduler ─(layers)─► DMA ══(heads)══► [candidate unit] ══► QK unit [comparator, reuse buffer]
-//     │   ▲    ▲ │                                        ══(rows)══► softmax ══► AV unit
+//   layer scheduler ─(layers)─► DMA ══(heads)══► [candidate unit] ══► [low-rank key side] ══► QK unit
+//     │   ▲    ▲ │                        (tree engine, LSH unit)              [comparator, reuse buffer]
+//     │   │    │ │                                        ══(rows)══► softmax ══► AV unit
 //     │   │    │ └─(skim jobs)─► skim controller                                 ║
 //     │   │    └─(GEMM jobs)──► GEMM engine                                       ║
-//     │   └──── layer barrier ◄── write-back ◄════════════(rows)══════════════════╝
+//     │   └──── layer barrier ◄── write-back ◄══ [low-rank query side] ◄═(rows)═══╝
 //   DMA, write-back and skim forwarding share the DRAM channel; Q/K/V live in SRAM slots.
-//   The candidate unit is there only when the candidate generator has hardware.
+//   The candidate unit is there only when the candidate generator has hardware, the
+//   low-rank unit's two pipelines only when it is enabled.
 //
 // One simulation per process (SystemC elaborates one design per process).
 #include "arch/candidates.h"
@@ -35,6 +37,8 @@ struct LayerRecord {
 };
 
 struct SimOutcome {
+  json config;      // the resolved config with what the trace decided (RunPlan::config)
+  json from_trace;  // the values the run took for keys the config left out (RunPlan::from_trace)
   Cycles total{0};
   std::vector<ModuleActivity> modules;  // in SEMANTICS §7 order, present units only
   std::vector<LayerRecord> layers;
@@ -48,8 +52,9 @@ struct SimOptions {
   // VCD and / or timeline of a window of the run (docs/tracing.md); null: none. The
   // outcome does not depend on it.
   const TraceOptions* tracing = nullptr;
-  // The candidate generator registered under this name (arch/candidates.h).
-  std::string candidates = "all";
+  // The candidate generator registered under this name (arch/candidates.h) instead of
+  // the config's candidates.source; empty: the config's.
+  std::string candidates;
 };
 
 // Simulates the whole trace. `metrics` receives every finished row. Throws ConfigError

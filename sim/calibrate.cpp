@@ -231,13 +231,9 @@ struct HeadMeasure {
   double rel_error = 0;
 };
 
-[[noreturn]] void config_error(const Config& c, const std::string& path, const std::string& rule) {
-  throw ConfigError(c.origin + ": " + path + ": " + rule);
-}
-
 // Layer l as `attnsim run` loads it. The trace's float copies are dropped: they only feed
 // quant_error, which calibration does not use.
-std::shared_ptr<LayerContext> load_context(const Config& c, const Trace& trace, int l) {
+std::shared_ptr<LayerContext> load_context(const Config& c, const RunPlan& plan, const Trace& trace, int l) {
   auto ctx = std::make_shared<LayerContext>();
   ctx->view = trace.layer(l, c.qk_unit.bits);
   ctx->causal = trace.causal();
@@ -248,6 +244,7 @@ std::shared_ptr<LayerContext> load_context(const Config& c, const Trace& trace, 
   }
   ctx->margin.assign(ctx->view.heads, 0);
   ctx->theta.assign(ctx->view.heads, 0);
+  load_mechanisms(plan, trace, l, *ctx);
   return ctx;
 }
 
@@ -340,17 +337,17 @@ int64_t margin_for_plateau(const MarginProfile& p, size_t k, const HeadGeometry&
 
 void require_latte(const Config& c) {
   if (c.qk_unit.mode != QkMode::latte)
-    config_error(c, "qk_unit.mode",
+    c.fail("qk_unit.mode",
                  "calibrate tunes the LATTE threshold and needs \"latte\", got \"" +
                      choice_name(qk_modes(), c.qk_unit.mode) + "\"");
 }
 
 // The config shapes that `attnsim run` checks, with the gammas still to be found.
-void require_fits(const Config& c, const Trace& trace) {
+RunPlan require_fits(const Config& c, const Trace& trace) {
   Config probe = c;
   probe.comparator.gamma = 1.0;
   probe.comparator.margin = json();
-  plan_run(probe, trace);
+  return plan_run(probe, trace);
 }
 
 json gamma_lists(const std::vector<std::vector<HeadCalibration>>& heads) {
@@ -383,11 +380,14 @@ void verify_written_config(const CalibrationResult& r, const Trace& trace,
 CalibrationResult calibrate(const Config& config, const Trace& trace, const CalibrationTarget& target,
                             int threads) {
   require_latte(config);
-  require_fits(config, trace);
+  const RunPlan plan = require_fits(config, trace);
   const QkSetup qk = config.qk_setup();
-  const std::unique_ptr<CandidateGenerator> generator = make_candidate_generator("all", config.resolved);
+  // The run's own candidates and low-rank unit: the figures are those `attnsim run` gives.
+  const std::unique_ptr<CandidateGenerator> generator = make_candidate_generator(config.candidates.source, plan.config);
+  const LowRankModel lowrank(LowRankParams::table().from(plan.config.at("lowrank_unit")));
   const ExactAttentionQuality quality;
-  const HeadModel model(qk, *generator, &quality, effective_threads(threads));
+  const HeadModel model(qk, *generator, config.lowrank_unit.enabled ? &lowrank : nullptr, &quality,
+                        effective_threads(threads));
   const int layers = trace.layers();
 
   CalibrationResult r;
@@ -399,7 +399,7 @@ CalibrationResult calibrate(const Config& config, const Trace& trace, const Cali
 
   // Pass 1: per head, the plateau that meets the global target on its own.
   for (int l = 0; l < layers; ++l) {
-    const std::shared_ptr<LayerContext> ctx = load_context(config, trace, l);
+    const std::shared_ptr<LayerContext> ctx = load_context(config, plan, trace, l);
     for (int h = 0; h < ctx->view.heads; ++h) {
       HeadWork w;
       w.layer = ctx;
@@ -431,7 +431,7 @@ CalibrationResult calibrate(const Config& config, const Trace& trace, const Cali
   double rel_sum = 0;
   int head_count = 0;
   for (int l = 0; l < layers; ++l) {
-    const std::shared_ptr<LayerContext> ctx = load_context(config, trace, l);
+    const std::shared_ptr<LayerContext> ctx = load_context(config, plan, trace, l);
     for (int h = 0; h < ctx->view.heads; ++h) {
       const MarginProfile& p = profiles[l][h];
       HeadCalibration hc;

@@ -333,6 +333,18 @@ void check_cross_field(const json& r, const Where& where) {
                                             "), got " + std::to_string(estimate_bits));
   if (qk.at("type") == "bit_parallel" && qk.at("mode") != "dense")
     where.fail("qk_unit.mode", "bit_parallel supports only \"dense\", got " + shown(qk.at("mode")));
+  const json& lowrank = r.at("lowrank_unit");
+  if (lowrank.contains("features") && lowrank.at("features").get<int>() % 2 != 0)
+    where.fail("lowrank_unit.features", "must be even (m/2 features of each sign), got " + shown(lowrank.at("features")));
+  const bool lowrank_on = lowrank.at("enabled").get<bool>();
+  const std::string source = r.at("candidates").at("source").get<std::string>();
+  if (source == "none" && !lowrank_on)
+    where.fail("candidates.source", "\"none\" scores no key: it needs lowrank_unit.enabled = true (pure low-rank attention)");
+  const bool tree_tc = source == "tree" && r.at("tree_engine").at("attention") == "tc";
+  if (tree_tc && lowrank_on)
+    where.fail("lowrank_unit.enabled", "needs the QK unit's survivors; tree_engine.attention \"tc\" attends node aggregates instead");
+  if (tree_tc && r.at("skim_controller").at("mode") == "fca")
+    where.fail("skim_controller.mode", "fca scores tokens by their attention probabilities; tree_engine.attention \"tc\" has none per key");
 }
 
 Config config_from_resolved(json resolved, const std::string& origin) {
@@ -353,11 +365,15 @@ const std::vector<ConfigSection>& config_sections() {
       {top_level_table().spec(), [](Config& c, const json& s) { top_level_table().load(c, s); }},
       section_of(DramParams::table(), &Config::dram),
       section_of(SramParams::table(), &Config::sram),
+      section_of(CandidatesParams::table(), &Config::candidates),
+      section_of(TreeEngineParams::table(), &Config::tree_engine),
+      section_of(LshUnitParams::table(), &Config::lsh_unit),
       section_of(QkUnitParams::table(), &Config::qk_unit),
       section_of(ComparatorParams::table(), &Config::comparator),
       section_of(ReuseBufferParams::table(), &Config::reuse_buffer),
       section_of(SoftmaxParams::table(), &Config::softmax),
       section_of(AvUnitParams::table(), &Config::av_unit),
+      section_of(LowRankParams::table(), &Config::lowrank_unit),
       section_of(SkimControllerParams::table(), &Config::skim_controller),
       section_of(GemmEngineParams::table(), &Config::gemm_engine),
       section_of(ModelParams::table(), &Config::model),
@@ -380,7 +396,10 @@ const std::vector<std::string>& cross_field_rules() {
   static const std::vector<std::string> rules = {
       "`qk_unit.estimate_bits` must be <= `qk_unit.bits` (P <= B).",
       "`qk_unit.type: \"bit_parallel\"` supports only `qk_unit.mode: \"dense\"`.",
-      "`comparator.margin`, when given, overrides `comparator.gamma`."};
+      "`comparator.margin`, when given, overrides `comparator.gamma`.",
+      "`lowrank_unit.features` must be even.",
+      "`candidates.source: \"none\"` needs `lowrank_unit.enabled: true`.",
+      "`tree_engine.attention: \"tc\"` (with `candidates.source: \"tree\"`) composes with neither the low-rank unit nor FCA."};
   return rules;
 }
 
@@ -394,7 +413,9 @@ Config resolve_config(const json& j, const std::string& origin,
   const json resolved = resolved_tree(root, where);
   check_schema_present(resolved, where);
   check_cross_field(resolved, where);
-  return config_from_resolved(resolved, origin);
+  Config c = config_from_resolved(resolved, origin);
+  c.overridden = overridden;
+  return c;
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
@@ -417,10 +438,18 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 
 Config default_config() { return resolve_config(json{{"schema", kConfigSchema}}, "<defaults>"); }
 
+std::string config_location(const std::string& origin, const std::string& path) {
+  return origin == Config::kSetOrigin ? origin + " " + path : origin + ": " + path;
+}
+
+void Config::fail(const std::string& key, const std::string& path, const std::string& rule) const {
+  throw ConfigError(config_location(origin_of(key), path) + ": " + rule);
+}
+
 double per_head_value(const json& value, int layer, int head, int layers, int heads,
                       const std::string& origin, const std::string& path) {
   const auto fail = [&](const std::string& at, const std::string& rule) -> void {
-    throw ConfigError(origin + ": " + at + ": " + rule);
+    throw ConfigError(config_location(origin, at) + ": " + rule);
   };
   if (value.is_number()) return value.get<double>();
   if (!value.is_array() || value.empty()) {

@@ -5,13 +5,17 @@
 // passed to the constructors. config_sections() is the one list of sections, in the
 // order of the module tree.
 #include "arch/av_unit.h"
+#include "arch/candidates.h"
 #include "arch/dram.h"
 #include "arch/gemm_math.h"
+#include "arch/lowrank_unit.h"
+#include "arch/lsh_unit.h"
 #include "arch/pipeline.h"
 #include "arch/qk_unit.h"
 #include "arch/skim_controller.h"
 #include "arch/softmax_unit.h"
 #include "arch/sram.h"
+#include "arch/tree_engine.h"
 #include "core/json_text.h"
 #include "core/params.h"
 #include "sim/energy.h"
@@ -19,6 +23,7 @@
 #include "sim/quality.h"
 
 #include <functional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -37,6 +42,7 @@ class ConfigError : public std::runtime_error {
 struct Config {
   json resolved;       // the whole tree, defaults filled in (echoed into the stats)
   std::string origin;  // file name used in messages ("<inline>" when not from a file)
+  std::set<std::string> overridden;  // the keys given by --set ("section.key")
   // top-level keys
   std::string schema;
   std::string description;
@@ -44,11 +50,15 @@ struct Config {
   // one member per section
   DramParams dram;
   SramParams sram;
+  CandidatesParams candidates;
+  TreeEngineParams tree_engine;
+  LshUnitParams lsh_unit;
   QkUnitParams qk_unit;
   ComparatorParams comparator;
   ReuseBufferParams reuse_buffer;
   SoftmaxParams softmax;
   AvUnitParams av_unit;
+  LowRankParams lowrank_unit;
   SkimControllerParams skim_controller;
   GemmEngineParams gemm_engine;
   ModelParams model;
@@ -57,6 +67,14 @@ struct Config {
   QualityParams quality;
 
   QkSetup qk_setup() const { return {qk_unit, comparator, reuse_buffer}; }
+  // Where the value of `key` came from: "--set" for an override, else the file.
+  const std::string& origin_of(const std::string& key) const { return overridden.count(key) ? kSetOrigin : origin; }
+  // A one-line ConfigError about config key `key` at JSON path `path` (default: the key),
+  // naming the file or the --set that gave it.
+  [[noreturn]] void fail(const std::string& key, const std::string& rule) const { fail(key, key, rule); }
+  [[noreturn]] void fail(const std::string& key, const std::string& path, const std::string& rule) const;
+
+  static inline const std::string kSetOrigin = "--set";
 };
 
 // One section of the config tree: its declarations and how it lands in a Config.
@@ -84,6 +102,9 @@ Config default_config();
 
 // Rules that involve more than one key, one line each (docs/config.md lists them).
 const std::vector<std::string>& cross_field_rules();
+
+// "c.json: path", or "--set path" when `origin` is Config::kSetOrigin.
+std::string config_location(const std::string& origin, const std::string& path);
 
 // A per-head value (gamma, margin, theta): scalar, list of H, or list of L lists of H.
 // Throws ConfigError naming the config path when the shape does not fit the trace.

@@ -20,8 +20,27 @@ constexpr const char* kSramAccess = "sram_access";
 constexpr const char* kReuseAccess = "reuse_access";
 constexpr const char* kDramBit = "dram_bit";
 
+// "sram_<kib>kib_<bits>b": one access of <bits> bits to an SRAM (bank) of <kib> KiB, from
+// the table's SRAM curve (a unit's own buffer of a size the table states).
+bool parse_sized_sram(const std::string& name, double* kib, int* bits) {
+  const std::string prefix = "sram_";
+  if (name.compare(0, prefix.size(), prefix) != 0) return false;
+  const size_t k = name.find("kib_", prefix.size());
+  if (k == std::string::npos || name.back() != 'b') return false;
+  const std::string kib_text = name.substr(prefix.size(), k - prefix.size());
+  const std::string bits_text = name.substr(k + 4, name.size() - k - 5);
+  if (kib_text.empty() || bits_text.empty()) return false;
+  for (char ch : kib_text + bits_text)
+    if (ch < '0' || ch > '9') return false;
+  *kib = std::stod(kib_text);
+  *bits = std::stoi(bits_text);
+  return *kib > 0 && *bits > 0;
+}
+
 bool is_derived_primitive(const std::string& name) {
-  return name == kSramAccess || name == kReuseAccess || name == kDramBit;
+  double kib;
+  int bits;
+  return name == kSramAccess || name == kReuseAccess || name == kDramBit || parse_sized_sram(name, &kib, &bits);
 }
 
 // Reads one table, remembering its origin so every error is "<origin>: <path>: <rule>".
@@ -93,7 +112,7 @@ void parse_primitives(const TableReader& r, const nlohmann::json& j, TechTable& 
   for (const auto& item : r.object(j, "primitives_pj", path).items()) {
     const std::string p = TableReader::join(path, item.key());
     if (is_derived_primitive(item.key()))
-      r.fail(p, "reserved name of a derived primitive (sram_access, reuse_access, dram_bit)");
+      r.fail(p, "reserved name of a derived primitive (sram_access, reuse_access, dram_bit, sram_<kib>kib_<bits>b)");
     if (!item.value().is_object()) r.fail(p, "must be an object {\"pj\": x, \"source\": \"...\"}");
     r.only_keys(item.value(), {"pj", "source"}, p);
     t.primitive_pj[item.key()] = r.number_member(item.value(), "pj", p);
@@ -380,13 +399,16 @@ double action_pj(const TechTable& t, const EnergyContext& ctx, const std::string
                       ": no recipe for this action (the " + module + " unit counts it)");
   double pj = 0;
   for (const auto& [primitive, multiplicity] : *recipe) {
-    double unit_pj;
+    double unit_pj, kib;
+    int bits;
     if (primitive == kSramAccess) {
       unit_pj = sram_access_pj(t, ctx.sram_bank_kib, ctx.sram_width_bits);
     } else if (primitive == kReuseAccess) {
       unit_pj = sram_access_pj(t, ctx.reuse_bank_kib, ctx.reuse_width_bits);
     } else if (primitive == kDramBit) {
       unit_pj = t.dram_pj_per_bit;
+    } else if (parse_sized_sram(primitive, &kib, &bits)) {
+      unit_pj = sram_access_pj(t, kib, bits);
     } else {
       const auto p = t.primitive_pj.find(primitive);
       if (p == t.primitive_pj.end())  // only reachable for hand-built tables: parse() rejects it

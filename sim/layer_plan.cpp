@@ -12,10 +12,6 @@ namespace attnsim {
 
 namespace {
 
-[[noreturn]] void config_error(const Config& c, const std::string& path, const std::string& rule) {
-  throw ConfigError(c.origin + ": " + path + ": " + rule);
-}
-
 int metadata_int(const Trace& trace, const std::string& key) {
   const auto& md = trace.metadata();
   const auto it = md.find(key);
@@ -46,24 +42,24 @@ void check_skim_fits_trace(const Config& c, const Trace& trace) {
   if (mode == SkimMode::off) return;
   for (int l = 1; l < trace.layers(); ++l)
     if (trace.shape(l).n != trace.shape(0).n || trace.shape(l).m != trace.shape(l).n)
-      config_error(c, "skim_controller.mode",
+      c.fail("skim_controller.mode",
                    "skimming needs self-attention layers with the same token count (layer " +
                        std::to_string(l) + " differs)");
   if (mode == SkimMode::fca && trace.causal())
-    config_error(c, "skim_controller.mode", "fca needs a bidirectional trace: coarse tokens have no causal position");
+    c.fail("skim_controller.mode", "fca needs a bidirectional trace: coarse tokens have no causal position");
   if (mode != SkimMode::transkimmer) return;
   for (int l = 0; l < trace.layers(); ++l) {
     const std::string layer = "layers." + std::to_string(l) + ".";
     if (c.skim_controller.source == SkimSource::trace && !trace.file().has(layer + "skim_keep"))
-      config_error(c, "skim_controller.source",
+      c.fail("skim_controller.source",
                    "\"trace\" needs " + layer + "skim_keep in " + trace.path() + ", which has none");
     if (c.skim_controller.source == SkimSource::predictor && (!trace.has_predictor(l) || !trace.has_hidden(l)))
-      config_error(c, "skim_controller.source",
+      c.fail("skim_controller.source",
                    "\"predictor\" needs " + layer + "hidden and " + layer + "skim_predictor.* in " +
                        trace.path());
     // The predictor's cost, the forwarded hidden states and the GEMMs all use D.
     if (c.skim_controller.source == SkimSource::predictor && trace.hidden_size(l) != resolve_d_model(c, trace))
-      config_error(c, "model.d_model",
+      c.fail("model.d_model",
                    "is " + std::to_string(resolve_d_model(c, trace)) + ", but " + layer + "hidden in " +
                        trace.path() + " has D = " + std::to_string(trace.hidden_size(l)));
   }
@@ -79,12 +75,12 @@ void resolve_thresholds(const Config& c, const Trace& trace, RunPlan& plan) {
     if (margin_given) plan.margin.emplace_back();
     for (int h = 0; h < heads; ++h) {
       plan.gamma.back().push_back(
-          per_head_value(c.comparator.gamma, l, h, trace.layers(), heads, c.origin, "comparator.gamma"));
+          per_head_value(c.comparator.gamma, l, h, trace.layers(), heads, c.origin_of("comparator.gamma"), "comparator.gamma"));
       plan.theta.back().push_back(static_cast<int64_t>(
-          per_head_value(c.comparator.theta, l, h, trace.layers(), heads, c.origin, "comparator.theta")));
+          per_head_value(c.comparator.theta, l, h, trace.layers(), heads, c.origin_of("comparator.theta"), "comparator.theta")));
       if (margin_given)
         plan.margin.back().push_back(static_cast<int64_t>(
-            per_head_value(c.comparator.margin, l, h, trace.layers(), heads, c.origin, "comparator.margin")));
+            per_head_value(c.comparator.margin, l, h, trace.layers(), heads, c.origin_of("comparator.margin"), "comparator.margin")));
     }
   }
 }
@@ -100,7 +96,7 @@ int sram_slots(const Config& c, const Trace& trace) {
       std::ostringstream msg;
       msg << "too small for one head's Q, K and V of layer " << l << " (need "
           << ceil_div(bits, 8 * 1024) << " KiB, have " << c.sram.capacity_kib << ")";
-      config_error(c, "sram.capacity_kib", msg.str());
+      c.fail("sram.capacity_kib", msg.str());
     }
     slots = std::min(slots, sram.slots_for(bits));
   }
@@ -113,19 +109,103 @@ void resolve_fca_keep(const Config& c, const Trace& trace, RunPlan& plan) {
   if (c.skim_controller.mode != SkimMode::fca) return;
   if (keep.is_array()) {
     if (static_cast<int>(keep.size()) != trace.layers())
-      config_error(c, "skim_controller.keep",
+      c.fail("skim_controller.keep",
                    "has " + std::to_string(keep.size()) + " values, the trace has " +
                        std::to_string(trace.layers()) + " layers");
     for (size_t l = 0; l < keep.size(); ++l) {
       if (!keep[l].is_number_integer())
-        config_error(c, "skim_controller.keep[" + std::to_string(l) + "]",
+        c.fail("skim_controller.keep", "skim_controller.keep[" + std::to_string(l) + "]",
                      "a list gives R_l, a token count: must be an integer, got " + shown(keep[l]));
       plan.keep_counts.push_back(keep[l].get<int64_t>());
     }
   }
   if (keep.is_number() && keep.get<double>() > 1.0)
-    config_error(c, "skim_controller.keep",
+    c.fail("skim_controller.keep",
                  "a single number is the fraction of each layer's tokens kept: must be <= 1, got " + shown(keep));
+}
+
+// One kind of per-head mechanism tensor (tree.{h}.w, lsh.{h}.proj, performer.{h}.w): none
+// in the trace, or one for every head of every layer, all with the same number of rows.
+// Returns those rows (0: none) and the first tensor's name.
+struct TensorRows {
+  int64_t rows = 0;
+  std::string first;
+};
+
+TensorRows per_head_rows(const Trace& trace, const std::string& kind, const std::string& part, const std::string& what) {
+  const auto name = [&](int l, int h) { return "layers." + std::to_string(l) + "." + kind + "." + std::to_string(h) + "." + part; };
+  bool any = false;
+  for (int l = 0; l < trace.layers() && !any; ++l)
+    for (int h = 0; h < trace.shape(l).heads && !any; ++h) any = trace.file().has(name(l, h));
+  TensorRows r;
+  if (!any) return r;
+  for (int l = 0; l < trace.layers(); ++l)
+    for (int h = 0; h < trace.shape(l).heads; ++h) {
+      const std::string n = name(l, h);
+      if (!trace.file().has(n))
+        throw TraceError(trace.path() + ": " + n + ": missing (the trace has " + what +
+                         " for other heads; every head of every layer needs one)");
+      const int64_t rows = trace.file().info(n).shape[0];
+      if (r.first.empty()) {
+        r.rows = rows;
+        r.first = n;
+      } else if (rows != r.rows) {
+        throw TraceError(trace.path() + ": " + n + ": " + std::to_string(rows) + " rows, but " + r.first + " has " +
+                         std::to_string(r.rows) + " (one " + what + " size per trace)");
+      }
+    }
+  return r;
+}
+
+// A size the config may give and the trace may fix: the config's must agree with the
+// trace's; without either, the default.
+int agreed_size(const Config& c, const std::optional<int>& configured, int from_trace, const std::string& key,
+                const std::string& trace_what, int fallback) {
+  if (configured && from_trace && *configured != from_trace)
+    c.fail(key, "is " + std::to_string(*configured) + ", but " + trace_what + " " + std::to_string(from_trace));
+  if (configured) return *configured;
+  return from_trace ? from_trace : fallback;
+}
+
+int depth_of_rows(int64_t rows) {
+  int depth = 0;
+  while ((int64_t{1} << depth) - 1 < rows) ++depth;
+  return depth;
+}
+
+// tree_engine.depth, lsh_unit.rounds, lowrank_unit.features: from the config, else from the
+// trace's tensors, else the defaults; written into plan.config.
+void resolve_mechanisms(const Config& c, const Trace& trace, RunPlan& plan) {
+  const std::string& source = c.candidates.source;
+  plan.config = c.resolved;
+  int depth = 0, rounds = 0, features = 0;
+  if (source == "tree") {
+    const TensorRows t = per_head_rows(trace, "tree", "w", "Treeformer trees");
+    plan.trace_trees = t.rows > 0;
+    if (plan.trace_trees) depth = depth_of_rows(t.rows);
+    depth = agreed_size(c, c.tree_engine.depth, depth, "tree_engine.depth",
+                        "the trace's trees (" + t.first + ") have depth", TreeEngineParams::kDefaultDepth);
+  }
+  if (source == "lsh") {
+    const TensorRows t = per_head_rows(trace, "lsh", "proj", "LSH directions");
+    plan.trace_lsh = t.rows > 0;
+    rounds = agreed_size(c, c.lsh_unit.rounds, static_cast<int>(t.rows), "lsh_unit.rounds",
+                         "the trace's LSH directions (" + t.first + ") number", LshUnitParams::kDefaultRounds);
+  }
+  if (c.lowrank_unit.enabled) {
+    const TensorRows t = per_head_rows(trace, "performer", "w", "Performer matrices");
+    plan.trace_performer = t.rows > 0;
+    features = agreed_size(c, c.lowrank_unit.features, static_cast<int>(2 * t.rows), "lowrank_unit.features",
+                           "the trace's Performer matrices (" + t.first + ") give m = 2 x rows =",
+                           LowRankParams::kDefaultFeatures);
+  }
+  plan.config["tree_engine"]["depth"] = depth ? depth : c.tree_engine.depth.value_or(TreeEngineParams::kDefaultDepth);
+  plan.config["lsh_unit"]["rounds"] = rounds ? rounds : c.lsh_unit.rounds.value_or(LshUnitParams::kDefaultRounds);
+  plan.config["lowrank_unit"]["features"] =
+      features ? features : c.lowrank_unit.features.value_or(LowRankParams::kDefaultFeatures);
+  if (depth && !c.tree_engine.depth) plan.from_trace["tree_engine.depth"] = depth;
+  if (rounds && !c.lsh_unit.rounds) plan.from_trace["lsh_unit.rounds"] = rounds;
+  if (features && !c.lowrank_unit.features) plan.from_trace["lowrank_unit.features"] = features;
 }
 
 int64_t resolve_margin(const RunPlan& plan, int l, int h, const HeadData& head, int d) {
@@ -138,6 +218,7 @@ int64_t resolve_margin(const RunPlan& plan, int l, int h, const HeadData& head, 
 RunPlan plan_run(const Config& c, const Trace& trace) {
   check_skim_fits_trace(c, trace);
   RunPlan plan;
+  resolve_mechanisms(c, trace, plan);
   plan.sram_slots = sram_slots(c, trace);
   resolve_thresholds(c, trace, plan);
   resolve_fca_keep(c, trace, plan);
@@ -147,6 +228,14 @@ RunPlan plan_run(const Config& c, const Trace& trace) {
   for (int l = 0; l < trace.layers(); ++l)
     plan.rows += static_cast<uint64_t>(trace.shape(l).heads) * trace.shape(l).n;
   return plan;
+}
+
+void load_mechanisms(const RunPlan& plan, const Trace& trace, int l, LayerContext& ctx) {
+  for (int h = 0; h < trace.shape(l).heads; ++h) {
+    if (plan.trace_trees) ctx.trees.push_back(trace.tree(l, h));
+    if (plan.trace_lsh) ctx.lsh_directions.push_back(trace.lsh_directions(l, h));
+    if (plan.trace_performer) ctx.performer.push_back(trace.performer(l, h));
+  }
 }
 
 LayerPlanner::LayerPlanner(const Config& c, const Trace& trace, const RunPlan& plan, Metrics& metrics)
@@ -209,6 +298,7 @@ LayerStart LayerPlanner::begin_layer(int l) {
     ctx->margin.push_back(resolve_margin(plan_, l, h, v.head[h], v.d));
     ctx->theta.push_back(plan_.theta[l][h]);
   }
+  load_mechanisms(plan_, trace_, l, *ctx);
   if (mode == SkimMode::fca) ctx->abar = std::make_shared<std::vector<double>>(static_cast<size_t>(v.n) * v.n, 0.0);
   start.active = v.n;
   active_.push_back(v.n);

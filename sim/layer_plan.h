@@ -30,6 +30,12 @@
 namespace attnsim {
 
 struct RunPlan {
+  // The resolved config with what the trace decides filled in (tree_engine.depth,
+  // lsh_unit.rounds, lowrank_unit.features): what the units are built from.
+  json config;
+  // Of those, the ones the config left out and a unit of the run uses, with the value the
+  // run took ({"tree_engine.depth": 4}): the stats report them as config_from_trace.
+  json from_trace = json::object();
   int d_model = 0, d_ff = 0;  // D and d_ff: config, else trace metadata, else H*d and 4*D
   int sram_slots = 2;         // heads the SRAM holds at once (2: double buffering)
   uint64_t rows = 0;          // query rows of the unreduced trace (heads x N over layers)
@@ -40,11 +46,17 @@ struct RunPlan {
   // FCA: R_l per layer as given, or empty with keep_fraction set
   std::vector<int64_t> keep_counts;
   double keep_fraction = 0;
+  // Mechanism parameters the layer planner loads from the trace for every head (else the
+  // units build or draw their own).
+  bool trace_trees = false, trace_lsh = false, trace_performer = false;
 };
 
 // Resolves and checks the plan. Throws ConfigError (config path) or TraceError (a bad
 // metadata value).
 RunPlan plan_run(const Config& config, const Trace& trace);
+
+// The mechanism parameters of layer l that the plan takes from the trace, into `ctx`.
+void load_mechanisms(const RunPlan& plan, const Trace& trace, int l, LayerContext& ctx);
 
 struct LayerStart {
   std::shared_ptr<LayerContext> context;

@@ -61,7 +61,8 @@ void ExactHeadQuality::measure_plain(const RowData& row, RowOutcome& out, std::v
   const int n = visible_key_count(row.row, w_.m(), w_.layer->causal);
   // Candidates are ascending ids among the visible keys: as many means every one of them.
   const bool candidates_all = static_cast<int>(row.candidates.size()) == n;
-  const bool all_survive = candidates_all && row.survivor_ids.size() == row.candidates.size();
+  const bool all_survive =
+      row.plain_output && candidates_all && row.survivor_ids.size() == row.candidates.size();
   // scratch layout: [exact probs n | exact out d | float logits n | float probs n | float out d]
   scratch.resize(3 * static_cast<size_t>(n) + 2 * d);
   double* probs = scratch.data();

@@ -8,7 +8,7 @@
 
 namespace attnsim {
 
-EnergyContext energy_context(const Config& c, Cycles total) {
+EnergyContext energy_context(const Config& c, const nlohmann::json& resolved, Cycles total) {
   EnergyContext ctx;
   ctx.sram_bank_kib = static_cast<double>(c.sram.capacity_kib) / c.sram.banks;
   ctx.sram_width_bits = c.sram.width_bits;
@@ -19,7 +19,7 @@ EnergyContext energy_context(const Config& c, Cycles total) {
   ctx.node_scale = c.energy.node_scale;
   ctx.clock = Clock(c.clock_ghz);
   ctx.total = total;
-  ctx.config = c.resolved;  // static power scales with the sizes in it (docs/energy.md)
+  ctx.config = resolved;  // static power scales with the sizes in it (docs/energy.md)
   return ctx;
 }
 
@@ -71,6 +71,7 @@ nlohmann::json make_stats(const Config& c, const nlohmann::json& trace_info, con
   nlohmann::json s;
   s["schema"] = kStatsSchema;
   s["config"] = c.resolved;
+  if (!out.from_trace.is_null() && !out.from_trace.empty()) s["config_from_trace"] = out.from_trace;
   s["trace"] = trace_info;
 
   nlohmann::json by_module = nlohmann::json::object();
@@ -108,7 +109,7 @@ nlohmann::json layers_json(const Config& c, const TechTable& tech, const SimOutc
     const LayerRecord& r = out.layers[l];
     const std::vector<ModuleActivity> delta =
         difference(r.modules_at_end, l == 0 ? nullptr : &out.layers[l - 1].modules_at_end);
-    const double energy = total_energy(compute_energy(tech, delta, energy_context(c, r.end - r.start)));
+    const double energy = total_energy(compute_energy(tech, delta, energy_context(c, out.config, r.end - r.start)));
     layers.push_back({{"active_tokens", r.active_tokens},
                       {"cycles", {{"start", r.start.count()}, {"end", r.end.count()}, {"total", (r.end - r.start).count()}}},
                       {"energy_pj", energy}});
@@ -167,7 +168,7 @@ std::string text_summary(const nlohmann::json& s) {
   const auto& q = s["quality"];
   if (q.contains("rel_error")) {
     os << "quality   rel_error " << q["rel_error"].get<double>() << ", mass_recall "
-       << fixed(q["mass_recall"].get<double>(), 6);
+       << (q["mass_recall"].is_number() ? fixed(q["mass_recall"].get<double>(), 6) : std::string("n/a (TC)"));
     if (q.contains("quant_error")) os << ", quant_error " << q["quant_error"].get<double>();
     os << "\n";
   }

@@ -18,8 +18,9 @@ namespace attnsim {
 inline constexpr const char* kStatsSchema = "attnsim.stats/1";
 
 // The energy model's view of a run of `total` cycles on `config` (storage geometry, clock,
-// node scale, sizes for static power).
-EnergyContext energy_context(const Config& config, Cycles total);
+// node scale, sizes for static power); `resolved` is the config as the run resolved it
+// (SimOutcome::config: with what the trace decided).
+EnergyContext energy_context(const Config& config, const nlohmann::json& resolved, Cycles total);
 double total_energy(const std::map<std::string, ModuleEnergy>& energy);
 
 // Assembles the stats document from the parts (also used by tests).

@@ -39,7 +39,8 @@ constexpr int64_t kMaxPredictorWork = int64_t{1} << 34;    // tokens x D^2 MACs 
 Rng stream(uint64_t seed, int layer, int head, uint64_t purpose) { return rng_stream(seed, layer, head, purpose); }
 
 enum Purpose : uint64_t {
-  kLayerGains = 1, kShape = 2, kContent = 3, kValues = 4, kHidden = 5, kPredictor = 6
+  kLayerGains = 1, kShape = 2, kContent = 3, kValues = 4, kHidden = 5, kPredictor = 6,
+  kTrees = 7, kLsh = 8, kPerformer = 9
 };
 
 // ---------------------------------------------------------------------------------------
@@ -94,6 +95,13 @@ void validate(const SynthOptions& o) {
           std::string("dtype must be F32, F16, BF16 or I8 (got ") + dtype_name(o.dtype) + ")");
   require(std::isfinite(o.predictor_keep) && o.predictor_keep >= 0 && o.predictor_keep <= 1,
           "predictor-keep must be in [0, 1] (got " + format_double(o.predictor_keep) + ")");
+  require(o.tree_depth >= 0 && o.tree_depth <= 20, "trees must be a depth in 1..20 (0: none), got " +
+                                                      std::to_string(o.tree_depth));
+  require(o.lsh_rounds >= 0 && o.lsh_rounds <= 64, "lsh must be a number of rounds in 1..64 (0: none), got " +
+                                                       std::to_string(o.lsh_rounds));
+  require(o.performer_features >= 0 && o.performer_features <= 65536 && o.performer_features % 2 == 0,
+          "performer must be an even number of features in 2..65536 (0: none), got " +
+              std::to_string(o.performer_features));
   if (o.predictor) {
     const int64_t d_model = int64_t{o.heads} * o.head_dim;
     require(d_model >= 2 && d_model <= kMaxPredictorDModel,
@@ -642,6 +650,57 @@ const char* head_pattern_name(HeadPattern p) {
   return "?";
 }
 
+// Mechanism tensors (SynthOptions::tree_depth, lsh_rounds, performer_features) of one head.
+void split_node(const std::vector<float>& k, int d, int node, int levels, const std::vector<int>& ids, Rng& rng,
+                std::vector<float>& w, std::vector<float>& b) {
+  if (levels == 0) return;
+  for (int t = 0; t < d; ++t) w[size_t(node) * d + t] = static_cast<float>(rng.normal());
+  std::vector<double> proj;
+  for (int j : ids) {
+    double s = 0;
+    for (int t = 0; t < d; ++t) s += double(w[size_t(node) * d + t]) * k[size_t(j) * d + t];
+    proj.push_back(s);
+  }
+  double median = 0;
+  if (!proj.empty()) {
+    std::vector<double> sorted = proj;
+    std::sort(sorted.begin(), sorted.end());
+    median = (sorted[(sorted.size() - 1) / 2] + sorted[sorted.size() / 2]) / 2;
+  }
+  b[node] = static_cast<float>(-median);
+  std::vector<int> left, right;
+  for (size_t x = 0; x < ids.size(); ++x) (proj[x] - median < 0 ? left : right).push_back(ids[x]);
+  split_node(k, d, 2 * node + 1, levels - 1, left, rng, w, b);
+  split_node(k, d, 2 * node + 2, levels - 1, right, rng, w, b);
+}
+
+void add_mechanisms(SafetensorsWriter& w, const SynthOptions& o, int l, int h, const std::vector<float>& k) {
+  const int d = o.head_dim;
+  const std::string prefix = "layers." + std::to_string(l) + ".";
+  const std::string head = "." + std::to_string(h) + ".";
+  const auto gaussian = [&](uint64_t purpose, int rows) {
+    Rng rng = stream(o.seed, l, h, purpose);
+    std::vector<float> x(size_t(rows) * d);
+    for (float& v : x) v = static_cast<float>(rng.normal());
+    return x;
+  };
+  if (o.tree_depth > 0) {
+    const int nodes = (1 << o.tree_depth) - 1;
+    std::vector<float> tw(size_t(nodes) * d), tb(nodes);
+    std::vector<int> all(o.tokens);
+    for (int j = 0; j < o.tokens; ++j) all[j] = j;
+    Rng rng = stream(o.seed, l, h, kTrees);
+    split_node(k, d, 0, o.tree_depth, all, rng, tw, tb);
+    w.add_float(prefix + "tree" + head + "w", DType::F32, {nodes, d}, tw);
+    w.add_float(prefix + "tree" + head + "b", DType::F32, {nodes}, tb);
+  }
+  if (o.lsh_rounds > 0)
+    w.add_float(prefix + "lsh" + head + "proj", DType::F32, {o.lsh_rounds, d}, gaussian(kLsh, o.lsh_rounds));
+  if (o.performer_features > 0)
+    w.add_float(prefix + "performer" + head + "w", DType::F32, {o.performer_features / 2, d},
+                gaussian(kPerformer, o.performer_features / 2));
+}
+
 // Cumulative keep masks (SynthOptions::skim_keep): one uniform draw per token, kept at
 // layer l while it stays below skim_keep^l.
 void add_skim_masks(SafetensorsWriter& w, const SynthOptions& o) {
@@ -677,6 +736,7 @@ void write_synthetic_trace(const SynthOptions& o, const std::string& path) {
       std::copy(b.t.k.begin(), b.t.k.end(), k.begin() + h * per_head);
       std::copy(b.t.v.begin(), b.t.v.end(), v.begin() + h * per_head);
       q_scales += (h ? "," : "") + format_double(b.q_scale);
+      add_mechanisms(w, o, l, h, b.t.k);
     }
     add_layer_tensor(w, o, l, "q", q);
     add_layer_tensor(w, o, l, "k", k);
@@ -686,6 +746,9 @@ void write_synthetic_trace(const SynthOptions& o, const std::string& path) {
   }
   if (o.skim_keep > 0.0) add_skim_masks(w, o);
   if (o.predictor) w.set_metadata("synth.predictor_keep", format_double(o.predictor_keep));
+  if (o.tree_depth > 0) w.set_metadata("synth.tree_depth", std::to_string(o.tree_depth));
+  if (o.lsh_rounds > 0) w.set_metadata("synth.lsh_rounds", std::to_string(o.lsh_rounds));
+  if (o.performer_features > 0) w.set_metadata("synth.performer_features", std::to_string(o.performer_features));
   w.set_metadata("model", o.model);
   w.set_metadata("source", "attnsim trace synth");
   w.set_metadata("causal", o.causal ? "true" : "false");

@@ -45,6 +45,15 @@ struct SynthOptions {
   // tokens that reach it (docs/traces.md). Needs D >= 2 and tokens x D^2 <= 2^34.
   bool predictor = false;
   double predictor_keep = 0.75;  // in [0, 1]; used with predictor
+  // Mechanism tensors (SEMANTICS §1), per layer and head, F32 (0: none):
+  //  - tree_depth D: Treeformer trees layers.{l}.tree.{h}.w [2^D-1, d] and .b [2^D-1]; each
+  //    node's w is Gaussian and its b = -(median of w . k over the keys that reach it), so
+  //    the head's keys fill the leaves evenly;
+  //  - lsh_rounds R: Gaussian LSH directions layers.{l}.lsh.{h}.proj [R, d];
+  //  - performer_features m (even): Gaussian Performer matrix layers.{l}.performer.{h}.w [m/2, d].
+  int tree_depth = 0;
+  int lsh_rounds = 0;
+  int performer_features = 0;
   std::string model = "synthetic";
 };
 

@@ -14,6 +14,17 @@ namespace attnsim {
 
 namespace {
 
+// A metric of the stats, NaN when absent or null (a Treeformer TC run has no mass_recall).
+double number_or_nan(const nlohmann::json& section, const char* key) {
+  const auto it = section.find(key);
+  return it != section.end() && it->is_number() ? it->get<double>() : std::nan("");
+}
+
+}  // namespace
+
+
+namespace {
+
 nlohmann::json read_stats(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error(path + ": cannot open stats file");
@@ -54,7 +65,7 @@ int cmd_compare(int argc, char** argv) {
       std::printf("%-28s %12.0f %8.2fx %14.1f %8.2fx %8.2f%% %9.4f %11.3g %9.4f\n", name.c_str(), cycles,
                   base_cycles / cycles, energy / 1000.0, base_energy / energy,
                   100.0 * s["filter"]["filtered_ratio"].get<double>(), s["filter"]["exact_ratio"].get<double>(),
-                  q.value("rel_error", 0.0), q.value("mass_recall", 0.0));
+                  number_or_nan(q, "rel_error"), number_or_nan(q, "mass_recall"));
     }
   } catch (const std::exception& e) {
     std::cerr << "attnsim: compare: " << e.what() << "\n";

@@ -147,6 +147,14 @@ po::options_description synth_options(SynthArgs& a) {
       ("predictor-keep", po::value<double>(&o.predictor_keep)->default_value(defaults.predictor_keep),
        "with --predictor: F such that each layer's predictor keeps 1 + round(F x (n - 1)) of "
        "the n tokens that reach it (token 0 always)")
+      ("trees", po::value<int>(&o.tree_depth)->default_value(defaults.tree_depth),
+       "if > 0: write Treeformer trees of this depth D per layer and head, "
+       "layers.{l}.tree.{h}.w [2^D-1, d] and .b (Gaussian splits through the median of the keys)")
+      ("lsh", po::value<int>(&o.lsh_rounds)->default_value(defaults.lsh_rounds),
+       "if > 0: write this many Gaussian LSH directions per layer and head, layers.{l}.lsh.{h}.proj")
+      ("performer", po::value<int>(&o.performer_features)->default_value(defaults.performer_features),
+       "if > 0 (even): write a Gaussian Performer matrix of m/2 rows per layer and head, "
+       "layers.{l}.performer.{h}.w")
       ("model", po::value<std::string>(&o.model)->default_value(defaults.model),
        "metadata 'model'")
       ("help,h", "show this help");

@@ -85,7 +85,7 @@ struct DmaHarness : sc_core::sc_module {
   SramBuffers sram{kSram};
   sc_core::sc_semaphore slots;
   std::unique_ptr<CandidateGenerator> all = make_candidate_generator("all", json::object());
-  HeadModel model{dense_setup(), *all, nullptr, 1};
+  HeadModel model{dense_setup(), *all, nullptr, nullptr, 1};
   Dma dma;
 
   std::shared_ptr<const LayerContext> layer;

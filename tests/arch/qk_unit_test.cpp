@@ -46,7 +46,7 @@ std::shared_ptr<LayerContext> one_dim_layer(int queries, const std::vector<int16
 
 std::vector<RowOutcome> model_rows(const QkSetup& s, std::shared_ptr<LayerContext> ctx) {
   const auto all = make_candidate_generator("all", json::object());
-  return HeadModel(s, *all, nullptr, 1).compute(ctx, 0)->rows;
+  return HeadModel(s, *all, nullptr, nullptr, 1).compute(ctx, 0)->rows;
 }
 
 }  // namespace

@@ -226,7 +226,7 @@ TEST_CASE("calibrate: margin profile of a hand-computed head, with and without r
   HeadWork work;
   work.layer = ctx;
   const auto all = make_candidate_generator("all", c.resolved);
-  HeadModel(c.qk_setup(), *all, nullptr, 1).compute(work);
+  HeadModel(c.qk_setup(), *all, nullptr, nullptr, 1).compute(work);
   CHECK(work.rows[0].candidates - work.rows[0].survivors == 2);
 }
 
@@ -298,7 +298,7 @@ TEST_CASE("calibrate: rel_error=0.02 keeps every head at or below the target and
   const QkSetup qk = config.qk_setup();
   const auto all = make_candidate_generator("all", config.resolved);
   const ExactAttentionQuality quality;
-  const HeadModel model(qk, *all, &quality, 1);
+  const HeadModel model(qk, *all, nullptr, &quality, 1);
   for (const auto& layer : r.heads) {
     auto ctx = std::make_shared<LayerContext>();
     ctx->view = trace.layer(layer[0].layer, 8);
@@ -364,7 +364,7 @@ TEST_CASE("calibrate: wrong mode or bad target or bad trace: one-line error and 
 
   const Config dense = config_with({"qk_unit.mode=\"dense\""});
   CHECK_THROWS_WITH(calibrate(dense, Trace(trace), parse_calibration_target("filtered_ratio=0.5")),
-                    Catch::StartsWith("test.json: qk_unit.mode:") && Catch::Contains("\"dense\""));
+                    Catch::StartsWith("--set qk_unit.mode:") && Catch::Contains("\"dense\""));
 
   const std::string dense_json = dir.file("dense.json");
   std::ofstream(dense_json) << R"({"schema": "attnsim.config/1", "qk_unit": {"mode": "early_term"}})";

@@ -164,14 +164,16 @@ TEST_CASE("45nm table: every module has a static entry and every counted action 
       {"softmax", {"max_compares", "exps", "sum_adds", "reciprocals", "normalizes"}},
       {"av_unit", {"macs"}},
       {"skim_controller", {"macs"}},
-      {"tree_engine", {"node_macs"}},
-      {"lsh_unit", {"projection_macs"}},
-      {"lowrank_unit", {"feature_macs", "exps"}},
+      {"tree_engine", {"split_macs", "node_reads", "node_writes", "sort_ops", "accumulate_adds", "score_macs",
+                       "divides", "node_sum_reads"}},
+      {"lsh_unit", {"projection_macs", "sort_ops", "merge_ops", "direction_writes"}},
+      {"lowrank_unit", {"macs", "exps", "divides"}},
       {"gemm_engine", {"macs"}}};
   CHECK(t.static_mw.size() == counted.size());
   CHECK(t.actions.size() == counted.size());
   EnergyContext ctx;
-  ctx.config = resolved();
+  // tree_engine.depth is absent until a run resolves it from the trace (RunPlan::config).
+  ctx.config = resolved({"tree_engine.depth=4"});
   for (const auto& [module, actions] : counted) {
     INFO(module);
     CHECK(t.static_mw.count(module) == 1);
@@ -521,20 +523,24 @@ TEST_CASE("45nm static power is 10% of peak dynamic power at its reference sizes
   CHECK(t.static_mw.at("gemm_engine") ==
         ten_percent(at("gemm_engine", "gemm_engine.rows") * at("gemm_engine", "gemm_engine.cols") *
                     pj("gemm_engine", "macs")));
-  // Fixed entries: DRAM at 64 bytes/cycle, the rest at an assumed 64-MAC datapath.
+  // Fixed entry: DRAM at 64 bytes/cycle.
   CHECK(t.static_scaling.count("dram") == 0);
   CHECK(t.static_mw.at("dram") == ten_percent(64 * 8 * pj("dram", "read_bits")));
-  for (const char* m : {"tree_engine", "lsh_unit"}) {
-    INFO(m);
-    CHECK(t.static_scaling.count(m) == 0);
-  }
   // The skim controller scales with its MAC array (skim_controller.macs_per_cycle).
   CHECK(t.static_mw.at("skim_controller") ==
         ten_percent(at("skim_controller", "skim_controller.macs_per_cycle") * pj("skim_controller", "macs")));
-  CHECK(t.static_mw.at("tree_engine") == ten_percent(64 * pj("tree_engine", "node_macs")));
-  CHECK(t.static_mw.at("lsh_unit") == ten_percent(64 * pj("lsh_unit", "projection_macs")));
+  // Tree engine: every routing stage's MACs, each with a node-parameter read.
+  CHECK(t.static_mw.at("tree_engine") ==
+        ten_percent(at("tree_engine", "tree_engine.depth") * at("tree_engine", "tree_engine.macs_per_stage") *
+                    (pj("tree_engine", "split_macs") + pj("tree_engine", "node_reads"))));
+  // LSH unit: its projection MACs and its 8-wide sorter (the default sorter_width).
+  CHECK(t.static_mw.at("lsh_unit") ==
+        ten_percent(at("lsh_unit", "lsh_unit.macs_per_cycle") * pj("lsh_unit", "projection_macs") +
+                    8 * pj("lsh_unit", "sort_ops")));
+  // Low-rank unit: two pipelines of MACs and 16 exps (the default exps_per_cycle) each.
   CHECK(t.static_mw.at("lowrank_unit") ==
-        ten_percent(64 * pj("lowrank_unit", "feature_macs") + pj("lowrank_unit", "exps")));
+        ten_percent(2 * (at("lowrank_unit", "lowrank_unit.macs_per_cycle") * pj("lowrank_unit", "macs") +
+                         16 * pj("lowrank_unit", "exps"))));
 }
 
 TEST_CASE("static scaling errors name the table path") {

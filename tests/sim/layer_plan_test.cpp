@@ -72,18 +72,21 @@ TEST_CASE("the plan resolves every per-head value once per (layer, head)") {
 
 TEST_CASE("a config that does not fit the trace fails before the run, naming the key") {
   const Trace trace(write_trace());
+  // Keys given by an override are named as --set; the others by the file.
   CHECK(plan_error(config({"comparator.gamma=[0.1,0.2,0.3]"}), trace) ==
-        "c.json: comparator.gamma: has 3 values, the trace has 2 heads");
+        "--set comparator.gamma: has 3 values, the trace has 2 heads");
   CHECK(plan_error(config({"comparator.theta=[[1,2]]"}), trace) ==
-        "c.json: comparator.theta: has 1 lists, the trace has 2 layers");
+        "--set comparator.theta: has 1 lists, the trace has 2 layers");
   CHECK(plan_error(config({"skim_controller.mode=fca", "skim_controller.keep=[2,2,2]"}), trace) ==
-        "c.json: skim_controller.keep: has 3 values, the trace has 2 layers");
+        "--set skim_controller.keep: has 3 values, the trace has 2 layers");
   CHECK(plan_error(config({"skim_controller.mode=fca", "skim_controller.keep=1.5"}), trace) ==
-        "c.json: skim_controller.keep: a single number is the fraction of each layer's tokens kept: must be "
+        "--set skim_controller.keep: a single number is the fraction of each layer's tokens kept: must be "
         "<= 1, got 1.5");
   const Trace plain(write_trace(false));
   CHECK(plan_error(config({"skim_controller.mode=transkimmer"}), plain) ==
         "c.json: skim_controller.source: \"trace\" needs layers.0.skim_keep in " + plain.path() + ", which has none");
+  const Config from_file = resolve_config(json{{"schema", kConfigSchema}, {"comparator", {{"gamma", {0.1, 0.2, 0.3}}}}}, "c.json");
+  CHECK(plan_error(from_file, trace) == "c.json: comparator.gamma: has 3 values, the trace has 2 heads");
 }
 
 TEST_CASE("each layer gets its heads' margins from gamma and the head's own scales") {

@@ -40,7 +40,7 @@ inline std::shared_ptr<HeadWork> hand_head(std::shared_ptr<const LayerContext> l
   for (uint32_t s : survivors) {
     RowOutcome o;
     o.candidates = s;
-    o.survivors = s;
+    o.survivors = o.value_rows = s;  // V rows read from the SRAM: the survivors'
     w->rows.push_back(o);
   }
   return w;

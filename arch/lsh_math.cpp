@@ -1,0 +1,83 @@
+#include "arch/lsh_math.h"
+
+#include "core/cycles.h"
+#include "core/random.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace attnsim::lsh {
+
+namespace {
+
+constexpr uint64_t kDirectionPurpose = 0x6c73686469726563ULL;  // "lshdirec"
+
+double dot(const double* a, const double* b, int d) {
+  double s = 0;
+  for (int t = 0; t < d; ++t) s += a[t] * b[t];
+  return s;
+}
+
+}  // namespace
+
+Matrix gaussian_directions(int rounds, int d, uint64_t seed, int layer, int head) {
+  Matrix u;
+  u.rows = rounds;
+  u.cols = d;
+  u.values.resize(static_cast<size_t>(rounds) * d);
+  Rng rng = rng_stream(seed, layer, head, kDirectionPurpose);
+  for (double& x : u.values) x = rng.normal();
+  return u;
+}
+
+std::vector<int32_t> clusters_on(const double* rows, int n, int d, const double* u, int cluster_size) {
+  std::vector<double> proj(n);
+  for (int i = 0; i < n; ++i) proj[i] = dot(rows + static_cast<size_t>(i) * d, u, d);
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return proj[a] < proj[b]; });
+  std::vector<int32_t> cluster(n);
+  for (int rank = 0; rank < n; ++rank) cluster[order[rank]] = rank / cluster_size;
+  return cluster;
+}
+
+HeadSets candidate_sets(const double* q, int n, const double* k, int m, int d, const Matrix& directions,
+                        int cluster_size, bool causal) {
+  HeadSets s;
+  s.candidates.assign(n, {});
+  s.merged.assign(n, 0);
+  std::vector<std::vector<std::vector<int32_t>>> members(directions.rows);  // [round][cluster] -> keys
+  std::vector<std::vector<int32_t>> query_cluster(directions.rows);
+  for (int r = 0; r < directions.rows; ++r) {
+    query_cluster[r] = clusters_on(q, n, d, directions.row(r), cluster_size);
+    const std::vector<int32_t> key_cluster = clusters_on(k, m, d, directions.row(r), cluster_size);
+    members[r].assign((m + cluster_size - 1) / cluster_size, {});
+    for (int j = 0; j < m; ++j) members[r][key_cluster[j]].push_back(j);  // ascending ids
+    s.cluster_sizes.emplace_back();
+    for (const auto& c : members[r]) s.cluster_sizes.back().push_back(static_cast<int32_t>(c.size()));
+  }
+  std::vector<int32_t> merged;
+  for (int i = 0; i < n; ++i) {
+    merged.clear();
+    for (int r = 0; r < directions.rows; ++r) {
+      const int c = query_cluster[r][i];
+      if (c >= static_cast<int>(members[r].size())) continue;  // N > M: no key cluster of that index
+      merged.insert(merged.end(), members[r][c].begin(), members[r][c].end());
+      s.merged[i] += members[r][c].size();
+    }
+    std::sort(merged.begin(), merged.end());
+    merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+    if (causal) merged.erase(std::upper_bound(merged.begin(), merged.end(), i), merged.end());
+    s.candidates[i] = merged;
+  }
+  return s;
+}
+
+uint64_t sort_cycles(uint64_t n, uint64_t width) {
+  if (n <= 1) return 0;
+  uint64_t passes = 0;
+  while ((uint64_t{1} << passes) < n) ++passes;  // ceil(log2 n)
+  return ceil_div(n, width) * passes;
+}
+
+}  // namespace attnsim::lsh
