@@ -5,8 +5,8 @@
 
 namespace attnsim::attn {
 
-void softmax(const int64_t* scores, int n, double c, double* probs) {
-  if (n == 0) return;
+SoftmaxSum softmax(const int64_t* scores, int n, double c, double* probs) {
+  if (n == 0) return {};
   const int64_t max_score = *std::max_element(scores, scores + n);
   double sum = 0.0;
   for (int j = 0; j < n; ++j) {
@@ -16,6 +16,7 @@ void softmax(const int64_t* scores, int n, double c, double* probs) {
   }
   const double inv = 1.0 / sum;
   for (int j = 0; j < n; ++j) probs[j] *= inv;
+  return {max_score, sum};
 }
 
 void softmax_real(const double* logits, int n, double* probs) {

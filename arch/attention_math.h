@@ -17,8 +17,13 @@
 namespace attnsim::attn {
 
 // p_j = exp(c*s_j - c*max_s) / sum_k exp(c*s_k - c*max_s), j < n. c = scale_q*scale_k/sqrt(d).
-// n = 0 writes nothing.
-void softmax(const int64_t* scores, int n, double c, double* probs);
+// n = 0 writes nothing. Returns max_s and the sum (of exponentials relative to max_s), from
+// which another set of scores can join the same normalizer.
+struct SoftmaxSum {
+  int64_t max = 0;
+  double sum = 0.0;  // 0 for n = 0
+};
+SoftmaxSum softmax(const int64_t* scores, int n, double c, double* probs);
 
 // Same over real-valued logits (already scaled).
 void softmax_real(const double* logits, int n, double* probs);

@@ -89,7 +89,10 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
       out.survivors = out.value_rows = static_cast<uint32_t>(row.survivor_ids.size());
       out.exact_scored = row.exact_scored;
       row.probs.resize(out.survivors);  // softmax unit
-      attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
+      const attn::SoftmaxSum sum =
+          attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
+      row.softmax_max = sum.max;
+      row.softmax_sum = sum.sum;
       row.out.resize(d);  // AV unit
       attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
                          row.out.data());

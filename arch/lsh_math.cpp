@@ -62,10 +62,11 @@ HeadSets candidate_sets(const double* q, int n, const double* k, int m, int d, c
     for (int r = 0; r < directions.rows; ++r) {
       const int c = query_cluster[r][i];
       if (c >= static_cast<int>(members[r].size())) continue;  // N > M: no key cluster of that index
-      merged.insert(merged.end(), members[r][c].begin(), members[r][c].end());
+      const size_t before = merged.size();
+      merged.insert(merged.end(), members[r][c].begin(), members[r][c].end());  // ascending
+      std::inplace_merge(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(before), merged.end());
       s.merged[i] += members[r][c].size();
     }
-    std::sort(merged.begin(), merged.end());
     merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
     if (causal) merged.erase(std::upper_bound(merged.begin(), merged.end(), i), merged.end());
     s.candidates[i] = merged;

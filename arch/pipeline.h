@@ -154,6 +154,8 @@ struct RowData {
   std::vector<int64_t> survivor_scores;
   uint64_t exact_scored = 0;        // keys whose score the unit computed exactly
   std::vector<double> probs;        // softmax over survivors
+  int64_t softmax_max = 0;          // its largest score and its sum of exponentials
+  double softmax_sum = 0;           //   relative to it (attn::SoftmaxSum)
   std::vector<double> out;          // output row, d values
   // True when `out` is the softmax and AV units' P.V over the survivors; false when another
   // unit produced it (the low-rank combination, Treeformer TC).

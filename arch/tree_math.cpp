@@ -12,12 +12,24 @@ namespace attnsim::tree {
 namespace {
 
 constexpr uint64_t kBuildPurpose = 0x7472656562756c64ULL;  // "treebuld"
-constexpr int kPowerSteps = 32;
+constexpr int kPowerSteps = 4;
+constexpr size_t kPcaSample = 128;  // the direction is estimated on at most this many keys
 
 double dot(const double* a, const double* b, int d) {
   double s = 0;
   for (int t = 0; t < d; ++t) s += a[t] * b[t];
   return s;
+}
+
+// The same product with four partial sums (vectorizable): for the power iteration only,
+// whose result needs no particular summation order (routing always uses dot()).
+double dot4(const double* a, const double* b, int d) {
+  double s[4] = {0, 0, 0, 0};
+  int t = 0;
+  for (; t + 4 <= d; t += 4)
+    for (int u = 0; u < 4; ++u) s[u] += a[t + u] * b[t + u];
+  for (; t < d; ++t) s[0] += a[t] * b[t];
+  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 bool normalize(std::vector<double>& v) {
@@ -35,14 +47,16 @@ std::vector<double> principal_direction(const double* keys, int d, const std::ve
   for (int32_t j : ids)
     for (int t = 0; t < d; ++t) mean[t] += keys[static_cast<size_t>(j) * d + t];
   for (double& x : mean) x /= static_cast<double>(ids.size());
-  std::vector<double> v = start, next(d), centred(d);
+  std::vector<double> centred(ids.size() * static_cast<size_t>(d));
+  for (size_t x = 0; x < ids.size(); ++x)
+    for (int t = 0; t < d; ++t) centred[x * d + t] = keys[static_cast<size_t>(ids[x]) * d + t] - mean[t];
+  std::vector<double> v = start, next(d);
   for (int step = 0; step < kPowerSteps; ++step) {
     std::fill(next.begin(), next.end(), 0.0);
-    for (int32_t j : ids) {
-      const double* x = keys + static_cast<size_t>(j) * d;
-      for (int t = 0; t < d; ++t) centred[t] = x[t] - mean[t];
-      const double c = dot(centred.data(), v.data(), d);
-      for (int t = 0; t < d; ++t) next[t] += c * centred[t];
+    for (size_t x = 0; x < ids.size(); ++x) {
+      const double* row = centred.data() + x * d;
+      const double c = dot4(row, v.data(), d);
+      for (int t = 0; t < d; ++t) next[t] += c * row[t];
     }
     if (!normalize(next)) return start;
     v.swap(next);
@@ -56,7 +70,10 @@ void split_node(const double* keys, int d, int node, int depth_left, const std::
   std::vector<double> start(d);
   for (double& x : start) x = rng.normal();
   if (!normalize(start)) start.assign(d, 0.0), start[0] = 1.0;
-  const std::vector<double> w = ids.size() >= 2 ? principal_direction(keys, d, ids, start) : start;
+  std::vector<int32_t> sample;  // every k-th key of the node, at most kPcaSample of them
+  const size_t stride = std::max<size_t>(1, (ids.size() + kPcaSample - 1) / kPcaSample);
+  for (size_t x = 0; x < ids.size(); x += stride) sample.push_back(ids[x]);
+  const std::vector<double> w = sample.size() >= 2 ? principal_direction(keys, d, sample, start) : start;
   std::copy(w.begin(), w.end(), t.w.values.begin() + static_cast<size_t>(node) * d);
   t.b[node] = 0.0;  // set below through the median of the projections
   std::vector<double> proj;
@@ -70,7 +87,7 @@ void split_node(const double* keys, int d, int node, int depth_left, const std::
   }
   t.b[node] = -median;
   std::vector<int32_t> left, right;
-  for (int32_t j : ids) (split_value(t, node, keys + static_cast<size_t>(j) * d) < 0 ? left : right).push_back(j);
+  for (size_t x = 0; x < ids.size(); ++x) (proj[x] + t.b[node] < 0 ? left : right).push_back(ids[x]);
   split_node(keys, d, 2 * node + 1, depth_left - 1, left, t, rng);
   split_node(keys, d, 2 * node + 2, depth_left - 1, right, t, rng);
 }

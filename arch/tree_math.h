@@ -22,7 +22,8 @@ int route(const TreeParams& t, const double* x, std::vector<int>* path = nullptr
 
 // A tree of depth D built from the keys [m x d] when the trace has none: at each node the
 // keys that reach it are split through the median of their projections on their principal
-// direction (power iteration from a seeded Gaussian start, 32 steps on the centred keys),
+// direction (power iteration from a seeded Gaussian start, 4 steps on the centred keys;
+// a node of more than 128 keys estimates it on every ceil(s/128)-th of them),
 // b = -median, so with distinct projections a node sends floor(s/2) of its s keys left.
 // A node reached by fewer than two keys, or by keys without spread, splits on the seeded
 // start direction (normalized) through the median (0 with no key). Start directions are

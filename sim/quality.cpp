@@ -48,11 +48,63 @@ class ExactHeadQuality : public HeadQuality {
 
  private:
   void measure_plain(const RowData& row, RowOutcome& out, std::vector<double>& scratch) const;
+  double narrowed_reference(const RowData& row, int n, double* probs, double* exact_out) const;
   void measure_reduced(const RowData& row, RowOutcome& out, std::vector<double>& scratch) const;
 
   const HeadWork& w_;
   std::vector<double> full_v_deq_;  // dequantized V of the unreduced layer (skimming)
 };
+
+// The reference of a row whose candidates a generator narrowed. No work twice: the QK
+// unit's model scored the candidates exactly already (row.exact), so only the other
+// visible keys are scored here; and when the output is the softmax and AV units' P.V over
+// the survivors (a softmax over a subset is the full softmax restricted and renormalized),
+// the survivors join the row's normalizer through their softmax sum, and the reference is
+// their exact mass times that output plus the other keys' part. Returns the survivors'
+// exact mass.
+double ExactHeadQuality::narrowed_reference(const RowData& row, int n, double* probs, double* exact_out) const {
+  const HeadData& data = w_.data();
+  const int d = w_.d();
+  thread_local std::vector<int64_t> scores;  // per thread, reused row after row
+  thread_local std::vector<int32_t> rest;
+  scores.resize(n);
+  rest.clear();
+  const int16_t* q = data.q.data() + static_cast<size_t>(row.row) * d;
+  for (int j = 0, c = 0; j < n; ++j) {
+    if (c < static_cast<int>(row.candidates.size()) && row.candidates[c] == j)
+      scores[j] = row.exact[c++];
+    else
+      scores[j] = qk::dot(q, data.k.data() + static_cast<size_t>(j) * d, d, w_.wide);
+  }
+  const bool from_output = row.plain_output && !row.survivor_ids.empty();
+  if (!from_output) {
+    attn::softmax(scores.data(), n, w_.score_scale, probs);
+    for (int j = 0; j < n; ++j) rest.push_back(j);
+    attn::weighted_sum(probs, rest.data(), n, w_.v_deq.data(), d, exact_out);
+    double mass = 0;
+    for (const int32_t id : row.survivor_ids) mass += probs[id];
+    return mass;
+  }
+  const int64_t top = *std::max_element(scores.begin(), scores.end());
+  const double c = w_.score_scale;
+  // The survivors' sum of exponentials relative to the row's largest score.
+  const double kept = row.softmax_sum * std::exp(c * static_cast<double>(row.softmax_max - top));
+  double total = kept;
+  for (int j = 0, s = 0; j < n; ++j) {
+    if (s < static_cast<int>(row.survivor_ids.size()) && row.survivor_ids[s] == j) {
+      ++s;
+      continue;
+    }
+    rest.push_back(j);
+    probs[rest.size() - 1] = std::exp(c * static_cast<double>(scores[j] - top));
+    total += probs[rest.size() - 1];
+  }
+  for (size_t x = 0; x < rest.size(); ++x) probs[x] /= total;
+  attn::weighted_sum(probs, rest.data(), static_cast<int>(rest.size()), w_.v_deq.data(), d, exact_out);
+  const double mass = kept / total;
+  for (int t = 0; t < d; ++t) exact_out[t] += mass * row.out[t];
+  return mass;
+}
 
 void ExactHeadQuality::measure_plain(const RowData& row, RowOutcome& out, std::vector<double>& scratch) const {
   out.measured = true;
@@ -67,29 +119,26 @@ void ExactHeadQuality::measure_plain(const RowData& row, RowOutcome& out, std::v
   scratch.resize(3 * static_cast<size_t>(n) + 2 * d);
   double* probs = scratch.data();
   double* exact_out = probs + n;
-  const double* reference;
-  if (all_survive) {
-    // Every key survived: the accelerator ran the very same arithmetic on the same
-    // values, so its probabilities and output are the exact ones bit for bit.
-    std::copy(row.probs.begin(), row.probs.end(), probs);
-    reference = row.out.data();
+  const double* reference = exact_out;
+  double mass = 0;
+  if (!candidates_all) {
+    mass = narrowed_reference(row, n, probs, exact_out);
   } else {
-    std::vector<int64_t> own;
-    const int64_t* scores = row.exact.data();
-    if (!candidates_all) {
-      exact_scores(data, row.row, n, d, w_.wide, own);
-      scores = own.data();
+    if (all_survive) {
+      // Every key survived: the accelerator ran the very same arithmetic on the same
+      // values, so its probabilities and output are the exact ones bit for bit.
+      std::copy(row.probs.begin(), row.probs.end(), probs);
+      reference = row.out.data();
+    } else {
+      std::vector<int32_t> ids(n);
+      for (int j = 0; j < n; ++j) ids[j] = j;
+      attn::softmax(row.exact.data(), n, w_.score_scale, probs);
+      attn::weighted_sum(probs, ids.data(), n, w_.v_deq.data(), d, exact_out);
     }
-    std::vector<int32_t> ids(n);
-    for (int j = 0; j < n; ++j) ids[j] = j;
-    attn::softmax(scores, n, w_.score_scale, probs);
-    attn::weighted_sum(probs, ids.data(), n, w_.v_deq.data(), d, exact_out);
-    reference = exact_out;
+    for (const int32_t id : row.survivor_ids) mass += probs[id];
   }
   out.err_sq = attn::squared_distance(row.out.data(), reference, d);
   out.ref_sq = attn::squared_norm(reference, d);
-  double mass = 0;
-  for (const int32_t id : row.survivor_ids) mass += probs[id];
   out.mass = mass;
 
   if (data.q_float.empty()) return;
