@@ -81,6 +81,20 @@ GEN_TRACES = [
     ("gen_hand_n5m12", dict(GEN, handmade=True, layers=1, heads=3, seed=27, dtype="f32",
                             causal=False, queries=5, keys=12, head_dim=6, trees=3, lsh=3,
                             performer=4)),
+    ("gen_hand_causal", dict(GEN, handmade=True, layers=1, heads=3, seed=28, dtype="f32",
+                             causal=True, queries=19, keys=19, head_dim=6, trees=2, lsh=2,
+                             performer=6, key_norms=(0.05, 80.0))),
+]
+
+# Known disagreements (run with --known): the simulator is believed wrong here, see
+# docs/reference.md. Causal head 1 with key norms shrinking along the sequence: the early
+# keys' log-features lie far (> 745) below the head's largest, and the low-rank prefix sums
+# of the early rows underflow to 0 in the simulator (one shift per feature for the whole
+# head), so those rows lose their low-rank estimate (rows without survivors output zeros).
+KNOWN_TRACES = [
+    ("gen_hand_shrinking", dict(GEN, handmade=True, layers=1, heads=3, seed=29, dtype="f32",
+                                causal=True, queries=11, keys=11, head_dim=6, trees=2, lsh=2,
+                                performer=8, key_norms=(80.0, 0.02))),
 ]
 
 
@@ -131,10 +145,11 @@ def handmade(path, opts):
 
 
 def handmade_generators(path, opts):
-    """Cross-attention (N != M) with trees, LSH directions and a Performer matrix, edges
-    synth does not produce: head 0 plain Gaussian; head 1 of large norms (scores and
-    log-features far beyond exp's range: the low-rank combination must be evaluated
-    stably); head 2 with exact ties: coordinates 0 and 1 equal in half of the rows and
+    """Trees, LSH directions and a Performer matrix on edges synth does not produce:
+    cross-attention (N != M) or causal self-attention; head 0 plain Gaussian; head 1 of
+    large norms (scores and log-features far beyond exp's range: the low-rank combination
+    must be evaluated stably), with key norms from key_norms[0] to key_norms[1] along the
+    sequence; head 2 with exact ties: coordinates 0 and 1 equal in half of the rows and
     split node 0 / LSH direction 0 equal to e_0 - e_1 (w . x + b exactly 0: not < 0, so
     right; equal projections: ranks by index)."""
     rng = np.random.default_rng(opts["seed"])
@@ -143,7 +158,7 @@ def handmade_generators(path, opts):
     k = rng.standard_normal((heads, m, d)).astype(np.float32)
     v = rng.standard_normal((heads, m, d)).astype(np.float32)
     q[1] *= np.float32(40.0)
-    k[1] *= np.float32(40.0)
+    k[1] *= np.geomspace(*opts.get("key_norms", (40.0, 40.0)), m).astype(np.float32)[:, None]
     q[2, ::2, 1] = q[2, ::2, 0]
     k[2, ::2, 1] = k[2, ::2, 0]
     nodes = 2 ** opts["trees"] - 1
@@ -160,7 +175,7 @@ def handmade_generators(path, opts):
         t[f"layers.0.lsh.{h}.proj"] = proj
         t[f"layers.0.performer.{h}.w"] = rng.standard_normal(
             (opts["performer"] // 2, d)).astype(np.float32)
-    write_safetensors(path, t, {"model": "handmade", "causal": "false"})
+    write_safetensors(path, t, {"model": "handmade", "causal": "true" if opts["causal"] else "false"})
 
 
 def synth(attnsim, path, opts):
@@ -498,6 +513,8 @@ def main():
     parser.add_argument("--attnsim", required=True, help="path of the built attnsim binary")
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every run")
+    parser.add_argument("--known", action="store_true",
+                        help="also run the known disagreements (KNOWN_TRACES; they fail today)")
     args = parser.parse_args()
 
     start = time.time()
@@ -508,7 +525,8 @@ def main():
 
     print(f"{'trace':<14} {'config':<50} {'filtered':>14} {'qk busy':>9} {'planes':>8} "
           f"{'rel_error':>10} {'recall':>8}  result")
-    for trace_name, opts in TRACES + GEN_TRACES:
+    traces = TRACES + GEN_TRACES + (KNOWN_TRACES if args.known else [])
+    for trace_name, opts in traces:
         trace_path = os.path.join(workdir, f"{trace_name}.safetensors")
         synth(args.attnsim, trace_path, opts)
         configs = (generator_matrix if opts.get("generators") else config_matrix)(trace_path, opts)
@@ -570,7 +588,7 @@ def main():
         return 1
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\nOK: {runs} runs on {len(TRACES) + len(GEN_TRACES)} traces agree with the reference ({elapsed:.1f} s)")
+    print(f"\nOK: {runs} runs on {len(traces)} traces agree with the reference ({elapsed:.1f} s)")
     return 0
 
 
