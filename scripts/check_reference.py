@@ -17,7 +17,7 @@ of tree_engine, lsh_unit and lowrank_unit (absent when not configured).
 Prints one table line per run and exits 1 on any mismatch (with the exact field).
 See docs/reference.md.
 
-usage: /usr/bin/python3 scripts/check_reference.py --attnsim build/attnsim [--keep DIR] [-v]
+usage: /usr/bin/python3 scripts/check_reference.py --attnsim build/attnsim [--keep DIR] [-v] [--known]
 """
 import argparse
 import concurrent.futures
