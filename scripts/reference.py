@@ -1,18 +1,23 @@
 #!/usr/bin/python3
-"""Independent numpy reference for attnsim's QK unit (filtering, timing, quality).
+"""Independent numpy reference for attnsim's QK unit (filtering, timing, quality), the
+candidate generators (tree engine, LSH unit) and the low-rank unit.
 
-Written from /work/shared/spec/SEMANTICS.md (sections 1-4 and 7) and the project's docs
-(docs/trace-format.md, docs/config.md, docs/qk_unit.md), NOT from the simulator's C++,
-so that tests/reference (scripts/check_reference.py) compares two implementations.
-See docs/reference.md.
+Written from /work/shared/spec/SEMANTICS.md (sections 1-5 and 7) and the project's docs
+(docs/trace-format.md, docs/config.md, docs/qk_unit.md, docs/candidates.md), NOT from the
+simulator's C++, so that tests/reference (scripts/check_reference.py) compares two
+implementations. See docs/reference.md.
 
 usage: /usr/bin/python3 scripts/reference.py --trace T.safetensors \
            [--config-json '{"qk_unit": {...}, ...}' | --config-json cfg.json] --out ref.json
 
-The config may be partial (missing keys take the SEMANTICS section 6 defaults); a full
-resolved config (the `config` object of a stats file) works too. Only the QK-unit keys
-matter: qk_unit.{type,mode,bits,estimate_bits,lanes,lane_sync}, comparator.{gamma,
-margin,theta}, reuse_buffer.entries. Skim controllers are not modelled (they must be off).
+The config may be partial (missing keys take the SEMANTICS section 6 / docs/config.md
+defaults); a full resolved config (the `config` object of a stats file) works too. Keys
+read: qk_unit.{type,mode,bits,estimate_bits,lanes,lane_sync}, comparator.{gamma,margin,
+theta}, reuse_buffer.entries, candidates.source, tree_engine.{depth,attention,
+macs_per_stage,sort_ops_per_cycle}, lsh_unit.{rounds,cluster_size,macs_per_cycle,
+sorter_width}, lowrank_unit.{enabled,features,macs_per_cycle,exps_per_cycle}. Trees, LSH
+directions and Performer matrices must come from the trace (the simulator's built trees
+and seeded parameters are not modelled); skim controllers must be off.
 """
 import argparse
 import json
@@ -36,6 +41,11 @@ DEFAULTS = {
     "comparator": {"gamma": 0.01, "theta": 0},
     "reuse_buffer": {"entries": 4096},
     "skim_controller": {"mode": "off"},
+    # docs/config.md (depth, rounds and features: absent = the trace's tensors)
+    "candidates": {"source": "all"},
+    "tree_engine": {"attention": "tf", "macs_per_stage": 16, "sort_ops_per_cycle": 8},
+    "lsh_unit": {"cluster_size": 64, "macs_per_cycle": 64, "sorter_width": 8},
+    "lowrank_unit": {"enabled": False, "macs_per_cycle": 512, "exps_per_cycle": 16},
 }
 
 
@@ -188,8 +198,8 @@ def split_columns(matrix, width, fill):
 def latte_keep(estimates, valid, entries, margin):
     """Keep mask of the LATTE filter with reuse-buffer segments (SEMANTICS section 3).
 
-    Candidates are a prefix of the key axis (all keys, or 0..i), so a row's segments are
-    the key-index groups [s*entries, (s+1)*entries).
+    The candidates are a prefix of every row (rows compacted by `compact`: C_i in key
+    order), so a row's segments are the column groups [s*entries, (s+1)*entries).
     """
     lowest = np.iinfo(np.int64).min
     masked = np.where(valid, estimates, lowest)
@@ -253,49 +263,222 @@ def softmax_rows(logits, mask):
     return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
 
 
-# ------------------------------------------------------------------------ one head
+# -------------------------------------------------------------- candidate generators
+# docs/candidates.md and SEMANTICS sections 1 and 5. Only the mechanism tensors that the
+# trace carries are modelled: trees built by the simulator and seeded directions or
+# feature matrices come from its C++ PRNG and are covered by its unit tests instead.
 
 
-def simulate_head(q, k, v, scales, cfg, per_head_values, causal):
-    """All reference numbers of one (layer, head). q, k, v are int64 [rows, d]."""
+def index_order_dot(x, w):
+    """[n, d] x [k, d] -> [n, k] float64 dot products summed in index order t = 0..d-1."""
+    acc = np.zeros((x.shape[0], w.shape[0]))
+    for t in range(x.shape[1]):
+        acc = acc + x[:, t, None] * w[None, :, t]
+    return acc
+
+
+def tree_paths(x, w, b, depth):
+    """Heap node of every row of x at levels 0..D (column D is its leaf): node n sends x
+    left (child 2n + 1) iff w_n . x + b_n < 0, the dot product summed in index order."""
+    splits = index_order_dot(x, w) + b[None, :]
+    rows = np.arange(x.shape[0])
+    node = np.zeros(x.shape[0], dtype=np.int64)
+    path = [node]
+    for _ in range(depth):
+        node = 2 * node + np.where(splits[rows, node] < 0, 1, 2)
+        path.append(node)
+    return np.stack(path, axis=1)
+
+
+def tree_engine_cost(n, m, d, depth, te, attended=None):
+    """Busy cycles and counters of one head on the tree engine (TF, or TC with
+    `attended` path nodes)."""
+    counters = {"split_macs": (m + n) * depth * d, "node_reads": (m + n) * depth * (d + 1),
+                "node_writes": (2 ** depth - 1) * (d + 1)}
+    mps, ops = te["macs_per_stage"], te["sort_ops_per_cycle"]
+    if attended is None:
+        t = ceil_div(d, mps)
+        busy = (m + n + depth - 1) * t + 2 * ceil_div(m, ops) + ceil_div(2 ** depth, ops)
+        counters["sort_ops"] = 2 * m + 2 ** depth
+    else:  # D + 1 stages, a proportionate flow shop of M keys then N queries
+        t_k, t_q = ceil_div(3 * d, mps), ceil_div(2 * d, mps)
+        busy = m * t_k + n * t_q + depth * max(t_k, t_q)
+        counters.update({"accumulate_adds": m * (depth + 1) * 2 * d, "score_macs": d * attended,
+                         "divides": 2 * attended, "node_sum_reads": d * attended})
+    return {"busy": int(busy), "counters": counters}
+
+
+def tc_attention(qf, kf, vf, path_q, path_k, visible, d):
+    """Treeformer TC: query i attends, with one softmax, to the nodes of its path that some
+    key it may see reached; a node stands for the mean key and value of those keys.
+    Returns the outputs and the [n, D + 1] mask of attended path nodes."""
+    n, levels = path_q.shape
+    logits = np.zeros((n, levels))
+    vbar = np.zeros((n, levels, vf.shape[1]))
+    attended = np.zeros((n, levels), dtype=bool)
+    for level in range(levels):
+        member = (visible & (path_k[None, :, level] == path_q[:, level, None])).astype(np.float64)
+        count = member.sum(axis=1)
+        attended[:, level] = count > 0
+        denom = np.where(count > 0, count, 1.0)[:, None]
+        kbar = (member @ kf) / denom
+        vbar[:, level] = (member @ vf) / denom
+        logits[:, level] = (qf * kbar).sum(axis=1) / math.sqrt(d)
+    p = softmax_rows(logits, attended)
+    return np.einsum("nl,nlv->nv", p, vbar), attended
+
+
+def sort_cost(n, width):
+    """(cycles, element-passes) of the LSH unit's merge sort of n elements."""
+    if n < 2:
+        return 0, 0
+    passes = (n - 1).bit_length()  # ceil(log2 n)
+    return ceil_div(n, width) * passes, n * passes
+
+
+def lsh_clusters(projections, cluster_size):
+    """Cluster index = rank / c of every item, ranks by (projection, index)."""
+    order = np.argsort(projections, kind="stable")
+    rank = np.empty(len(projections), dtype=np.int64)
+    rank[order] = np.arange(len(projections))
+    return rank // cluster_size
+
+
+def lsh_candidates(qf, kf, proj, visible, lsh):
+    """Candidate mask and LSH-unit cost of one head (directions proj [R, d])."""
+    c, width = lsh["cluster_size"], lsh["sorter_width"]
+    n, m = qf.shape[0], kf.shape[0]
+    rounds, d = proj.shape
+    proj_q, proj_k = index_order_dot(qf, proj), index_order_dot(kf, proj)
+    key_clusters = ceil_div(m, c)
+    sizes = np.array([min(c, m - i * c) for i in range(key_clusters)], dtype=np.int64)
+    cand = np.zeros((n, m), dtype=bool)
+    reads = np.zeros(n, dtype=np.int64)  # u_i: keys read from the query's key clusters
+    busy = ceil_div(rounds * (n + m) * d, lsh["macs_per_cycle"])
+    sort_ops = 0
+    for r in range(rounds):
+        cq, ck = lsh_clusters(proj_q[:, r], c), lsh_clusters(proj_k[:, r], c)
+        cand |= cq[:, None] == ck[None, :]
+        for size in [n, m] + sizes.tolist():
+            cycles, ops = sort_cost(size, width)
+            busy += cycles
+            sort_ops += ops
+        reads += np.where(cq < key_clusters, sizes[np.minimum(cq, key_clusters - 1)], 0)
+    busy += int(ceil_div(reads, width).sum())
+    counters = {"projection_macs": rounds * (n + m) * d, "sort_ops": sort_ops,
+                "merge_ops": int(reads.sum()), "direction_writes": rounds * d}
+    return cand & visible, {"busy": int(busy), "counters": counters}
+
+
+def performer_log_features(x, w, d):
+    """log phi(x), phi(x) = exp([W x', -W x'] - |x'|^2 / 2) / sqrt(m), x' = x d^(-1/4)."""
+    xs = x * d ** -0.25
+    proj = xs @ w.T
+    base = -0.5 * (xs * xs).sum(axis=1, keepdims=True) - 0.5 * math.log(2 * w.shape[0])
+    return np.concatenate([proj, -proj], axis=1) + base
+
+
+def log_kernel(log_phi_q, log_phi_k):
+    """log(phi_i . phi_j) of every (query, key) pair, a log-sum-exp over the features."""
+    t = log_phi_q[:, None, :] + log_phi_k[None, :, :]
+    top = t.max(axis=2)
+    return top + np.log(np.exp(t - top[..., None]).sum(axis=2))
+
+
+def lowrank_output(logits, keep, visible, log_kappa, values):
+    """Scatterbrain's combination (SEMANTICS section 5). Because K_i is a subset of the
+    visible keys, sum_{K_i} (e - phi.phi) v + phi_i . sum_visible phi_j v_j equals
+    sum_{K_i} e v + sum_{visible \ K_i} phi_i.phi_j v_j (likewise the denominator): a
+    softmax over the visible keys of log-weights s_ij (survivors) or log(phi_i.phi_j)
+    (every other key). No cancellation, nothing overflows."""
+    log_weights = np.where(keep, logits, log_kappa)
+    return softmax_rows(log_weights, visible) @ values
+
+
+def lowrank_cost(n, m, d, features, survivors, causal, lr):
+    """Busy cycles (key side + query side) and counters of one head on the low-rank unit."""
+    a = (features // 2) * d + d + features * d + features
+    mpc, epc = lr["macs_per_cycle"], lr["exps_per_cycle"]
+    key_macs, key_exps = (0, 0) if causal else (m * a, m * features)
+    busy = max(ceil_div(key_macs, mpc), ceil_div(key_exps, epc))
+    row_macs = a + survivors * (features + d) + (a if causal else 0)
+    row_exps = features * (2 if causal else 1)
+    busy += int(np.maximum(ceil_div(row_macs, mpc), ceil_div(row_exps, epc)).sum())
+    counters = {"macs": int(key_macs + row_macs.sum()), "exps": int(key_exps + n * row_exps),
+                "divides": d * n}
+    return {"busy": int(busy), "counters": counters}
+
+
+def candidates_histogram(counts):
+    """filter.candidates_per_query: mean, max and power-of-two bins [0,0], [1,1], [2,3],
+    [4,7], ... up to the bin of the maximum."""
+    counts = np.asarray(counts, dtype=np.int64)
+    top = int(counts.max()) if counts.size else 0
+    bins = [(0, 0)]
+    while bins[-1][1] < top:
+        low = bins[-1][1] + 1
+        bins.append((low, 2 * low - 1))
+    return {"mean": float(counts.sum()) / counts.size if counts.size else 0.0, "max": top,
+            "histogram": [{"from": lo, "to": hi, "count": int(((counts >= lo) & (counts <= hi)).sum())}
+                          for lo, hi in bins]}
+
+
+# ------------------------------------------------------------------------ the QK unit
+
+
+def compact(cand):
+    """Left-align every row's candidates, in key order: ([n, W] key columns, [n, W] valid
+    mask), W = max |C_i| (at least 1). The QK unit's segments and tiles are then column
+    groups of the compacted rows."""
+    counts = cand.sum(axis=1)
+    width = max(1, int(counts.max()) if counts.size else 1)
+    cols = np.argsort(~cand, axis=1, kind="stable")[:, :width]
+    return cols, np.arange(width)[None, :] < counts[:, None]
+
+
+def qk_unit_rows(q, k, cand, scales, cfg, per_head_values):
+    """The QK unit on the candidate set C_i of every row (SEMANTICS sections 3 and 4):
+    the keep mask [n, m] and the unit's busy cycles, counters and exact-key count."""
     qk = cfg["qk_unit"]
     bits, planes_p, lanes = qk["bits"], qk["estimate_bits"], qk["lanes"]
     mode, unit_type, lane_sync = qk["mode"], qk["type"], qk["lane_sync"]
-    n, d = q.shape
-    m = k.shape[0]
-    scale_q, scale_k, scale_v = scales
+    d = q.shape[1]
+    entries = cfg["reuse_buffer"]["entries"]
+    cols, valid = compact(cand)
+    rows = np.broadcast_to(np.arange(q.shape[0])[:, None], cols.shape)
+    counts = valid.sum(axis=1)
+    candidates = int(counts.sum())
 
-    key_idx = np.arange(m)[None, :]
-    valid = (key_idx <= np.arange(n)[:, None]) if causal else np.ones((n, m), dtype=bool)
-    candidates = int(valid.sum())
-    rows_keys = valid.sum(axis=1)
-    scores = q @ k.T  # exact integer scores s_ij
+    def gather(matrix):
+        return np.take_along_axis(matrix, cols, axis=1)
 
     result = {"bitplane_ops": 0, "int8_macs": 0, "adder_tree_inputs": 0}
     if unit_type == "bit_parallel":
         if mode != "dense":
             raise ReferenceError("config: qk_unit.type: bit_parallel supports only mode dense")
-        keep = valid
-        result["busy"] = int(ceil_div(rows_keys, lanes).sum())
+        keep_c = valid
+        result["busy"] = int(ceil_div(counts, lanes).sum())
         result["int8_macs"] = candidates * d
         exact_keys = candidates
     elif mode == "dense":
-        keep = valid
-        result["busy"] = int(ceil_div(rows_keys, lanes).sum()) * bits
+        keep_c = valid
+        result["busy"] = int(ceil_div(counts, lanes).sum()) * bits
         result["bitplane_ops"] = candidates * bits
         exact_keys = candidates
     elif mode == "latte":
         margin = per_head_values["margin"]
         if margin is None:
-            margin = latte_margin(per_head_values["gamma"], d, scale_q, scale_k)
-        estimates = q @ msb_planes(k, bits, planes_p).T
-        keep = latte_keep(estimates, valid, cfg["reuse_buffer"]["entries"], margin)
-        result["busy"], result["bitplane_ops"] = latte_cycles(
-            valid, keep, cfg["reuse_buffer"]["entries"], lanes, bits, planes_p)
-        exact_keys = int(keep.sum())
+            margin = latte_margin(per_head_values["gamma"], d, scales[0], scales[1])
+        estimates = gather(q @ msb_planes(k, bits, planes_p).T)
+        keep_c = latte_keep(estimates, valid, entries, margin)
+        result["busy"], result["bitplane_ops"] = latte_cycles(valid, keep_c, entries, lanes, bits,
+                                                              planes_p)
+        exact_keys = int(keep_c.sum())
         result["margin"] = int(margin)
     elif mode == "early_term":
-        planes, keep = early_term_planes(q, k, valid, bits, per_head_values["theta"])
+        planes, survives = early_term_planes(q, k, cand, bits, per_head_values["theta"])
+        planes = np.where(valid, gather(planes), 0)
+        keep_c = valid & gather(survives)
         if lane_sync == "lockstep":
             result["busy"] = lockstep_cycles(planes, lanes)
         else:
@@ -303,35 +486,96 @@ def simulate_head(q, k, v, scales, cfg, per_head_values, causal):
         result["bitplane_ops"] = int(planes.sum())
         # A key that went through all B planes has its exact score (kept or not).
         exact_keys = int((valid & (planes == bits)).sum())
-        result["survivors_exact_keys"] = int(keep.sum())
     else:
         raise ReferenceError(f"config: qk_unit.mode: unknown mode {mode!r}")
-
     result["adder_tree_inputs"] = result["bitplane_ops"] * d  # d inputs per plane op
+    result["exact_keys"] = exact_keys
+    keep = np.zeros(cand.shape, dtype=bool)
+    keep[rows[valid], cols[valid]] = keep_c[valid]
+    return keep, result
 
-    # Quality (SEMANTICS section 3): float64, dequantized q, k, v.
-    logit_scale = scale_q * scale_k / math.sqrt(d)
-    logits = scores.astype(np.float64) * logit_scale
+
+# ------------------------------------------------------------------------ one head
+
+
+def simulate_head(q, k, v, scales, cfg, per_head_values, causal, mech):
+    """All reference numbers of one (layer, head). q, k, v are int64 [rows, d]; mech holds
+    the head's trace tensors the config uses (tree_w/tree_b, lsh, performer)."""
+    n, d = q.shape
+    m = k.shape[0]
+    scale_q, scale_k, scale_v = scales
+    source = cfg["candidates"]["source"]
+    lowrank = cfg["lowrank_unit"]["enabled"]
+    tc = source == "tree" and cfg["tree_engine"]["attention"] == "tc"
+
+    visible = (np.arange(m)[None, :] <= np.arange(n)[:, None]) if causal \
+        else np.ones((n, m), dtype=bool)
+    # Routing, projections and features use the dequantized q and k in float64.
+    qf, kf = q.astype(np.float64) * scale_q, k.astype(np.float64) * scale_k
     values = v.astype(np.float64) * scale_v
-    exact_p = softmax_rows(logits, valid)
-    approx_p = softmax_rows(logits, keep)
+    logits = (q @ k.T).astype(np.float64) * (scale_q * scale_k / math.sqrt(d))
+    exact_p = softmax_rows(logits, visible)
+    modules = {}
+
+    if source == "tree":
+        depth = (mech["tree_w"].shape[0] + 1).bit_length() - 1  # 2^D - 1 rows
+        path_q = tree_paths(qf, mech["tree_w"], mech["tree_b"], depth)
+        path_k = tree_paths(kf, mech["tree_w"], mech["tree_b"], depth)
+        cand = visible & (path_q[:, -1:] == path_k[None, :, -1])
+    elif source == "lsh":
+        cand, modules["lsh_unit"] = lsh_candidates(qf, kf, mech["lsh"], visible, cfg["lsh_unit"])
+    elif source == "none":
+        cand = np.zeros((n, m), dtype=bool)
+    elif source == "all":
+        cand = visible
+    else:
+        raise ReferenceError(f"config: candidates.source: unknown source {source!r}")
+
+    if tc:
+        out_approx, attended = tc_attention(qf, kf, values, path_q, path_k, visible, d)
+        row_counts = attended.sum(axis=1)
+        result = {"busy": 0, "bitplane_ops": 0, "int8_macs": 0, "adder_tree_inputs": 0,
+                  "exact_keys": 0}
+        keep_count, mass_recall = 0, None
+        modules["tree_engine"] = tree_engine_cost(n, m, d, depth, cfg["tree_engine"],
+                                                  attended=int(row_counts.sum()))
+    else:
+        keep, result = qk_unit_rows(q, k, cand, scales, cfg, per_head_values)
+        row_counts = cand.sum(axis=1)
+        keep_count = int(keep.sum())
+        if lowrank:
+            log_phi_q = performer_log_features(qf, mech["performer"], d)
+            log_phi_k = performer_log_features(kf, mech["performer"], d)
+            out_approx = lowrank_output(logits, keep, visible, log_kernel(log_phi_q, log_phi_k),
+                                        values)
+            modules["lowrank_unit"] = lowrank_cost(n, m, d, 2 * mech["performer"].shape[0],
+                                                   keep.sum(axis=1), causal, cfg["lowrank_unit"])
+        else:
+            out_approx = softmax_rows(logits, keep) @ values
+        mass_recall = float(np.where(keep, exact_p, 0.0).sum(axis=1).mean())
+        if source == "tree":
+            modules["tree_engine"] = tree_engine_cost(n, m, d, depth, cfg["tree_engine"])
+
+    # Quality (SEMANTICS section 3): float64, dequantized q, k, v, exact over visible keys.
     out_exact = exact_p @ values
-    out_approx = approx_p @ values
     norm_exact = np.linalg.norm(out_exact)
     rel_error = float(np.linalg.norm(out_approx - out_exact) / norm_exact) if norm_exact > 0 else 0.0
-    mass_recall = float(np.where(keep, exact_p, 0.0).sum(axis=1).mean())
 
-    visible = n * (n + 1) // 2 if causal else n * m
-    filtered = candidates - int(keep.sum())
+    candidates = int(row_counts.sum())
+    visible_count = n * (n + 1) // 2 if causal else n * m
+    filtered = 0 if tc else candidates - keep_count
     result.update({
         "candidate_keys": candidates,
         "filtered_keys": filtered,
         "filtered_ratio": filtered / candidates if candidates else 0.0,
-        "exact_keys": exact_keys,
-        "exact_ratio": exact_keys / visible,
+        "exact_ratio": result["exact_keys"] / visible_count,
         "rel_error": rel_error,
         "mass_recall": mass_recall,
+        "modules": modules,
     })
+    if source != "all":
+        result["candidates_per_query"] = candidates_histogram(row_counts)
+        result["row_candidates"] = row_counts  # for the overall histogram; not in the JSON
     return result
 
 
@@ -348,6 +592,70 @@ def layer_summary(layer_heads, n, m, causal):
             "exact_ratio": exact / visible, "by_head": layer_heads}
 
 
+def trace_size(trace, cfg, section, key, tensors, rows_to_size, what):
+    """The size (depth, rounds, features) of the trace's mechanism tensors, all alike, and
+    equal to an explicit config value. tensors: the [rows, d] tensor names."""
+    sizes = set()
+    for name in tensors:
+        if name not in trace.header:
+            raise ReferenceError(f"{trace.path}: {name}: missing (the reference models only "
+                                 f"{what} from the trace)")
+        sizes.add(rows_to_size(trace.header[name]["shape"][0]))
+    if len(sizes) != 1:
+        raise ReferenceError(f"{trace.path}: {what} of different sizes {sorted(sizes)}")
+    size = sizes.pop()
+    explicit = cfg[section].get(key)
+    if explicit is not None and explicit != size:
+        raise ReferenceError(f"config: {section}.{key}: {explicit}, the trace's {what} give {size}")
+    return size
+
+
+def check_generators(trace, cfg, heads_of_layer):
+    """Config rules of docs/candidates.md ('Config errors') and the trace tensors needed."""
+    source = cfg["candidates"]["source"]
+    lowrank = cfg["lowrank_unit"]["enabled"]
+    every = [(l, h) for l in range(trace.layers) for h in range(heads_of_layer[l])]
+    if source == "none" and not lowrank:
+        raise ReferenceError("config: candidates.source: 'none' needs lowrank_unit.enabled")
+    if source == "tree":
+        if cfg["tree_engine"]["attention"] not in ("tf", "tc"):
+            raise ReferenceError("config: tree_engine.attention: must be tf or tc")
+        if cfg["tree_engine"]["attention"] == "tc" and lowrank:
+            raise ReferenceError("config: tree_engine.attention: tc does not compose with the "
+                                 "low-rank unit")
+        trace_size(trace, cfg, "tree_engine", "depth",
+                   [f"layers.{l}.tree.{h}.{t}" for l, h in every for t in "wb"],
+                   lambda rows: (rows + 1).bit_length() - 1, "trees")
+    if source == "lsh":
+        if cfg["lsh_unit"]["cluster_size"] < 1:
+            raise ReferenceError("config: lsh_unit.cluster_size: must be >= 1")
+        trace_size(trace, cfg, "lsh_unit", "rounds", [f"layers.{l}.lsh.{h}.proj" for l, h in every],
+                   lambda rows: rows, "LSH directions")
+    if lowrank:
+        features = cfg["lowrank_unit"].get("features")
+        if features is not None and features % 2:
+            raise ReferenceError("config: lowrank_unit.features: must be even")
+        trace_size(trace, cfg, "lowrank_unit", "features",
+                   [f"layers.{l}.performer.{h}.w" for l, h in every],
+                   lambda rows: 2 * rows, "Performer matrices")
+
+
+def mechanism_tensors(trace, cfg, layer, head):
+    """The trace tensors of (layer, head) that the configured generators use."""
+    mech = {}
+    if cfg["candidates"]["source"] == "tree":
+        mech["tree_w"] = trace.tensor(f"layers.{layer}.tree.{head}.w")
+        mech["tree_b"] = trace.tensor(f"layers.{layer}.tree.{head}.b")
+    if cfg["candidates"]["source"] == "lsh":
+        mech["lsh"] = trace.tensor(f"layers.{layer}.lsh.{head}.proj")
+    if cfg["lowrank_unit"]["enabled"]:
+        mech["performer"] = trace.tensor(f"layers.{layer}.performer.{head}.w")
+    return mech
+
+
+MODULES = ("tree_engine", "lsh_unit", "lowrank_unit")
+
+
 def run_reference(trace_path, partial_config):
     cfg = merge_config(partial_config)
     if cfg.get("skim_controller", {}).get("mode", "off") != "off":
@@ -356,11 +664,14 @@ def run_reference(trace_path, partial_config):
     if not (1 <= qk["estimate_bits"] <= qk["bits"]):
         raise ReferenceError("config: qk_unit.estimate_bits: must be in 1..bits")
     trace = Trace(trace_path)
+    check_generators(trace, cfg, [trace.header[f"layers.{l}.q"]["shape"][0]
+                                  for l in range(trace.layers)])
     comparator = cfg["comparator"]
     by_layer = []
     totals = {"candidate_keys": 0, "filtered_keys": 0, "exact_keys": 0, "visible": 0,
               "busy": 0, "bitplane_ops": 0, "int8_macs": 0, "adder_tree_inputs": 0}
-    head_rel, head_recall = [], []
+    modules = {}
+    head_rel, head_recall, row_candidates = [], [], []
     for layer in range(trace.layers):
         q, sq = quantized_layer_tensor(trace, layer, "q", qk["bits"])
         k, sk = quantized_layer_tensor(trace, layer, "k", qk["bits"])
@@ -377,18 +688,27 @@ def run_reference(trace_path, partial_config):
                 "theta": per_head(comparator.get("theta", 0), layer, h, trace.layers, heads,
                                   "comparator.theta"),
             }
-            r = simulate_head(q[h], k[h], v[h], (sq[h], sk[h], sv[h]), cfg, values, trace.causal)
+            r = simulate_head(q[h], k[h], v[h], (sq[h], sk[h], sv[h]), cfg, values, trace.causal,
+                              mechanism_tensors(trace, cfg, layer, h))
+            if "row_candidates" in r:
+                row_candidates.append(r.pop("row_candidates"))
             layer_heads.append(r)
             for key in ("candidate_keys", "filtered_keys", "exact_keys", "busy",
                         "bitplane_ops", "int8_macs", "adder_tree_inputs"):
                 totals[key] += r[key]
+            for name, unit in r["modules"].items():
+                total = modules.setdefault(name, {"busy": 0, "counters": {}})
+                total["busy"] += unit["busy"]
+                for counter, value in unit["counters"].items():
+                    total["counters"][counter] = total["counters"].get(counter, 0) + int(value)
             n, m = q.shape[1], k.shape[1]
             totals["visible"] += n * (n + 1) // 2 if trace.causal else n * m
             head_rel.append(r["rel_error"])
-            head_recall.append(r["mass_recall"])
+            if r["mass_recall"] is not None:
+                head_recall.append(r["mass_recall"])
         by_layer.append(layer_summary(layer_heads, q.shape[1], k.shape[1], trace.causal))
     cand = totals["candidate_keys"]
-    return {
+    result = {
         "schema": "attnsim.reference/1",
         "trace": trace_path,
         "config": cfg,
@@ -404,9 +724,16 @@ def run_reference(trace_path, partial_config):
         "counters": {"qk_unit": {"bitplane_ops": totals["bitplane_ops"],
                                  "int8_macs": totals["int8_macs"],
                                  "adder_tree_inputs": totals["adder_tree_inputs"]}},
+        # mass_recall is null when no head has one (TC heads)
         "quality": {"rel_error": float(np.mean(head_rel)),
-                    "mass_recall": float(np.mean(head_recall))},
+                    "mass_recall": float(np.mean(head_recall)) if head_recall else None},
     }
+    for name, unit in modules.items():
+        result["cycles"]["by_module"][name] = {"busy": unit["busy"]}
+        result["counters"][name] = unit["counters"]
+    if row_candidates:
+        result["filter"]["candidates_per_query"] = candidates_histogram(np.concatenate(row_candidates))
+    return result
 
 
 def load_config_arg(text):
