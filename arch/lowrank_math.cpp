@@ -18,18 +18,6 @@ double dot(const double* a, const double* b, int d) {
   return s;
 }
 
-void add_key(const HeadSummary& h, int key, std::vector<double>& sum, std::vector<double>& sum_v) {
-  const int m = h.features(), d = h.d();
-  const double* lp = h.log_phi(key);
-  const double* v = h.value(key);
-  for (int f = 0; f < m; ++f) {
-    const double e = std::exp(lp[f] - h.sigma()[f]);
-    sum[f] += e;
-    double* sv = sum_v.data() + static_cast<size_t>(f) * d;
-    for (int t = 0; t < d; ++t) sv[t] += e * v[t];
-  }
-}
-
 }  // namespace
 
 Matrix gaussian_features(int half, int d, uint64_t seed, int layer, int head) {
@@ -59,30 +47,49 @@ HeadSummary::HeadSummary(const Matrix& w, const double* k, const double* v, int 
     : m_(2 * w.rows), d_(d), keys_(m_keys), v_(v) {
   log_phi_.resize(static_cast<size_t>(keys_) * m_);
   for (int j = 0; j < keys_; ++j) log_features(w, k + static_cast<size_t>(j) * d, d, log_phi_.data() + static_cast<size_t>(j) * m_);
-  sigma_.assign(m_, -std::numeric_limits<double>::infinity());
+  // Over all keys, the shifts first (so no sum needs rescaling), then the sums.
+  all_ = empty_sums();
   for (int j = 0; j < keys_; ++j)
-    for (int f = 0; f < m_; ++f) sigma_[f] = std::max(sigma_[f], log_phi(j)[f]);
-  sum_.assign(m_, 0.0);
-  sum_v_.assign(static_cast<size_t>(m_) * d_, 0.0);
-  for (int j = 0; j < keys_; ++j) add_key(*this, j, sum_, sum_v_);
+    for (int f = 0; f < m_; ++f) all_.sigma[f] = std::max(all_.sigma[f], log_phi(j)[f]);
+  for (int j = 0; j < keys_; ++j) add(j, all_);
 }
 
-KeyPrefix::KeyPrefix(const HeadSummary& h)
-    : h_(h), sum_(h.features(), 0.0), sum_v_(static_cast<size_t>(h.features()) * h.d(), 0.0) {}
+KeySums HeadSummary::empty_sums() const {
+  return {std::vector<double>(m_, -std::numeric_limits<double>::infinity()), std::vector<double>(m_, 0.0),
+          std::vector<double>(static_cast<size_t>(m_) * d_, 0.0)};
+}
+
+void HeadSummary::add(int key, KeySums& s) const {
+  const double* lp = log_phi(key);
+  const double* v = value(key);
+  for (int f = 0; f < m_; ++f) {
+    double* sv = s.sum_v.data() + static_cast<size_t>(f) * d_;
+    if (lp[f] > s.sigma[f]) {  // a new largest log-feature: rescale what is summed so far
+      const double scale = s.sum[f] > 0 ? std::exp(s.sigma[f] - lp[f]) : 0.0;
+      s.sum[f] *= scale;
+      for (int t = 0; t < d_; ++t) sv[t] *= scale;
+      s.sigma[f] = lp[f];
+    }
+    const double e = std::exp(lp[f] - s.sigma[f]);
+    s.sum[f] += e;
+    for (int t = 0; t < d_; ++t) sv[t] += e * v[t];
+  }
+}
 
 void KeyPrefix::advance_to(int last_key) {
-  for (; next_ <= last_key && next_ < h_.keys_; ++next_) add_key(h_, next_, sum_, sum_v_);
+  for (; next_ <= last_key && next_ < h_.keys(); ++next_) h_.add(next_, sums_);
 }
 
 void combine(const HeadSummary& h, const double* log_phi_q, const std::vector<int32_t>& survivors,
-             const std::vector<double>& scores, const std::vector<double>& sum, const std::vector<double>& sum_v,
-             double* out) {
+             const std::vector<double>& scores, const KeySums& sums, double* out) {
   const int m = h.features(), d = h.d();
+  const std::vector<double>& sum = sums.sum;
+  const std::vector<double>& sum_v = sums.sum_v;
   // a_f = log(phi_i,f) + sigma_f: the log of feature f's weight on the shifted sums.
   std::vector<double> a(m);
   double c = -std::numeric_limits<double>::infinity();
   for (int f = 0; f < m; ++f) {
-    a[f] = log_phi_q[f] + h.sigma()[f];
+    a[f] = log_phi_q[f] + sums.sigma[f];
     if (sum[f] > 0) c = std::max(c, a[f] + std::log(sum[f]));
   }
   for (double s : scores) c = std::max(c, s);

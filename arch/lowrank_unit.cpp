@@ -41,15 +41,13 @@ void LowRankHead::Rows::combine(const HeadWork& w, RowData& row, RowOutcome& out
   lowrank::log_features(h_.w_, w.q_deq.data() + static_cast<size_t>(row.row) * d, d, log_phi_q_.data());
   scores_.resize(row.survivor_scores.size());
   for (size_t x = 0; x < scores_.size(); ++x) scores_[x] = static_cast<double>(row.survivor_scores[x]) * w.score_scale;
-  const std::vector<double>* sum = &h_.summary_.sum();
-  const std::vector<double>* sum_v = &h_.summary_.sum_v();
+  const lowrank::KeySums* sums = &h_.summary_.all();
   if (h_.causal_) {
     prefix_.advance_to(visible_key_count(row.row, w.m(), true) - 1);
-    sum = &prefix_.sum();
-    sum_v = &prefix_.sum_v();
+    sums = &prefix_.sums();
   }
   row.out.resize(d);
-  lowrank::combine(h_.summary_, log_phi_q_.data(), row.survivor_ids, scores_, *sum, *sum_v, row.out.data());
+  lowrank::combine(h_.summary_, log_phi_q_.data(), row.survivor_ids, scores_, *sums, row.out.data());
   row.plain_output = false;
   const uint64_t um = m, ud = d, kept = row.survivor_ids.size();
   out.lowrank_macs = (um / 2) * ud + ud + um * ud + um + kept * (um + ud) + (h_.causal_ ? h_.per_key_macs_ : 0);

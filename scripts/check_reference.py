@@ -17,7 +17,7 @@ of tree_engine, lsh_unit and lowrank_unit (absent when not configured).
 Prints one table line per run and exits 1 on any mismatch (with the exact field).
 See docs/reference.md.
 
-usage: /usr/bin/python3 scripts/check_reference.py --attnsim build/attnsim [--keep DIR] [-v] [--known]
+usage: /usr/bin/python3 scripts/check_reference.py --attnsim build/attnsim [--keep DIR] [-v]
 """
 import argparse
 import concurrent.futures
@@ -84,18 +84,14 @@ GEN_TRACES = [
     ("gen_hand_causal", dict(GEN, handmade=True, layers=1, heads=3, seed=28, dtype="f32",
                              causal=True, queries=19, keys=19, head_dim=6, trees=2, lsh=2,
                              performer=6, key_norms=(0.05, 80.0))),
-]
-
-# Known disagreements (run with --known): the simulator is believed wrong here, see
-# docs/reference.md. Causal head 1 with key norms shrinking along the sequence: the early
-# keys' log-features lie far (> 745) below the head's largest, and the low-rank prefix sums
-# of the early rows underflow to 0 in the simulator (one shift per feature for the whole
-# head), so those rows lose their low-rank estimate (rows without survivors output zeros).
-KNOWN_TRACES = [
+    # Causal head 1 with key norms shrinking along the sequence: early keys' log-features
+    # lie far (> 745) below the later ones', so a causal prefix must keep its own shifts
+    # (the simulator once used the head's, and those prefix sums underflowed).
     ("gen_hand_shrinking", dict(GEN, handmade=True, layers=1, heads=3, seed=29, dtype="f32",
                                 causal=True, queries=11, keys=11, head_dim=6, trees=2, lsh=2,
                                 performer=8, key_norms=(80.0, 0.02))),
 ]
+
 
 
 def write_safetensors(path, tensors, metadata):
@@ -513,8 +509,6 @@ def main():
     parser.add_argument("--attnsim", required=True, help="path of the built attnsim binary")
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every run")
-    parser.add_argument("--known", action="store_true",
-                        help="also run the known disagreements (KNOWN_TRACES; they fail today)")
     args = parser.parse_args()
 
     start = time.time()
@@ -525,7 +519,7 @@ def main():
 
     print(f"{'trace':<14} {'config':<50} {'filtered':>14} {'qk busy':>9} {'planes':>8} "
           f"{'rel_error':>10} {'recall':>8}  result")
-    traces = TRACES + GEN_TRACES + (KNOWN_TRACES if args.known else [])
+    traces = TRACES + GEN_TRACES
     for trace_name, opts in traces:
         trace_path = os.path.join(workdir, f"{trace_name}.safetensors")
         synth(args.attnsim, trace_path, opts)

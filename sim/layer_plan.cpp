@@ -203,9 +203,9 @@ void resolve_mechanisms(const Config& c, const Trace& trace, RunPlan& plan) {
   plan.config["lsh_unit"]["rounds"] = rounds ? rounds : c.lsh_unit.rounds.value_or(LshUnitParams::kDefaultRounds);
   plan.config["lowrank_unit"]["features"] =
       features ? features : c.lowrank_unit.features.value_or(LowRankParams::kDefaultFeatures);
-  if (depth && !c.tree_engine.depth) plan.from_trace["tree_engine.depth"] = depth;
-  if (rounds && !c.lsh_unit.rounds) plan.from_trace["lsh_unit.rounds"] = rounds;
-  if (features && !c.lowrank_unit.features) plan.from_trace["lowrank_unit.features"] = features;
+  if (plan.trace_trees && !c.tree_engine.depth) plan.from_trace["tree_engine.depth"] = depth;
+  if (plan.trace_lsh && !c.lsh_unit.rounds) plan.from_trace["lsh_unit.rounds"] = rounds;
+  if (plan.trace_performer && !c.lowrank_unit.features) plan.from_trace["lowrank_unit.features"] = features;
 }
 
 int64_t resolve_margin(const RunPlan& plan, int l, int h, const HeadData& head, int d) {

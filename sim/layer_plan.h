@@ -33,8 +33,9 @@ struct RunPlan {
   // The resolved config with what the trace decides filled in (tree_engine.depth,
   // lsh_unit.rounds, lowrank_unit.features): what the units are built from.
   json config;
-  // Of those, the ones the config left out and a unit of the run uses, with the value the
-  // run took ({"tree_engine.depth": 4}): the stats report them as config_from_trace.
+  // Of those, the ones the config left out and the trace decided for a unit of the run,
+  // with the value the run took ({"tree_engine.depth": 4}): the stats report them as
+  // config_from_trace.
   json from_trace = json::object();
   int d_model = 0, d_ff = 0;  // D and d_ff: config, else trace metadata, else H*d and 4*D
   int sram_slots = 2;         // heads the SRAM holds at once (2: double buffering)
