@@ -2,8 +2,10 @@
 # Benchmark: a BERT-base-shaped synthetic trace (12 layers, 12 heads, N = 512, d = 64),
 # the dense bit-parallel baseline and LATTE. Prints wall seconds, simulated cycles per
 # second and peak RSS of each run, the bare arithmetic's time, and LATTE's simulated
-# speedup and energy reduction over the baseline, and Transkimmer and FCA on whole encoder
-# layers against the same configs without skimming.
+# speedup and energy reduction over the baseline, Transkimmer and FCA on whole encoder
+# layers against the same configs without skimming, and the candidate generators (the
+# baseline with a tree or LSH in front of its QK unit, and the Treeformer and Scatterbrain
+# presets) with their wall time as a ratio of the dense run's.
 # Targets on the 2-core machine: dense < 5 s wall and < 1 GiB RSS; LATTE < 10 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,10 @@ run dense-no-quality configs/dense-baseline.json --set quality.enabled=false
 run latte configs/latte.json
 run transkimmer configs/transkimmer.json
 run fca configs/fca.json
+run dense-tree configs/dense-baseline.json --set candidates.source=tree
+run dense-lsh configs/dense-baseline.json --set candidates.source=lsh
+run treeformer configs/treeformer.json
+run scatterbrain configs/scatterbrain.json
 build/attnsim kernel --trace "$trace"
 echo
 build/attnsim compare "$out/dense.json" "$out/latte.json"
@@ -44,3 +50,19 @@ print('%-12s active tokens %s  cycles %d vs %d without skimming (%.2fx), energy 
   k['active_tokens'], s['cycles']['total'], k['cycles_without_skim'], k['cycles_without_skim'] / s['cycles']['total'],
   k['energy_pj_without_skim'] / s['energy_pj']['total']))" "$out/$run.json" "$run"
 done
+echo
+# Wall time of each candidate-generator run relative to the dense run (each run's own
+# sim.wall_seconds: the whole run, trace hashing and quality metrics included).
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+dense = json.load(open(f"{out}/dense.json"))
+base = dense["sim"]["wall_seconds"]
+for name in ["dense-tree", "dense-lsh", "treeformer", "scatterbrain"]:
+    s = json.load(open(f"{out}/{name}.json"))
+    f = s["filter"]
+    print("%-13s wall %.2fx the dense run's, %s cycles (%.2fx faster), candidates per query %.1f, rel_error %.3g"
+          % (name, s["sim"]["wall_seconds"] / base, s["cycles"]["total"],
+             dense["cycles"]["total"] / s["cycles"]["total"], f["candidates_per_query"]["mean"],
+             s["quality"]["rel_error"]))
+PY
