@@ -40,10 +40,10 @@ DEMO = "workloads/demo.safetensors"
 
 # Synthetic traces: name -> (description, `attnsim trace synth` options).
 SYNTH = {
-    "bert": ("BERT-shaped synthetic, bidirectional",
+    "bert": ("BERT-shaped synthetic",
              ["--layers", "2", "--heads", "12", "--tokens", "512", "--head-dim", "64",
               "--seed", "7"]),
-    "causal": ("BERT-shaped synthetic, causal",
+    "causal": ("BERT-shaped synthetic",
                ["--layers", "2", "--heads", "12", "--tokens", "512", "--head-dim", "64",
                 "--seed", "11", "--causal"]),
 }
@@ -78,8 +78,8 @@ class Trace:
 
     def pattern_norms(self):
         """Per head pattern: median over the (query, key) pairs a query may see of
-        |q' + k'|^2, x' = x d^(-1/4). A positive random feature estimates exp(q'.k') with
-        relative variance exp(|q' + k'|^2) - 1, so about that many features are needed for
+        ‖q' + k'‖², x' = x d^(-1/4). A positive random feature estimates exp(q'.k') with
+        relative variance exp(‖q' + k'‖²) - 1, so about that many features are needed for
         a relative error of 1 on one pair."""
         out = {}
         for layer in range(self.data.layers):
@@ -431,13 +431,13 @@ def exp2(stats, best, traces):
                "low-rank", "MACs / query", "rel_error", "Scatterbrain", "MACs / query",
                "rel_error", "min(sparse, low-rank) / Scatterbrain"], rows),
         "Per head pattern at the middle budget (rel_error and mass_recall: means over the "
-        "heads of that pattern; |q'+k'|^2: median over the pairs a query may see, from the "
+        "heads of that pattern; ‖q'+k'‖²: median over the pairs a query may see, from the "
         "trace, x' = x d^(-1/4); one positive random feature estimates exp(q'.k') with "
-        "relative variance exp(|q'+k'|^2) - 1, so the last column is roughly the features "
+        "relative variance exp(‖q'+k'‖²) - 1, so the last column is roughly the features "
         "one pair needs for a relative error of 1):",
         table(["trace", "B", "pattern", "sparse mass_recall", "sparse rel_error",
-               "low-rank rel_error", "Scatterbrain rel_error", "ratio", "|q'+k'|^2",
-               "exp(|q'+k'|^2)"], pattern_rows),
+               "low-rank rel_error", "Scatterbrain rel_error", "ratio", "‖q'+k'‖²",
+               "exp(‖q'+k'‖²)"], pattern_rows),
     ]
     best_ratio = max(ratios.values())
     beats = [f"{t} B={b}" for (t, b), r in ratios.items() if r > 1]
@@ -455,13 +455,14 @@ def exp2(stats, best, traces):
         f"min(sparse, low-rank) / Scatterbrain ranges from {fx(min(ratios.values()))} to "
         f"{fx(best_ratio)}, and Scatterbrain beats both of its parts "
         + (f"only at {join_pairs(beats)}. " if beats else "at no budget. ")
-        + f"Budgets in key-equivalents favour Scatterbrain, if anything: by the counters it "
+        + f"Counting the budget as candidates + features favours Scatterbrain, if anything: "
+        f"by the counters it "
         f"does up to {fx(sb_macs)} the MACs of sparse-only at the same B. The low-rank part is "
         f"the reason: alone, its rel_error is {f2(min(lr_all))} to {f2(max(lr_all))} "
         f"(outputting zeros gives 1) and improves only {join_pairs(gain)} from the smallest "
         f"to the largest m ({growth}x the features; an unbiased estimator whose variance "
         f"fell as 1/m would improve {fx(math.sqrt(growth))}). The norms say why: "
-        f"|q'+k'|^2 is {f1(min(norm_all))} to {f1(max(norm_all))} on these traces (peaked "
+        f"‖q'+k'‖² is {f1(min(norm_all))} to {f1(max(norm_all))} on these traces (peaked "
         f"heads aim each query at a few keys with large logits, and every head's keys "
         f"carry a shared bias and a gain, as `attnsim trace synth` makes them), "
         f"so one pair needs {min(math.exp(v) for v in norm_all):.0e} to "
@@ -472,7 +473,7 @@ def exp2(stats, best, traces):
         f"{join_pairs(order[:2])} heads and worst on {order[-1]} heads (uniform heads' "
         f"exact output, the mean of all values, is small, so every error is large "
         f"relative to it). "
-        f"Our reading: the paper's T2T-ViT attention has small enough |q'+k'|^2 for a few "
+        f"Our reading: the paper's T2T-ViT attention has small enough ‖q'+k'‖² for a few "
         f"dozen features to work; these synthetic traces do not, so the claim cannot show "
         f"on them.")
     return "\n\n".join(md), curves
@@ -630,9 +631,10 @@ def exp4(stats, traces):
         f"buffer of `configs/latte.json` swapped in. LATTE inside a candidate set filters "
         f"only what the generator left, and the losses of the two filters multiply. It "
         f"brings little or no speed: {join_pairs(speed)} than the generator alone. On the "
-        f"512-token traces the generator's unit is the bottleneck either way; on `demo` "
-        f"LATTE's QK unit becomes one, because its {lanes} lock-step bit-serial lanes spend "
-        f"the estimate planes and the remaining planes on every row however short, so a "
+        f"512-token traces the generator's unit is the bottleneck either way. On `demo` "
+        f"LATTE's QK unit becomes as busy as the generator, because its {lanes} lock-step "
+        f"bit-serial lanes spend the estimate planes and the remaining planes on every row "
+        f"however short, so a "
         f"row of a few dozen candidates costs as much as one of {lanes} (QK unit busy on "
         f"`demo`: {busy('demo', 'tf3-latte', 'qk_unit')} cycles with LATTE against "
         f"{busy('demo', 'tf3', 'qk_unit')} for the 8-lane bit-parallel unit on the same "
@@ -690,7 +692,7 @@ def plot(path, curves1, curves2):
 
 
 def replace_section(doc_path, body):
-    with open(doc_path) as f:
+    with open(doc_path, encoding="utf-8") as f:
         text = f.read()
     block = f"{BEGIN}\n\n{body}\n\n{END}"
     if BEGIN in text and END in text:
@@ -703,7 +705,7 @@ def replace_section(doc_path, body):
         sys.exit(f"candidates_experiment.py: {doc_path}: neither the markers nor the "
                  f"placeholder line found")
     tmp = doc_path + ".tmp"
-    with open(tmp, "w") as f:
+    with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, doc_path)
 
