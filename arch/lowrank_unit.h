@@ -28,7 +28,8 @@
 // Stall: blocked on a full output (either pipeline).
 //
 // Params: LowRankParams below. Counters: macs, exps, divides (d per row: the shared
-// normalizer). Module busy and stall are the two pipelines' summed.
+// normalizer). Module busy and stall are the two pipelines' summed (so busy can exceed the
+// run's cycles when both work at once).
 #include "arch/lowrank_math.h"
 #include "arch/pipeline.h"
 #include "arch/stage.h"

@@ -1,10 +1,12 @@
 #pragma once
 // sram: the on-chip Q/K/V buffers.
 //
-// What it does: holds the Q, K and V of the heads being processed, B bits per element.
-// When two heads fit in sram.capacity_kib the buffer is split in two slots (double
-// buffering: the DMA loads head h+1 while head h is computed); when only one fits there
-// is one slot; when not even one fits the run is rejected at start with a config error.
+// What it does: holds the Q, K and V of the heads being processed, B bits per element, one
+// head per slot. It has as many slots as the heads in flight need and sram.capacity_kib
+// holds: two (double buffering: the DMA loads head h+1 while head h is computed), plus one
+// per head-level stage between the DMA and the QK unit (a candidate generator's unit, the
+// low-rank unit's key side), which works on a head of its own; fewer when fewer fit; when
+// not even one fits the run is rejected at start with a config error.
 //
 // Timing rule: the buffers are assumed to deliver what the units ask each cycle (the
 // units' own rules bound the run time); busy counts port occupancy:
@@ -12,6 +14,8 @@
 //
 // Params: SramParams below. Counters: read_words, write_words (one width_bits access of
 // one bank each; energy per access is that of one bank of capacity/banks).
+#include <algorithm>
+
 #include "core/activity.h"
 #include "core/cycles.h"
 #include "core/params.h"
@@ -43,10 +47,9 @@ class SramBuffers {
   explicit SramBuffers(const SramParams& p) : p_(p) {}
 
   uint64_t capacity_bits() const { return static_cast<uint64_t>(p_.capacity_kib) * 1024 * 8; }
-  // Slots for heads of `head_bits` each: 2, 1, or 0 (does not fit).
-  int slots_for(uint64_t head_bits) const {
-    if (2 * head_bits <= capacity_bits()) return 2;
-    return head_bits <= capacity_bits() ? 1 : 0;
+  // Slots for heads of `head_bits` each: `wanted`, or as many as fit (0: not one).
+  int slots_for(uint64_t head_bits, int wanted = 2) const {
+    return static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(wanted), capacity_bits() / head_bits));
   }
 
   void read_bits(uint64_t bits) { access(bits, read_words_); }

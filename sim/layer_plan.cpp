@@ -85,10 +85,15 @@ void resolve_thresholds(const Config& c, const Trace& trace, RunPlan& plan) {
   }
 }
 
-// Heads the SRAM holds at once: 2 when two of the largest fit, else 1; none is an error.
+// Heads the SRAM holds at once: two (double buffering) plus one per head-level stage
+// between the DMA and the QK unit (the tree engine or LSH unit, the low-rank key side),
+// as many as fit of the largest head; none is an error.
 int sram_slots(const Config& c, const Trace& trace) {
   const SramBuffers sram(c.sram);
-  int slots = 2;
+  const int stages = (c.candidates.source == "tree" || c.candidates.source == "lsh" ? 1 : 0) +
+                     (c.lowrank_unit.enabled ? 1 : 0);
+  const int wanted = 2 + stages;
+  int slots = wanted;
   for (int l = 0; l < trace.layers(); ++l) {
     const LayerShape& s = trace.shape(l);
     const uint64_t bits = head_bits(s.n, s.m, s.d, c.qk_unit.bits);
@@ -98,7 +103,7 @@ int sram_slots(const Config& c, const Trace& trace) {
           << ceil_div(bits, 8 * 1024) << " KiB, have " << c.sram.capacity_kib << ")";
       c.fail("sram.capacity_kib", msg.str());
     }
-    slots = std::min(slots, sram.slots_for(bits));
+    slots = std::min(slots, sram.slots_for(bits, wanted));
   }
   return slots;
 }
