@@ -37,7 +37,9 @@ namespace attnsim {
 class HeadCandidates {
  public:
   virtual ~HeadCandidates() = default;
-  // C_i of row i: key ids in ascending order, each a key the query may see.
+  // C_i of row i: key ids in ascending order, each a key the query may see. Asked while
+  // the head model computes the head's rows (it may read the head's dequantized rows,
+  // which the model frees afterwards).
   virtual void row(int i, std::vector<int32_t>& out) const = 0;
   // Cycles the generator's unit is busy on this head (0 without a unit).
   virtual uint64_t cycles() const { return 0; }

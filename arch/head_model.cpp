@@ -65,6 +65,13 @@ void accumulate_abar(const HeadWork& w, const RowData& row) {
 
 }  // namespace
 
+void dequantize_rows(HeadWork& w) {
+  const HeadData& data = w.data();
+  dequantize(data.q, data.scale_q, w.q_deq);
+  dequantize(data.k, data.scale_k, w.k_deq);
+  dequantize(data.v, data.scale_v, w.v_deq);
+}
+
 HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const LowRankModel* lowrank,
                      const QualityMeter* quality, int threads)
     : qk_(qk), candidates_(candidates), lowrank_(lowrank), quality_(quality), threads_(std::max(1, threads)) {}

@@ -37,6 +37,10 @@ class QualityMeter {
   virtual std::unique_ptr<HeadQuality> begin_head(const HeadWork& head) const = 0;
 };
 
+// Fills the head's dequantized Q, K and V (HeadWork::q_deq, k_deq, v_deq), as the model
+// does before a generator or the low-rank unit looks at the head.
+void dequantize_rows(HeadWork& w);
+
 class HeadModel {
  public:
   // `lowrank` may be null (the low-rank unit off), `quality` too (quality off). The

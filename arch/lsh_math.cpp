@@ -41,35 +41,55 @@ std::vector<int32_t> clusters_on(const double* rows, int n, int d, const double*
   return cluster;
 }
 
+HeadClusters hash_head(const double* q, int n, const double* k, int m, int d, const Matrix& directions,
+                       int cluster_size, bool causal) {
+  HeadClusters h;
+  h.causal = causal;
+  h.members.resize(directions.rows);
+  h.query_cluster.resize(directions.rows);
+  for (int r = 0; r < directions.rows; ++r) {
+    h.query_cluster[r] = clusters_on(q, n, d, directions.row(r), cluster_size);
+    const std::vector<int32_t> key_cluster = clusters_on(k, m, d, directions.row(r), cluster_size);
+    h.members[r].assign((m + cluster_size - 1) / cluster_size, {});
+    for (int j = 0; j < m; ++j) h.members[r][key_cluster[j]].push_back(j);  // ascending ids
+  }
+  return h;
+}
+
+void HeadClusters::candidates(int i, std::vector<int32_t>& out) const {
+  out.clear();
+  for (size_t r = 0; r < members.size(); ++r) {
+    const int c = query_cluster[r][i];
+    if (c >= static_cast<int>(members[r].size())) continue;  // N > M: no key cluster of that index
+    const size_t before = out.size();
+    out.insert(out.end(), members[r][c].begin(), members[r][c].end());  // ascending
+    std::inplace_merge(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(before), out.end());
+  }
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (causal) out.erase(std::upper_bound(out.begin(), out.end(), i), out.end());
+}
+
+uint64_t HeadClusters::merged(int i) const {
+  uint64_t u = 0;
+  for (size_t r = 0; r < members.size(); ++r) {
+    const int c = query_cluster[r][i];
+    if (c < static_cast<int>(members[r].size())) u += members[r][c].size();
+  }
+  return u;
+}
+
 HeadSets candidate_sets(const double* q, int n, const double* k, int m, int d, const Matrix& directions,
                         int cluster_size, bool causal) {
+  const HeadClusters h = hash_head(q, n, k, m, d, directions, cluster_size, causal);
   HeadSets s;
-  s.candidates.assign(n, {});
-  s.merged.assign(n, 0);
-  std::vector<std::vector<std::vector<int32_t>>> members(directions.rows);  // [round][cluster] -> keys
-  std::vector<std::vector<int32_t>> query_cluster(directions.rows);
-  for (int r = 0; r < directions.rows; ++r) {
-    query_cluster[r] = clusters_on(q, n, d, directions.row(r), cluster_size);
-    const std::vector<int32_t> key_cluster = clusters_on(k, m, d, directions.row(r), cluster_size);
-    members[r].assign((m + cluster_size - 1) / cluster_size, {});
-    for (int j = 0; j < m; ++j) members[r][key_cluster[j]].push_back(j);  // ascending ids
-    s.cluster_sizes.emplace_back();
-    for (const auto& c : members[r]) s.cluster_sizes.back().push_back(static_cast<int32_t>(c.size()));
-  }
-  std::vector<int32_t> merged;
+  s.candidates.resize(n);
   for (int i = 0; i < n; ++i) {
-    merged.clear();
-    for (int r = 0; r < directions.rows; ++r) {
-      const int c = query_cluster[r][i];
-      if (c >= static_cast<int>(members[r].size())) continue;  // N > M: no key cluster of that index
-      const size_t before = merged.size();
-      merged.insert(merged.end(), members[r][c].begin(), members[r][c].end());  // ascending
-      std::inplace_merge(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(before), merged.end());
-      s.merged[i] += members[r][c].size();
-    }
-    merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
-    if (causal) merged.erase(std::upper_bound(merged.begin(), merged.end(), i), merged.end());
-    s.candidates[i] = merged;
+    h.candidates(i, s.candidates[i]);
+    s.merged.push_back(h.merged(i));
+  }
+  for (const auto& round : h.members) {
+    s.cluster_sizes.emplace_back();
+    for (const auto& c : round) s.cluster_sizes.back().push_back(static_cast<int32_t>(c.size()));
   }
   return s;
 }

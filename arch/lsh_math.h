@@ -21,7 +21,21 @@ Matrix gaussian_directions(int rounds, int d, uint64_t seed, int layer, int head
 // rank by (projection, index), then rank / c.
 std::vector<int32_t> clusters_on(const double* rows, int n, int d, const double* u, int cluster_size);
 
-// One head's candidate sets.
+// One head hashed: per round each query's cluster and each key cluster's members. The
+// candidate lists are merged on demand, row by row (rows may be asked from several threads).
+struct HeadClusters {
+  std::vector<std::vector<int32_t>> query_cluster;           // [round][query]
+  std::vector<std::vector<std::vector<int32_t>>> members;    // [round][cluster] -> key ids, ascending
+  bool causal = false;
+  // C_i: the merge of query i's R key clusters, duplicates dropped, j <= i when causal.
+  void candidates(int i, std::vector<int32_t>& out) const;
+  // u_i: the keys read from those clusters (duplicates and keys it may not see included).
+  uint64_t merged(int i) const;
+};
+HeadClusters hash_head(const double* q, int n, const double* k, int m, int d, const Matrix& directions,
+                       int cluster_size, bool causal);
+
+// One head's candidate sets, all at once (hash_head, then every row).
 struct HeadSets {
   std::vector<std::vector<int32_t>> candidates;  // per query: C_i ascending, visible keys only
   std::vector<uint64_t> merged;  // per query: keys read from its R key clusters (duplicates and

@@ -20,14 +20,13 @@ class LshHeadCandidates : public HeadCandidates {
     if (directions.rows != rounds)
       throw std::logic_error(std::to_string(directions.rows) + " LSH directions where the plan says " +
                              std::to_string(rounds));
-    sets_ = lsh::candidate_sets(w.q_deq.data(), w.n(), w.k_deq.data(), w.m(), d, directions, p.cluster_size,
-                                ctx.causal);
+    clusters_ = lsh::hash_head(w.q_deq.data(), w.n(), w.k_deq.data(), w.m(), d, directions, p.cluster_size,
+                               ctx.causal);
     cost(p, w);
-    decltype(sets_.cluster_sizes)().swap(sets_.cluster_sizes);  // only the costing needs them
-    decltype(sets_.merged)().swap(sets_.merged);
   }
 
-  void row(int i, std::vector<int32_t>& out) const override { out = sets_.candidates[i]; }
+  // Merged when the row is scored (rows in parallel): the union's cost is costed per head.
+  void row(int i, std::vector<int32_t>& out) const override { clusters_.candidates(i, out); }
   uint64_t cycles() const override { return cycles_; }
   void count(ModuleActivity& unit) const override {
     for (const auto& [action, n] : counts_) unit.add(action, n);
@@ -47,17 +46,20 @@ class LshHeadCandidates : public HeadCandidates {
     for (uint64_t r = 0; r < rounds; ++r) {
       sorted(n);
       sorted(m);
-      for (int32_t size : sets_.cluster_sizes[r]) sorted(static_cast<uint64_t>(size));
+      for (const auto& cluster : clusters_.members[r]) sorted(cluster.size());
     }
     uint64_t merge = 0, merge_ops = 0;
-    for (uint64_t u : sets_.merged) merge += ceil_div(u, width), merge_ops += u;
+    for (int i = 0; i < w.n(); ++i) {
+      const uint64_t u = clusters_.merged(i);
+      merge += ceil_div(u, width), merge_ops += u;
+    }
     cycles_ = ceil_div(macs, p.macs_per_cycle) + sort + merge;
     direction_words_ = rounds * d;
     counts_ = {{"projection_macs", macs}, {"sort_ops", sort_ops}, {"merge_ops", merge_ops},
                {"direction_writes", direction_words_}};
   }
 
-  lsh::HeadSets sets_;
+  lsh::HeadClusters clusters_;
   uint64_t cycles_ = 0, direction_words_ = 0;
   std::vector<std::pair<std::string, uint64_t>> counts_;
 };

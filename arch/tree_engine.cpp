@@ -92,8 +92,7 @@ class TreeHeadCandidates : public HeadCandidates {
       std::vector<int> leaf_of_key(w.m());
       for (int j = 0; j < w.m(); ++j) leaf_of_key[j] = tree::route(tree_, row_of(w.k_deq, j, d));
       buckets_ = tree::bucket_keys(leaf_of_key, 1 << depth);
-      leaf_of_query_.resize(w.n());
-      for (int i = 0; i < w.n(); ++i) leaf_of_query_[i] = tree::route(tree_, row_of(w.q_deq, i, d));
+      queries_ = &w.q_deq;  // routed when each row is scored (rows run in parallel)
     }
     cost(w);
   }
@@ -101,7 +100,7 @@ class TreeHeadCandidates : public HeadCandidates {
   void row(int i, std::vector<int32_t>& out) const override {
     out.clear();
     if (p_.attention == TreeAttention::tc) return;  // TC rows attend node aggregates, no key
-    const int f = leaf_of_query_[i];
+    const int f = tree::route(tree_, row_of(*queries_, i, d_));
     const auto first = buckets_.ids.begin() + buckets_.start[f], last = buckets_.ids.begin() + buckets_.start[f + 1];
     out.assign(first, causal_ ? std::upper_bound(first, last, i) : last);
   }
@@ -147,7 +146,7 @@ class TreeHeadCandidates : public HeadCandidates {
   int d_;
   TreeParams tree_;
   tree::Buckets buckets_;
-  std::vector<int> leaf_of_query_;
+  const std::vector<double>* queries_ = nullptr;  // the head's dequantized Q (HeadWork::q_deq)
   TcResult tc_;
   uint64_t cycles_ = 0;
   std::vector<std::pair<std::string, uint64_t>> counts_;

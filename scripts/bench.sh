@@ -38,6 +38,8 @@ run transkimmer configs/transkimmer.json
 run fca configs/fca.json
 run dense-tree configs/dense-baseline.json --set candidates.source=tree
 run dense-lsh configs/dense-baseline.json --set candidates.source=lsh
+run dense-tree-no-quality configs/dense-baseline.json --set candidates.source=tree --set quality.enabled=false
+run dense-lsh-no-quality configs/dense-baseline.json --set candidates.source=lsh --set quality.enabled=false
 run treeformer configs/treeformer.json
 run scatterbrain configs/scatterbrain.json
 build/attnsim kernel --trace "$trace"
@@ -57,12 +59,15 @@ echo
 import json, sys
 out = sys.argv[1]
 dense = json.load(open(f"{out}/dense.json"))
-base = dense["sim"]["wall_seconds"]
-for name in ["dense-tree", "dense-lsh", "treeformer", "scatterbrain"]:
+bases = {True: dense["sim"]["wall_seconds"],
+         False: json.load(open(f"{out}/dense-no-quality.json"))["sim"]["wall_seconds"]}
+for name in ["dense-tree", "dense-lsh", "dense-tree-no-quality", "dense-lsh-no-quality", "treeformer", "scatterbrain"]:
     s = json.load(open(f"{out}/{name}.json"))
+    base = bases[s["config"]["quality"]["enabled"]]
     f = s["filter"]
-    print("%-13s wall %.2fx the dense run's, %s cycles (%.2fx faster), candidates per query %.1f, rel_error %.3g"
-          % (name, s["sim"]["wall_seconds"] / base, s["cycles"]["total"],
-             dense["cycles"]["total"] / s["cycles"]["total"], f["candidates_per_query"]["mean"],
-             s["quality"]["rel_error"]))
+    rel = s["quality"].get("rel_error")
+    print("%-22s wall %.2fx the dense run's%s, %s cycles (%.2fx faster), candidates per query %.1f%s"
+          % (name, s["sim"]["wall_seconds"] / base, "" if s["config"]["quality"]["enabled"] else " (both without quality)",
+             s["cycles"]["total"], dense["cycles"]["total"] / s["cycles"]["total"],
+             f["candidates_per_query"]["mean"], "" if rel is None else ", rel_error %.3g" % rel))
 PY

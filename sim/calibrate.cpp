@@ -186,6 +186,7 @@ MarginProfile margin_profile(const QkSetup& s, const CandidateGenerator& generat
   work_view.layer = w.layer;
   work_view.head = w.head;
   work_view.wide = qk::needs_wide_accumulator(s.qk.bits, w.d());
+  if (generator.uses_dequantized_rows()) dequantize_rows(work_view);
   const std::unique_ptr<HeadCandidates> rows = generator.for_head(work_view);
 
   const int n = w.n();
