@@ -54,6 +54,19 @@ class HeadCandidates {
   virtual int attend(int /*i*/, double* /*out*/) const { return 0; }
 };
 
+// A HeadCandidates whose unit's cycles and action counts are worked out once per head.
+class CostedHeadCandidates : public HeadCandidates {
+ public:
+  uint64_t cycles() const override { return cycles_; }
+  void count(ModuleActivity& unit) const override {
+    for (const auto& [action, n] : counts_) unit.add(action, n);
+  }
+
+ protected:
+  uint64_t cycles_ = 0;
+  std::vector<std::pair<std::string, uint64_t>> counts_;
+};
+
 class CandidateGenerator {
  public:
   virtual ~CandidateGenerator() = default;

@@ -1,6 +1,6 @@
 #include "arch/lowrank_math.h"
 
-#include "core/random.h"
+#include "arch/seeded.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,22 +12,10 @@ namespace {
 
 constexpr uint64_t kFeaturePurpose = 0x706572666f726d72ULL;  // "performr"
 
-double dot(const double* a, const double* b, int d) {
-  double s = 0;
-  for (int t = 0; t < d; ++t) s += a[t] * b[t];
-  return s;
-}
-
 }  // namespace
 
 Matrix gaussian_features(int half, int d, uint64_t seed, int layer, int head) {
-  Matrix w;
-  w.rows = half;
-  w.cols = d;
-  w.values.resize(static_cast<size_t>(half) * d);
-  Rng rng = rng_stream(seed, layer, head, kFeaturePurpose);
-  for (double& x : w.values) x = rng.normal();
-  return w;
+  return gaussian_matrix(half, d, seed, layer, head, kFeaturePurpose);
 }
 
 void log_features(const Matrix& w, const double* x, int d, double* out) {
@@ -35,9 +23,9 @@ void log_features(const Matrix& w, const double* x, int d, double* out) {
   const double scale = std::pow(static_cast<double>(d), -0.25);
   std::vector<double> xs(d);
   for (int t = 0; t < d; ++t) xs[t] = x[t] * scale;
-  const double base = -dot(xs.data(), xs.data(), d) / 2 - std::log(static_cast<double>(m)) / 2;
+  const double base = -dot_in_order(xs.data(), xs.data(), d) / 2 - std::log(static_cast<double>(m)) / 2;
   for (int f = 0; f < half; ++f) {
-    const double p = dot(w.row(f), xs.data(), d);
+    const double p = dot_in_order(w.row(f), xs.data(), d);
     out[f] = p + base;
     out[half + f] = -p + base;
   }

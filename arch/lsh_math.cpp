@@ -1,7 +1,7 @@
 #include "arch/lsh_math.h"
 
 #include "core/cycles.h"
-#include "core/random.h"
+#include "arch/seeded.h"
 
 #include <algorithm>
 #include <numeric>
@@ -12,27 +12,15 @@ namespace {
 
 constexpr uint64_t kDirectionPurpose = 0x6c73686469726563ULL;  // "lshdirec"
 
-double dot(const double* a, const double* b, int d) {
-  double s = 0;
-  for (int t = 0; t < d; ++t) s += a[t] * b[t];
-  return s;
-}
-
 }  // namespace
 
 Matrix gaussian_directions(int rounds, int d, uint64_t seed, int layer, int head) {
-  Matrix u;
-  u.rows = rounds;
-  u.cols = d;
-  u.values.resize(static_cast<size_t>(rounds) * d);
-  Rng rng = rng_stream(seed, layer, head, kDirectionPurpose);
-  for (double& x : u.values) x = rng.normal();
-  return u;
+  return gaussian_matrix(rounds, d, seed, layer, head, kDirectionPurpose);
 }
 
 std::vector<int32_t> clusters_on(const double* rows, int n, int d, const double* u, int cluster_size) {
   std::vector<double> proj(n);
-  for (int i = 0; i < n; ++i) proj[i] = dot(rows + static_cast<size_t>(i) * d, u, d);
+  for (int i = 0; i < n; ++i) proj[i] = dot_in_order(rows + static_cast<size_t>(i) * d, u, d);
   std::vector<int32_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return proj[a] < proj[b]; });

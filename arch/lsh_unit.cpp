@@ -9,7 +9,7 @@ namespace attnsim {
 
 namespace {
 
-class LshHeadCandidates : public HeadCandidates {
+class LshHeadCandidates : public CostedHeadCandidates {
  public:
   LshHeadCandidates(const LshUnitParams& p, const HeadWork& w) {
     const LayerContext& ctx = *w.layer;
@@ -27,10 +27,6 @@ class LshHeadCandidates : public HeadCandidates {
 
   // Merged when the row is scored (rows in parallel): the union's cost is costed per head.
   void row(int i, std::vector<int32_t>& out) const override { clusters_.candidates(i, out); }
-  uint64_t cycles() const override { return cycles_; }
-  void count(ModuleActivity& unit) const override {
-    for (const auto& [action, n] : counts_) unit.add(action, n);
-  }
   uint64_t param_bytes() const override { return direction_words_ * 4; }
 
  private:
@@ -60,8 +56,7 @@ class LshHeadCandidates : public HeadCandidates {
   }
 
   lsh::HeadClusters clusters_;
-  uint64_t cycles_ = 0, direction_words_ = 0;
-  std::vector<std::pair<std::string, uint64_t>> counts_;
+  uint64_t direction_words_ = 0;
 };
 
 class LshGenerator : public CandidateGenerator {

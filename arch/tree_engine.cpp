@@ -75,7 +75,7 @@ TcResult tc_attention(const TreeParams& tree, const HeadWork& w, bool causal) {
   return r;
 }
 
-class TreeHeadCandidates : public HeadCandidates {
+class TreeHeadCandidates : public CostedHeadCandidates {
  public:
   TreeHeadCandidates(const TreeEngineParams& p, const HeadWork& w) : p_(p), causal_(w.layer->causal), d_(w.d()) {
     const LayerContext& ctx = *w.layer;
@@ -103,10 +103,6 @@ class TreeHeadCandidates : public HeadCandidates {
     const int f = tree::route(tree_, row_of(*queries_, i, d_));
     const auto first = buckets_.ids.begin() + buckets_.start[f], last = buckets_.ids.begin() + buckets_.start[f + 1];
     out.assign(first, causal_ ? std::upper_bound(first, last, i) : last);
-  }
-  uint64_t cycles() const override { return cycles_; }
-  void count(ModuleActivity& unit) const override {
-    for (const auto& [action, n] : counts_) unit.add(action, n);
   }
   uint64_t param_bytes() const override { return node_words() * 4; }
   bool attends_aggregates() const override { return p_.attention == TreeAttention::tc; }
@@ -148,8 +144,6 @@ class TreeHeadCandidates : public HeadCandidates {
   tree::Buckets buckets_;
   const std::vector<double>* queries_ = nullptr;  // the head's dequantized Q (HeadWork::q_deq)
   TcResult tc_;
-  uint64_t cycles_ = 0;
-  std::vector<std::pair<std::string, uint64_t>> counts_;
 };
 
 class TreeGenerator : public CandidateGenerator {

@@ -1,7 +1,7 @@
 #include "arch/tree_math.h"
 
 #include "core/cycles.h"
-#include "core/random.h"
+#include "arch/seeded.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,14 +15,8 @@ constexpr uint64_t kBuildPurpose = 0x7472656562756c64ULL;  // "treebuld"
 constexpr int kPowerSteps = 4;
 constexpr size_t kPcaSample = 128;  // the direction is estimated on at most this many keys
 
-double dot(const double* a, const double* b, int d) {
-  double s = 0;
-  for (int t = 0; t < d; ++t) s += a[t] * b[t];
-  return s;
-}
-
 // The same product with four partial sums (vectorizable): for the power iteration only,
-// whose result needs no particular summation order (routing always uses dot()).
+// whose result needs no particular summation order (routing always uses dot_in_order()).
 double dot4(const double* a, const double* b, int d) {
   double s[4] = {0, 0, 0, 0};
   int t = 0;
@@ -33,7 +27,7 @@ double dot4(const double* a, const double* b, int d) {
 }
 
 bool normalize(std::vector<double>& v) {
-  const double n = std::sqrt(dot(v.data(), v.data(), static_cast<int>(v.size())));
+  const double n = std::sqrt(dot_in_order(v.data(), v.data(), static_cast<int>(v.size())));
   if (!(n > 0) || !std::isfinite(n)) return false;
   for (double& x : v) x /= n;
   return true;
@@ -95,7 +89,7 @@ void split_node(const double* keys, int d, int node, int depth_left, const std::
 }  // namespace
 
 double split_value(const TreeParams& t, int node, const double* x) {
-  return dot(t.w.row(node), x, t.w.cols) + t.b[node];
+  return dot_in_order(t.w.row(node), x, t.w.cols) + t.b[node];
 }
 
 int route(const TreeParams& t, const double* x, std::vector<int>* path) {
