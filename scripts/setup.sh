@@ -7,6 +7,8 @@ packages=(
   libboost-dev libboost-program-options-dev
   nlohmann-json3-dev catch2             # JSON, tests (Catch2 v2)
   python3-numpy python3-matplotlib      # reference model, plots (/usr/bin/python3)
+  python3-torch libopenblas0-pthread    # models in the loop (scripts/train_models.py, eval_mechanisms.py)
+  python3-sklearn fortunes              # their data: the 8x8 digits images, English text
   time                                  # /usr/bin/time -v for the benchmark's peak RSS
   parallel                              # GNU parallel: sweep job files (tests/sweep)
 )
