@@ -92,6 +92,9 @@ def write_bytes_atomically(path, data, force=False):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the file private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
