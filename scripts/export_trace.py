@@ -263,7 +263,7 @@ def layer_tensors(captures, dtype, path):
     return tensors, metadata
 
 
-def run_hooked(model, inputs):
+def run_hooked(model, inputs, run=None):
     found = find_attention(model)
     if not found:
         raise ExportError(f"{type(model).__name__}: no attention module found (recognized: "
@@ -274,7 +274,7 @@ def run_hooked(model, inputs):
         for name, module, adapter in found:
             handles += adapter.attach(module, name, recorder)
         with ordinary_path([m for _, m, _ in found]):
-            model(inputs)
+            (run or model)(inputs)
     finally:
         for h in handles:
             h.remove()
@@ -290,16 +290,20 @@ def run_hooked(model, inputs):
 
 
 def export_trace(model, inputs, path, *, model_name, causal=False, dtype="f32", force=False,
-                 extra_tensors=None, metadata=None):
+                 extra_tensors=None, metadata=None, run=None):
     """Runs model(inputs) under hooks and writes one trace; returns the captured layers'
-    {name: float32 numpy array} (before any dtype conversion)."""
+    {name: float32 numpy array} (before any dtype conversion).
+
+    run: a callable used instead of `model` (e.g. `lambda x: model(x, policy)` to export
+    the forward pass a mechanism shapes); extra_tensors: {name: (array, dtype)}, or a
+    callable returning it, called after the forward pass (e.g. what a policy recorded)."""
     if dtype not in DTYPES:
         raise ExportError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if os.path.exists(path) and not force:
         raise ExportError(f"{path}: exists (use --force / force=True to overwrite)")
-    captures = run_hooked(model, inputs)
+    captures = run_hooked(model, inputs, run)
     tensors, meta = layer_tensors(captures, DTYPES[dtype], path)
-    carried = dict(extra_tensors or {})
+    carried = dict((extra_tensors() if callable(extra_tensors) else extra_tensors) or {})
     if hasattr(model, "attnsim_tensors"):
         carried.update(model.attnsim_tensors())
     for name, (array, tdtype) in carried.items():

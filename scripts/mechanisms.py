@@ -505,6 +505,21 @@ class SimPolicy:
 
     # -- summaries ----------------------------------------------------------------------
 
+    def trace_tensors(self, sample=0):
+        """What the trace of input `sample` must carry for `attnsim run` to skim as this
+        forward pass did: per layer the hidden states entering it (F32) and the predictor's
+        keep decisions (U8); with the predictor's weights (SimPolicy.tensors) the simulator
+        recomputes the same decisions (skim_controller.source "predictor") or reads them
+        (source "trace"). Needs record=True."""
+        out = {}
+        for layer, hidden in self.hidden.items():
+            out[f"layers.{layer}.hidden"] = (hidden[sample].numpy(), "F32")
+            out[f"layers.{layer}.skim_keep"] = (self.skim_keep[layer][sample].numpy().astype("uint8"), "U8")
+        for name, t in self.tensors.items():
+            if ".skim_predictor." in name or ".tree." in name or ".lsh." in name or ".performer." in name:
+                out[name] = (t.numpy(), "F32")
+        return out
+
     def filtered_ratio(self):
         cand = int(self.counts["candidates"].sum())
         return int(self.counts["filtered"].sum()) / cand if cand else 0.0

@@ -49,6 +49,7 @@ class ModelConfig:
     mlp: int = 128
     tokens: int = 65     # N: 65 for the ViT (64 pixels + [CLS]); the context for charlm
     classes: int = 10    # vit: classes; charlm: vocabulary size
+    skim_predictors: bool = False  # Transkimmer: one skim predictor per layer (scripts/train_skim.py)
 
     @property
     def causal(self):
@@ -144,6 +145,16 @@ class Block(nn.Module):
         return h, active
 
 
+def skim_predictor(d_model):
+    """Transkimmer's SkimPredictor: LayerNorm, Linear(D, D), LayerNorm, GELU, Linear(D, 2);
+    output 1 is keep, 0 is skim (docs/skimming.md)."""
+    return nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.LayerNorm(d_model), nn.GELU(),
+                         nn.Linear(d_model, 2))
+
+
+PREDICTOR_PARTS = (("ln1", 0), ("fc1", 1), ("ln2", 2), ("fc2", 4))
+
+
 class TinyTransformer(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -158,6 +169,18 @@ class TinyTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.classes)
+        if cfg.skim_predictors:
+            self.skim_predictors = nn.ModuleList(skim_predictor(cfg.d_model) for _ in range(cfg.layers))
+
+    def predictor_tensors(self):
+        """The skim predictors' weights named as trace tensors
+        (`layers.{l}.skim_predictor.{ln1,fc1,ln2,fc2}.{weight,bias}`), float32 numpy."""
+        out = {}
+        for l, predictor in enumerate(getattr(self, "skim_predictors", [])):
+            for part, index in PREDICTOR_PARTS:
+                for t in ("weight", "bias"):
+                    out[f"layers.{l}.skim_predictor.{part}.{t}"] = getattr(predictor[index], t).detach().float().numpy()
+        return out
 
     def embed_inputs(self, x):
         if self.cfg.kind == "vit":  # x: [B, 8, 8] images in [0, 1]
