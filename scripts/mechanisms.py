@@ -122,6 +122,12 @@ def latte_margin(gamma, d, sq, sk):
     return torch.where(torch.isfinite(t) & (t < 2.0 ** 63), torch.floor(t), torch.full_like(t, float(INT64_MAX)))
 
 
+def early_term_theta(tau, d, sq, sk):
+    """The integer LeOPArd threshold of a logit threshold tau: ceil(tau sqrt(d) / (s_q s_k)),
+    so that s_ij >= theta iff the logit s_ij s_q s_k / sqrt(d) >= tau (up to rounding)."""
+    return torch.ceil(float(tau) * math.sqrt(d) / (sq * sk))
+
+
 def segment_running_max(e, cand, entries):
     """For every candidate (b, h, i, j): the maximum of e over the candidates of row i in
     reuse-buffer segments 0..s(j), segments being `entries` consecutive candidates."""
@@ -313,7 +319,7 @@ def mechanism_tensors(model, sample_keys=None, *, depth=None, rounds=None, featu
 class SimPolicy:
     """A scripts/models.py Policy applying the simulator's rules (module docstring)."""
 
-    def __init__(self, config, model_cfg, tensors=None, record=False):
+    def __init__(self, config, model_cfg, tensors=None, record=False, theta_logit=None):
         self.cfg = merge_config(config)
         self.model_cfg = model_cfg
         self.tensors = {k: torch.as_tensor(np.asarray(v)) for k, v in (tensors or {}).items()}
@@ -328,6 +334,10 @@ class SimPolicy:
         self.margin = per_head_table(comp["margin"], L, H, "comparator.margin") if "margin" in comp else None
         self.gamma = per_head_table(comp["gamma"], L, H, "comparator.gamma")
         self.theta = per_head_table(comp["theta"], L, H, "comparator.theta")
+        # Evaluation only (not a simulator key): LeOPArd's threshold as a logit, turned into
+        # the integer theta_h = ceil(tau sqrt(d) / (s_q s_k)) of each input, which is what a
+        # config for that input's trace would hold (early_term_theta gives it).
+        self.theta_logit = None if theta_logit is None else per_head_table(theta_logit, L, H, "theta_logit")
         self.entries = int(self.cfg["reuse_buffer"]["entries"])
         self.source = self.cfg["candidates"]["source"]
         if self.source not in ("all", "tree", "lsh", "none"):
@@ -478,6 +488,10 @@ class SimPolicy:
             return cand
         H = qi.shape[1]
         if self.mode == "early_term":
+            if self.theta_logit is not None:
+                theta = torch.stack([early_term_theta(self.theta_logit[layer][h], qi.shape[-1], sq[:, h], sk[:, h])
+                                     for h in range(H)], dim=1)  # [B, H]
+                return cand & (exact >= theta[..., None, None])
             theta = torch.tensor([float(self.theta[layer][h]) for h in range(H)], dtype=torch.float64)
             return cand & (exact >= theta[None, :, None, None])
         est = qi @ msb_planes(ki, self.bits, self.planes).transpose(-1, -2)
