@@ -73,11 +73,16 @@ void dequantize_rows(HeadWork& w) {
 }
 
 HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const LowRankModel* lowrank,
-                     const QualityMeter* quality, int threads)
-    : qk_(qk), candidates_(candidates), lowrank_(lowrank), quality_(quality), threads_(std::max(1, threads)) {}
+                     const QualityMeter* quality, int threads, const DecisionRecorder* decisions)
+    : qk_(qk),
+      candidates_(candidates),
+      lowrank_(lowrank),
+      quality_(quality),
+      threads_(std::max(1, threads)),
+      decisions_(decisions) {}
 
-void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, int begin,
-                             int end) const {
+void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank,
+                             HeadDecisions* decisions, int begin, int end) const {
   RowData row;
   std::vector<double> scratch;
   std::optional<LowRankHead::Rows> lowrank_rows;  // this thread's running prefix (causal)
@@ -107,6 +112,7 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
     }
     if (w.layer->abar) accumulate_abar(w, row);
     if (quality) quality->measure(row, out, scratch);
+    if (decisions) decisions->record(row);
   }
 }
 
@@ -121,16 +127,17 @@ void HeadModel::compute(HeadWork& w) const {
     w.lowrank_head_exps = lowrank->key_side_exps();
   }
   const std::unique_ptr<HeadQuality> quality = quality_ ? quality_->begin_head(w) : nullptr;
+  const std::unique_ptr<HeadDecisions> decisions = decisions_ ? decisions_->begin_head(w) : nullptr;
   const int n = w.n();
   w.rows.assign(n, RowOutcome{});
   const int threads = std::max(1, std::min(threads_, n / 16));
   if (threads == 1) {
-    compute_rows(w, quality.get(), lowrank.get(), 0, n);
+    compute_rows(w, quality.get(), lowrank.get(), decisions.get(), 0, n);
   } else {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
-      pool.emplace_back([this, &w, &quality, &lowrank, t, threads, n] {
-        compute_rows(w, quality.get(), lowrank.get(), n * t / threads, n * (t + 1) / threads);
+      pool.emplace_back([this, &w, &quality, &lowrank, &decisions, t, threads, n] {
+        compute_rows(w, quality.get(), lowrank.get(), decisions.get(), n * t / threads, n * (t + 1) / threads);
       });
     for (auto& th : pool) th.join();
   }

@@ -10,6 +10,8 @@
 //
 // Quality measurement is not the hardware's: the top level (sim/) hands a QualityMeter
 // down, and the model calls it on every finished row. Without one, no quality is measured.
+// Likewise a DecisionRecorder (`attnsim run --masks`) sees every finished row's candidates
+// and survivors; without one, nothing is recorded.
 #include "arch/candidates.h"
 #include "arch/lowrank_unit.h"
 #include "arch/pipeline.h"
@@ -37,16 +39,35 @@ class QualityMeter {
   virtual std::unique_ptr<HeadQuality> begin_head(const HeadWork& head) const = 0;
 };
 
+// Which keys one head's rows had as candidates and which of them survived the comparator
+// (implemented in sim/masks.h).
+class HeadDecisions {
+ public:
+  virtual ~HeadDecisions() = default;
+  // A finished row: row.candidates (C_i, ascending key ids) and row.survivor_ids (the
+  // candidates the QK unit kept, ascending). Called from several threads at once, each on
+  // rows of its own, so an implementation writing per-row storage needs no lock.
+  virtual void record(const RowData& row) = 0;
+};
+
+class DecisionRecorder {
+ public:
+  virtual ~DecisionRecorder() = default;
+  // Per head, before its rows (head.candidates is set).
+  virtual std::unique_ptr<HeadDecisions> begin_head(const HeadWork& head) const = 0;
+};
+
 // Fills the head's dequantized Q, K and V (HeadWork::q_deq, k_deq, v_deq), as the model
 // does before a generator or the low-rank unit looks at the head.
 void dequantize_rows(HeadWork& w);
 
 class HeadModel {
  public:
-  // `lowrank` may be null (the low-rank unit off), `quality` too (quality off). The
-  // generator, the low-rank model and the meter must outlive the model.
+  // `lowrank` may be null (the low-rank unit off), `quality` too (quality off), and
+  // `decisions` (nothing recorded). The generator, the low-rank model, the meter and the
+  // recorder must outlive the model.
   HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, const LowRankModel* lowrank,
-            const QualityMeter* quality, int threads);
+            const QualityMeter* quality, int threads, const DecisionRecorder* decisions = nullptr);
 
   // Head `head` of `layer`: its candidates, every row's outcome, the FCA scores (when the
   // layer collects them). Throws what the units' functions throw on bad data.
@@ -57,13 +78,15 @@ class HeadModel {
   const QkSetup& qk() const { return qk_; }
 
  private:
-  void compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, int begin, int end) const;
+  void compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, HeadDecisions* decisions,
+                    int begin, int end) const;
 
   QkSetup qk_;
   const CandidateGenerator& candidates_;
   const LowRankModel* lowrank_;
   const QualityMeter* quality_;
   int threads_;
+  const DecisionRecorder* decisions_;
 };
 
 }  // namespace attnsim

@@ -22,7 +22,7 @@ Recognized attention modules (adapters, tried in this order):
 |---|---|---|
 | `qkv_linear` | this project's `models.Attention`; modules laid out like Hugging Face `BertSelfAttention` and `ViTSelfAttention`: Linear children `query`, `key`, `value` and attributes `num_attention_heads`, `attention_head_size` | outputs of the three Linear layers |
 | `gpt2` | modules laid out like Hugging Face `GPT2Attention`: a fused `c_attn` projection (Conv1D or Linear, out = [q | k | v]), `num_heads` and `head_dim` (or `split_size`) | the output of `c_attn`, split in three |
-| `multihead` | `torch.nn.MultiheadAttention` (also inside `nn.TransformerEncoderLayer` / `DecoderLayer`) | its inputs, projected with its own `in_proj_weight`/`in_proj_bias` (or `q/k/v_proj_weight`) exactly as its forward does |
+| `multihead` | `torch.nn.MultiheadAttention` (also inside `nn.TransformerEncoderLayer` / `DecoderLayer`; batched either way, or one unbatched [N, D] sequence) | its inputs, projected with its own `in_proj_weight`/`in_proj_bias` (or `q/k/v_proj_weight`) exactly as its forward does |
 
 PyTorch's fused fast path: in eval mode `nn.TransformerEncoderLayer` may skip its
 `self_attn` module altogether (`torch._transformer_encoder_layer_fwd`), so no hook would
@@ -34,14 +34,16 @@ shorter trace.
 
 Mechanism tensors a model carries (Transkimmer `skim_keep` and predictor weights and
 hidden states, Treeformer trees, LSH directions, Performer matrices) are written too:
-those passed as `extra_tensors={name: (array, dtype)}` and those returned by the model's
-`attnsim_tensors()` method after the forward pass, if it has one (this project's
-scripts/mechanisms.py models do).
+those passed as `extra_tensors={name: (array, dtype)}` (or a callable returning that dict,
+called after the forward pass: e.g. scripts/mechanisms.py's `SimPolicy.trace_tensors`) and
+those returned by the model's `attnsim_tensors()` method after the forward pass, if it has
+one (they win over extra_tensors of the same name).
 
 Errors (ExportError, a one-line message naming the file and the tensor or module): no
-attention module found, a batch of more than one sequence, a captured tensor with NaN
-or Inf, an output path that exists without force=True (--force), an unwritable path. A
-failed export leaves no file.
+attention module found, a recognized module that did not run (a fused fast path), a
+batch of more than one sequence, a captured tensor with NaN or Inf or a value the dtype
+cannot hold (F16 max 65504), an output path that exists without force=True (--force),
+an unwritable path or missing directory. A failed export leaves no file.
 
 Command line: exports this project's trained models (scripts/train_models.py) on one
 test input:
@@ -165,7 +167,9 @@ class MultiheadAdapter:
         def forward(query, key, value, *args, **kwargs):
             with torch.no_grad():
                 q, k, v = MultiheadAdapter.projections(module, query, key, value)
-            if not module.batch_first:  # [N, B, D] -> [B, N, D]
+            if query.dim() == 2:  # one unbatched sequence [N, D], which the module accepts
+                q, k, v = (x.unsqueeze(0) for x in (q, k, v))
+            elif not module.batch_first:  # [N, B, D] -> [B, N, D]
                 q, k, v = (x.transpose(0, 1) for x in (q, k, v))
             for part, x in (("q", q), ("k", k), ("v", v)):
                 recorder.record(module, module_name, part, heads_first(x.detach(), heads, module_name))
@@ -301,7 +305,10 @@ def export_trace(model, inputs, path, *, model_name, causal=False, dtype="f32", 
         raise ExportError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if os.path.exists(path) and not force:
         raise ExportError(f"{path}: exists (use --force / force=True to overwrite)")
-    captures = run_hooked(model, inputs, run)
+    try:
+        captures = run_hooked(model, inputs, run)
+    except ExportError as e:  # name the file too
+        raise ExportError(f"{path}: {e}") from None
     tensors, meta = layer_tensors(captures, DTYPES[dtype], path)
     carried = dict((extra_tensors() if callable(extra_tensors) else extra_tensors) or {})
     if hasattr(model, "attnsim_tensors"):
@@ -351,16 +358,19 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="f16")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     args = parser.parse_args(argv)
+    import datasets
     import models
     import tasks
     tasks.setup_torch()
     try:
+        if os.path.exists(args.out) and not args.force:  # before loading the model and the data
+            raise ExportError(f"{args.out}: exists (use --force to overwrite)")
         model, meta = models.load(args.model)
         inputs, description = sample_input(model, args.sample)
         layers = export_trace(model, inputs, args.out, model_name=meta.get("model", os.path.basename(args.model)),
                      causal=model.cfg.causal, dtype=args.dtype, force=args.force,
                      metadata={"data": description, "model_file": os.path.basename(args.model)})
-    except (ExportError, safetensors_io.SafetensorsError) as e:
+    except (ExportError, safetensors_io.SafetensorsError, datasets.DataError) as e:
         print(f"export_trace.py: {e}", file=sys.stderr)
         return 2
     h, n, d = layers["layers.0.q"].shape

@@ -48,14 +48,17 @@ def encode(name, array, dtype):
         a64 = a.astype(np.float64)
         if not np.all(np.isfinite(a64)):
             raise SafetensorsError(f"tensor {name}: holds NaN or Inf")
+        with np.errstate(over="ignore"):  # an overflow is reported below, in one line
+            narrow = a.astype(np.float32) if dtype == "BF16" else a.astype(STORAGE[dtype])
         if dtype == "BF16":
-            out = float32_to_bf16_bits(a.astype(np.float32))
+            out = float32_to_bf16_bits(narrow)
             if not np.all(np.isfinite(bf16_bits_to_float32(out))):
                 raise SafetensorsError(f"tensor {name}: a value overflows BF16")
             return out.astype("<u2").tobytes()
-        out = a.astype(STORAGE[dtype])
+        out = narrow
         if not np.all(np.isfinite(out)):
-            raise SafetensorsError(f"tensor {name}: a value overflows {dtype} (F16 max is 65504)")
+            limit = " (F16 max is 65504)" if dtype == "F16" else ""
+            raise SafetensorsError(f"tensor {name}: a value overflows {dtype}{limit}")
         return out.tobytes()
     lo, hi = INT_RANGE[dtype]
     if a.size and (not np.all(np.equal(np.mod(a, 1), 0)) or a.min() < lo or a.max() > hi):

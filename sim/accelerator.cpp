@@ -77,7 +77,7 @@ class Accelerator {
         lowrank_params_(LowRankParams::table().from(plan_.config.at("lowrank_unit"))),
         lowrank_(lowrank_params_),
         model_(c.qk_setup(), *generator_, lowrank_params_.enabled ? &lowrank_ : nullptr,
-               c.quality.enabled ? &quality_ : nullptr, o.threads),
+               c.quality.enabled ? &quality_ : nullptr, o.threads, o.decisions),
         dram_(c.dram),
         sram_(c.sram),
         free_slots_("free_slots", plan_.sram_slots),

@@ -27,7 +27,8 @@
 
 namespace attnsim {
 
-struct TraceOptions;  // arch/activity_trace.h
+struct TraceOptions;       // arch/activity_trace.h
+class DecisionRecorder;    // arch/head_model.h
 
 // One layer's span and the modules' cumulative activity when it ended.
 struct LayerRecord {
@@ -55,6 +56,9 @@ struct SimOptions {
   // The candidate generator registered under this name (arch/candidates.h) instead of
   // the config's candidates.source; empty: the config's.
   std::string candidates;
+  // Receives every row's candidates and survivors (`attnsim run --masks`, sim/masks.h);
+  // null: nothing recorded. The outcome does not depend on it.
+  const DecisionRecorder* decisions = nullptr;
 };
 
 // Simulates the whole trace. `metrics` receives every finished row. Throws ConfigError

@@ -80,10 +80,13 @@ json finish_no_skim_baseline(const Baseline& b) {
 }  // namespace
 
 RunReport run_simulation(const Config& c, const std::string& trace_path, int threads,
-                         const std::function<void(uint64_t, uint64_t)>& on_progress, const TraceOptions* tracing) {
+                         const std::function<void(uint64_t, uint64_t)>& on_progress, const TraceOptions* tracing,
+                         bool masks) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const auto start = std::chrono::steady_clock::now();
   const Trace trace(trace_path);
+  // Checked before anything runs; the no-skim child below gets SimOptions of its own.
+  std::unique_ptr<KeepMasks> recorder = masks ? std::make_unique<KeepMasks>(c, trace) : nullptr;
   const TechTable tech = TechTable::load(c.energy.tech);
   const bool skimming = c.skim_controller.mode != SkimMode::off;
   if (skimming) plan_run(c, trace);  // a config that does not fit fails before forking
@@ -96,6 +99,7 @@ RunReport run_simulation(const Config& c, const std::string& trace_path, int thr
     options.threads = threads;
     options.on_progress = on_progress;
     options.tracing = tracing;
+    options.decisions = recorder.get();
     out = simulate(c, trace, metrics, options);
   } catch (...) {
     if (skimming) {
@@ -116,7 +120,7 @@ RunReport run_simulation(const Config& c, const std::string& trace_path, int thr
   const double total_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   stats["sim"] = {{"wall_seconds", total_wall},
                   {"cycles_per_second", total_wall > 0 ? out.total.count() / total_wall : 0.0}};
-  return {stats};
+  return {stats, std::move(recorder)};
 }
 
 }  // namespace attnsim

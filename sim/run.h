@@ -2,11 +2,13 @@
 // One whole run of `attnsim run`: the trace opened, the accelerator simulated, energy
 // computed and the stats assembled (sim/stats.h writes them).
 #include "sim/config.h"
+#include "sim/masks.h"
 
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace attnsim {
@@ -15,6 +17,9 @@ struct TraceOptions;  // arch/activity_trace.h
 
 struct RunReport {
   nlohmann::json stats;  // the whole stats document
+  // Every row's candidates and survivors, when asked for (not yet written: see
+  // KeepMasks::write).
+  std::unique_ptr<KeepMasks> masks;
 };
 
 // Opens the trace, simulates, computes energy, assembles the stats. With a skim
@@ -24,8 +29,11 @@ struct RunReport {
 // `threads`: threads of the head model (0 = one per core); results do not depend on it.
 // `tracing` (may be null): VCD / timeline of a window of the run (docs/tracing.md); the
 // stats do not depend on it.
+// `masks`: record every row's candidates and survivors into RunReport::masks (`attnsim run
+// --masks`); a trace whose masks could exceed KeepMasks::kMaxBytes fails before anything
+// runs. The no-skim baseline records nothing. The stats do not depend on it.
 RunReport run_simulation(const Config& config, const std::string& trace_path, int threads = 0,
                          const std::function<void(uint64_t, uint64_t)>& on_progress = {},
-                         const TraceOptions* tracing = nullptr);
+                         const TraceOptions* tracing = nullptr, bool masks = false);
 
 }  // namespace attnsim

@@ -30,6 +30,7 @@ using nlohmann::json;
   throw TraceError(path + ": " + tensor + ": " + what);
 }
 
+// The dtypes a file may hold for the reader: not I32, which only the writer knows.
 bool parse_dtype(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> kNames[] = {
       {"I8", DType::I8}, {"U8", DType::U8}, {"F16", DType::F16},
@@ -197,6 +198,7 @@ const char* dtype_name(DType t) {
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
     case DType::F32: return "F32";
+    case DType::I32: return "I32";
   }
   return "?";
 }
@@ -207,7 +209,8 @@ size_t dtype_size(DType t) {
     case DType::U8: return 1;
     case DType::F16:
     case DType::BF16: return 2;
-    case DType::F32: return 4;
+    case DType::F32:
+    case DType::I32: return 4;
   }
   return 1;
 }
@@ -318,6 +321,8 @@ void SafetensorsFile::read_float_into(const TensorInfo& t, uint64_t first, uint6
         return b;
       });
       break;
+    case DType::I32:  // never in a file the reader accepted (parse_dtype)
+      fail(path_, t.name, "unsupported dtype I32");
   }
   if (finite) return;
   // Slow path, only on failure: name the first bad element.
@@ -366,6 +371,15 @@ void SafetensorsWriter::add_float(const std::string& name, DType dtype,
         bytes[i] = static_cast<uint8_t>(static_cast<int>(v));
         break;
       }
+      case DType::I32: {
+        // -2^31 and 2^31 are exact floats; 2^31 - 1 is not, so the upper bound is strict.
+        if (!(v >= -2147483648.f && v < 2147483648.f) || std::nearbyint(v) != v)
+          throw std::invalid_argument(name + ": value " + std::to_string(v) + " at index " +
+                                      std::to_string(i) + " is not an integer in I32 range");
+        const int32_t x = static_cast<int32_t>(v);
+        std::memcpy(&bytes[4 * i], &x, 4);  // little-endian host, as for F32
+        break;
+      }
       case DType::F16:
       case DType::BF16: {
         uint16_t h = dtype == DType::F16 ? float_to_half(v) : float_to_bf16(v);
@@ -379,6 +393,13 @@ void SafetensorsWriter::add_float(const std::string& name, DType dtype,
     }
   }
   add(name, dtype, shape, std::move(bytes));
+}
+
+void SafetensorsWriter::add_i32(const std::string& name, const std::vector<int64_t>& shape,
+                                const std::vector<int32_t>& values) {
+  std::vector<uint8_t> bytes(values.size() * 4);
+  if (!values.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());  // little-endian host
+  add(name, DType::I32, shape, std::move(bytes));
 }
 
 void SafetensorsWriter::set_metadata(const std::string& key, const std::string& value) {

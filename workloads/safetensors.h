@@ -19,8 +19,10 @@ class TraceError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class DType { I8, U8, F16, BF16, F32 };
-const char* dtype_name(DType t);   // "I8", "U8", "F16", "BF16", "F32"
+// I32 is written only (token ids of `attnsim run --masks`): the reader accepts I8, U8,
+// F16, BF16 and F32, so a trace holding an I32 tensor is rejected as it always was.
+enum class DType { I8, U8, F16, BF16, F32, I32 };
+const char* dtype_name(DType t);   // "I8", "U8", "F16", "BF16", "F32", "I32"
 size_t dtype_size(DType t);
 
 struct TensorInfo {
@@ -35,7 +37,8 @@ struct TensorInfo {
 class SafetensorsFile {
  public:
   // Maps `path` and validates the header (length, JSON, dtypes, shapes, offsets within
-  // the file, sizes matching shape x dtype). Throws TraceError.
+  // the file, sizes matching shape x dtype). Throws TraceError; any dtype other than I8,
+  // U8, F16, BF16 and F32 is "unsupported".
   explicit SafetensorsFile(const std::string& path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -74,10 +77,12 @@ class SafetensorsWriter {
  public:
   void add(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
            std::vector<uint8_t> bytes);
-  // Converts float values to `dtype` (F32, F16, BF16 with round-to-nearest-even; I8/U8
-  // require integral values in range).
+  // Converts float values to `dtype` (F32, F16, BF16 with round-to-nearest-even; I8, U8
+  // and I32 require integral values in range).
   void add_float(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
                  const std::vector<float>& values);
+  // I32 values as they are (token ids; add_float would round those above 2^24).
+  void add_i32(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int32_t>& values);
   void set_metadata(const std::string& key, const std::string& value);
   void write(const std::string& path) const;  // throws TraceError
 

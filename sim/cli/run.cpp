@@ -10,8 +10,11 @@
 
 #include <boost/program_options.hpp>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -50,15 +53,52 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_;
 };
 
+// A masks file that cannot be written is found before the simulation, not after it: the
+// nearest existing ancestor of its directory must be a writable directory (missing
+// directories are created when the file is written, as for --out).
+void check_masks_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(path).parent_path();
+  std::error_code ec;
+  while (!dir.empty() && !fs::exists(dir, ec)) dir = dir.parent_path();
+  if (dir.empty()) dir = ".";
+  if (!fs::is_directory(dir, ec))
+    throw std::runtime_error("--masks: " + path + ": cannot write: " + dir.string() + " is not a directory");
+  if (access(dir.c_str(), W_OK) != 0)
+    throw std::runtime_error("--masks: " + path + ": cannot write: " + dir.string() + ": " + std::strerror(errno));
+}
+
+// Masks first, then the stats; when the stats cannot be written the masks go too, so that
+// a failed run leaves no file.
+void write_outputs(RunReport& report, const std::string& masks_path, const std::string& out_path) {
+  if (report.masks) {
+    const std::filesystem::path parent = std::filesystem::path(masks_path).parent_path();
+    try {
+      if (!parent.empty()) std::filesystem::create_directories(parent);
+    } catch (const std::filesystem::filesystem_error& e) {
+      throw std::runtime_error("--masks: " + masks_path + ": cannot write: " + e.code().message());
+    }
+    report.masks->write(masks_path, report.stats["trace"]["sha256"].get<std::string>());
+  }
+  if (out_path.empty()) return;
+  try {
+    write_file_atomically(out_path, report.stats.dump(2) + "\n");
+  } catch (...) {
+    if (report.masks) std::remove(masks_path.c_str());
+    throw;
+  }
+}
+
 }  // namespace
 
 int cmd_run(int argc, char** argv) {
   po::options_description opts(
       "usage: attnsim run --config C.json --trace T.safetensors --out stats.json [--set key.path=value ...]\n"
-      "                   [--vcd run.vcd] [--timeline run.json] [--trace-layers A:B] [--trace-heads A:B]\n\n"
+      "                   [--vcd run.vcd] [--timeline run.json] [--trace-layers A:B] [--trace-heads A:B]\n"
+      "                   [--masks M.safetensors]\n\n"
       "Simulates the configured accelerator on every layer and head of the trace and writes the\n"
       "stats JSON (schema attnsim.stats/1); a summary goes to stdout.\n\noptions");
-  std::string config_path, trace_path, out_path, trace_layers, trace_heads;
+  std::string config_path, trace_path, out_path, trace_layers, trace_heads, masks_path;
   std::vector<std::string> overrides;
   TraceOptions tracing;
   opts.add_options()("help,h", "show this help")(
@@ -76,7 +116,11 @@ int cmd_run(int argc, char** argv) {
       "write the same activity as Chrome trace-event JSON (Perfetto, chrome://tracing; 1 ns = 1 cycle)")(
       "trace-layers", po::value(&trace_layers),
       "layers to trace, inclusive: A:B, A, A:, :B or all (default 0)")(
-      "trace-heads", po::value(&trace_heads), "heads to trace, inclusive: A:B, A, A:, :B or all (default all)");
+      "trace-heads", po::value(&trace_heads), "heads to trace, inclusive: A:B, A, A:, :B or all (default all)")(
+      "masks", po::value(&masks_path),
+      "write, per layer and head, each query row's candidate keys and which of them the comparator kept "
+      "(safetensors: layers.{l}.tokens, layers.{l}.keep with 0 not a candidate, 1 filtered, 2 kept; "
+      "docs/tracing.md); at most 1 GiB");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -107,16 +151,18 @@ int cmd_run(int argc, char** argv) {
   try {
     const Config config = config_path.empty() ? resolve_config(json{{"schema", kConfigSchema}}, "<defaults>", overrides)
                                               : load_config(config_path, overrides);
+    if (!masks_path.empty()) check_masks_path(masks_path);
     RunReport report;
     {
       ProgressBar bar;
       report = run_simulation(config, trace_path, vm["threads"].as<int>(),
-                              [&](uint64_t d, uint64_t t) { bar.update(d, t); }, &tracing);
+                              [&](uint64_t d, uint64_t t) { bar.update(d, t); }, &tracing, !masks_path.empty());
     }
-    if (!out_path.empty()) write_file_atomically(out_path, report.stats.dump(2) + "\n");
+    write_outputs(report, masks_path, out_path);
     if (!vm.count("quiet")) {
       std::cout << text_summary(report.stats);
       if (!out_path.empty()) std::cout << "stats     " << out_path << "\n";
+      if (!masks_path.empty()) std::cout << "masks     " << masks_path << "\n";
       if (!tracing.vcd_path.empty()) std::cout << "vcd       " << tracing.vcd_path << "\n";
       if (!tracing.timeline_path.empty()) std::cout << "timeline  " << tracing.timeline_path << "\n";
     }

@@ -1,6 +1,9 @@
-// `attnsim trace synth` and `attnsim trace info` (see docs/traces.md).
+// `attnsim trace synth`, `attnsim trace info` and `attnsim trace dump` (see docs/traces.md).
 #include "sim/cli/commands.h"
 
+#include "core/did_you_mean.h"
+#include "core/file_io.h"
+#include "workloads/safetensors.h"
 #include "workloads/synth.h"
 #include "workloads/trace.h"
 
@@ -261,12 +264,111 @@ int trace_info(int argc, char** argv) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------
+// trace dump
+
+// A debugging and testing tool: one tensor's values fit comfortably in a JSON text.
+constexpr uint64_t kDumpMaxElements = uint64_t{1} << 26;
+
+// The tensor `name` of `file`, or a one-line error naming both (with a did-you-mean).
+const TensorInfo& tensor_to_dump(const SafetensorsFile& file, const std::string& name) {
+  if (file.has(name)) return file.info(name);
+  std::vector<std::string> names;
+  for (const auto& kv : file.tensors()) names.push_back(kv.first);
+  const std::string suggestion = did_you_mean(name, names);
+  throw UsageError(file.path() + ": " + name + ": no such tensor" +
+                   (suggestion.empty() ? "" : " (did you mean '" + suggestion + "'?)"));
+}
+
+// {"trace", "tensor", "dtype", "shape", "values"}: the values exactly as the simulator's
+// reader decodes them (SafetensorsFile::read_float_into), floats as the double equal to
+// the decoded float (nlohmann prints the shortest text that reads back to it), I8 and U8
+// as integers.
+nlohmann::ordered_json dump_json(const SafetensorsFile& file, const TensorInfo& t) {
+  const uint64_t elements = t.elements();
+  if (elements > kDumpMaxElements)
+    throw UsageError(file.path() + ": " + t.name + ": " + std::to_string(elements) +
+                     " elements, more than trace dump prints (2^26)");
+  std::vector<float> values(elements);
+  file.read_float_into(t, 0, elements, values.data());
+  const bool integral = t.dtype == DType::I8 || t.dtype == DType::U8;
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  list.get_ref<nlohmann::ordered_json::array_t&>().reserve(elements);
+  for (const float v : values) {
+    if (integral)
+      list.push_back(static_cast<int64_t>(v));
+    else
+      list.push_back(static_cast<double>(v));
+  }
+  nlohmann::ordered_json j;
+  j["trace"] = file.path();
+  j["tensor"] = t.name;
+  j["dtype"] = dtype_name(t.dtype);
+  j["shape"] = t.shape;
+  j["values"] = std::move(list);
+  return j;
+}
+
+int trace_dump(int argc, char** argv) {
+  std::string path, tensor, out;
+  po::options_description d("options");
+  d.add_options()
+      ("out", po::value<std::string>(&out)->value_name("F.json"),
+       "write the JSON to this file (atomically) instead of stdout")
+      ("help,h", "show this help");
+  po::options_description hidden;
+  hidden.add_options()("trace", po::value<std::string>(&path))("tensor", po::value<std::string>(&tensor));
+  po::options_description all;
+  all.add(d).add(hidden);
+  po::positional_options_description positional;
+  positional.add("trace", 1).add("tensor", 1);
+  po::variables_map vm;
+  try {
+    vm = parse(argc, argv, all, positional);
+  } catch (const po::error& e) {
+    return fail(std::string("trace dump: ") + e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << "usage: attnsim trace dump T.safetensors TENSOR [--out F.json]\n\n"
+                 "Prints one tensor as the simulator's reader decodes it, as JSON: trace, tensor,\n"
+                 "dtype, shape and values (flat, row-major; F16, BF16 and F32 values as the exact\n"
+                 "decoded float, I8 and U8 as integers). At most 2^26 elements.\n\n"
+              << d;
+    return 0;
+  }
+  if (path.empty() || tensor.empty())
+    return fail("trace dump: expected a trace file and a tensor name (see attnsim trace dump --help)");
+  std::string text;
+  try {
+    const SafetensorsFile file(path);
+    text = dump_json(file, tensor_to_dump(file, tensor)).dump() + "\n";
+  } catch (const UsageError& e) {
+    return fail(e.what());
+  } catch (const TraceError& e) {
+    return fail(e.what());
+  } catch (const std::exception& e) {
+    return fail(path + ": " + e.what());
+  }
+  if (out.empty()) {
+    std::cout << text;
+    return 0;
+  }
+  try {
+    write_file_atomically(out, text);
+  } catch (const std::exception& e) {  // the message names the file
+    return fail(std::string("trace dump: --out: ") + e.what());
+  }
+  return 0;
+}
+
 void print_trace_usage(std::ostream& os) {
   os << "usage: attnsim trace <subcommand> [options]\n\n"
         "subcommands:\n"
         "  synth   write a synthetic trace (attnsim trace synth --help)\n"
         "  info    print layers, heads, shapes, dtypes and metadata of a trace\n"
-        "          (attnsim trace info --help)\n";
+        "          (attnsim trace info --help)\n"
+        "  dump    print one tensor's values as the simulator reads them, as JSON\n"
+        "          (attnsim trace dump --help)\n";
 }
 
 }  // namespace
@@ -283,7 +385,8 @@ int cmd_trace(int argc, char** argv) {
   }
   if (sub == "synth") return trace_synth(argc - 1, argv + 1);
   if (sub == "info") return trace_info(argc - 1, argv + 1);
-  return fail("trace: unknown subcommand '" + sub + "' (expected synth or info; try attnsim trace --help)");
+  if (sub == "dump") return trace_dump(argc - 1, argv + 1);
+  return fail("trace: unknown subcommand '" + sub + "' (expected synth, info or dump; try attnsim trace --help)");
 }
 
 }  // namespace attnsim

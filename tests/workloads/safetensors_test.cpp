@@ -210,6 +210,27 @@ TEST_CASE("writer add_float rejects non-integral or out-of-range I8/U8 values") 
   CHECK_THROWS(w.add("bad", DType::F32, {2}, std::vector<uint8_t>(7)));
 }
 
+TEST_CASE("writer writes I32 little-endian, which the reader still rejects as before") {
+  TempDir dir;
+  const std::string path = dir.file("i32.safetensors");
+  SafetensorsWriter w;
+  w.add_i32("ids", {3}, {-1, 0, 16777217});  // 2^24 + 1: not a float, kept exactly
+  w.add_float("f", DType::I32, {2}, {-2147483648.0f, 7});
+  w.write(path);
+  const std::vector<uint8_t> bytes = read_bytes(path);
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  const std::string header(bytes.begin() + 8, bytes.begin() + 8 + header_len);
+  CHECK(header.find(R"("f":{"dtype":"I32","shape":[2],"data_offsets":[0,8]})") != std::string::npos);
+  CHECK(header.find(R"("ids":{"dtype":"I32","shape":[3],"data_offsets":[8,20]})") != std::string::npos);
+  const std::vector<uint8_t> data(bytes.begin() + 8 + header_len, bytes.end());
+  CHECK(data == std::vector<uint8_t>{0, 0, 0, 0x80, 7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 0, 0, 1});
+  // The reader's set of dtypes is unchanged: the same message as for any I32 tensor.
+  CHECK_THROWS_WITH(SafetensorsFile(path), path + ": f: unsupported dtype I32 (supported: I8, U8, F16, BF16, F32)");
+  CHECK_THROWS_WITH(w.add_float("big", DType::I32, {1}, {2147483648.0f}), Contains("big") && Contains("I32 range"));
+  CHECK_THROWS_WITH(w.add_float("half", DType::I32, {1}, {0.5f}), Contains("half"));
+}
+
 TEST_CASE("writer failure throws naming the path and leaves no temporary file") {
   TempDir dir;
   // The target is an existing directory: the temp file is written, the rename fails.
