@@ -303,6 +303,8 @@ def train_transkimmer(base, lam, recipe, data, log=print):
             loss = ce + lam * kept
             opt.zero_grad()
             loss.backward()
+            if recipe.get("clip"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["clip"])
             opt.step()
             sched.step()
         log(f"    transkimmer lambda {lam} epoch {epoch + 1}/{recipe['epochs']}: "
