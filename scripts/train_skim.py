@@ -493,6 +493,15 @@ def ensure_skim_model(kind, base, base_meta, out_dir, quick=False, force=False, 
     return model, meta, path, True
 
 
+def ensure_skim_models(models_dir, out_dir=None, quick=False, force=False, kinds=("transkimmer", "fca"), log=print):
+    """{kind: (model, metadata, path, trained)} for the base ViT in `models_dir` (trained by
+    train_models.ensure_model if missing) and each skim model in `out_dir` (default
+    models_dir); what scripts/reproduce.py calls."""
+    base, base_meta, _, _ = train_models.ensure_model("vit", models_dir, quick=quick, log=log)
+    return {kind: ensure_skim_model(kind, base, base_meta, out_dir or models_dir, quick, force, log)
+            for kind in kinds}
+
+
 # ---------------------------------------------------------------------------- report
 
 
