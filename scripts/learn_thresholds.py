@@ -602,6 +602,8 @@ def parse_args(argv):
     p.add_argument("--max-drop", type=float, help="selection of the config's point (vit: accuracy, "
                    "charlm: relative perplexity; default 0.01 / 0.05)")
     p.add_argument("--out-dir", help="results directory")
+    p.add_argument("--from-results", action="store_true",
+                   help="no learning: rebuild the table and plot from the JSON files in --out-dir")
     p.add_argument("--write-configs", action="store_true", help="write configs/latte-learned-<kind>.json")
     p.add_argument("--plot", help="PNG path (full mode default docs/img/learned_thresholds.png with --publish)")
     p.add_argument("--table", help="markdown table path")
@@ -632,6 +634,12 @@ def main(argv=None):
     args = parse_args(argv)
     tasks.setup_torch()
     os.makedirs(args.out_dir, exist_ok=True)
+    if args.from_results:
+        results = []
+        for kind in args.models.split(","):
+            with open(os.path.join(args.out_dir, f"{kind}.json")) as f:
+                results.append(json.load(f))
+        return report(results, args)
     results = []
     for kind in args.models.split(","):
         batch = args.batch or (64 if kind == "vit" else 16)
@@ -661,6 +669,10 @@ def main(argv=None):
         with open(os.path.join(args.out_dir, f"{kind}.json"), "w") as f:
             json.dump(res, f, indent=1)
         results.append(res)
+    return report(results, args)
+
+
+def report(results, args):
     table = markdown_table(results)
     print(table)
     with open(args.table or os.path.join(args.out_dir, "table.md"), "w") as f:
