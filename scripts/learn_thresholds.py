@@ -115,10 +115,12 @@ def ste_dequantize(x, xi, scale):
 class SoftThresholdPolicy(models.Policy):
     """The relaxed LATTE filter (module docstring) as a models.Policy. theta: [L, H] tensor
     (a Parameter when learning). Accumulates, per forward pass, the soft keep sum (with
-    gradient), the hard keep count and the candidate count, for the regularizer and logs."""
+    gradient), the hard keep count and the candidate count, for the regularizer and logs;
+    record=True also keeps each layer's soft keep and gaps (detached, [B, H, n, n])."""
 
-    def __init__(self, model_cfg, theta, tau, bits=8, planes=4, entries=4096):
+    def __init__(self, model_cfg, theta, tau, bits=8, planes=4, entries=4096, record=False):
         self.model_cfg = model_cfg
+        self.record = record
         self.theta = theta
         self.tau = tau
         self.bits, self.planes, self.entries = bits, planes, entries
@@ -129,6 +131,7 @@ class SoftThresholdPolicy(models.Policy):
         self.hard_kept = 0
         self.candidates = 0
         self.per_head_soft = torch.zeros(self.model_cfg.layers, self.model_cfg.heads, dtype=torch.float64)
+        self.keeps, self.gaps = {}, {}
 
     def attend(self, q, k, v, layer, causal, active):
         if active is not None:
@@ -154,6 +157,9 @@ class SoftThresholdPolicy(models.Policy):
         self.per_head_soft[layer] += keep.detach().sum(dim=(0, 2, 3))
         self.hard_kept += int(hard_keep(gap, theta.detach()).sum())
         self.candidates += int(cand.sum())
+        if self.record:
+            self.keeps[layer] = keep.detach().clone()
+            self.gaps[layer] = gap.clone()
         return (probs @ vd).to(q.dtype)
 
     def keep_fraction(self):
@@ -391,7 +397,7 @@ def calibrated_at(task, attnsim, traces, target, directory, tol=0.002, log=None)
 def attnsim_counts(attnsim, config_path, trace, directory):
     """`attnsim run` -> (filtered [L, H], candidates [L, H], overall ratio)."""
     out = os.path.join(directory, "stats.json")
-    cmd = [attnsim, "run", "-q", "--config", config_path, "--trace", trace, "--out", out]
+    cmd = [attnsim, "run", "-q", "-j", "1", "--config", config_path, "--trace", trace, "--out", out]
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, SC_COPYRIGHT_MESSAGE="DISABLE"))
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip() or r.stdout.strip()}")
