@@ -351,11 +351,11 @@ def export_plain_traces(task, samples, directory, name):
     return paths
 
 
-def run_calibrate(attnsim, trace, target, directory):
-    """`attnsim calibrate --target filtered_ratio=target` on one trace -> gamma [L][H]."""
+def run_calibrate(attnsim, trace, target, directory, metric="filtered_ratio"):
+    """`attnsim calibrate --target <metric>=target` on one trace -> gamma [L][H]."""
     out = os.path.join(directory, "calibrated.json")
     cmd = [attnsim, "calibrate", "--config", os.path.join(ROOT, "configs", "latte.json"), "--trace", trace,
-           "--target", f"filtered_ratio={target:.6f}", "--out", out, "--quiet", "--threads", "1"]
+           "--target", f"{metric}={target:.8g}", "--out", out, "--quiet", "--threads", "1"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, SC_COPYRIGHT_MESSAGE="DISABLE"))
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip() or r.stdout.strip()}")
@@ -363,9 +363,10 @@ def run_calibrate(attnsim, trace, target, directory):
         return json.load(f)["comparator"]["gamma"]
 
 
-def calibrated_gamma(attnsim, traces, target, directory):
+def calibrated_gamma(attnsim, traces, target, directory, metric="filtered_ratio"):
     """Per-head gamma from calibrating each trace; thetas averaged over the traces."""
-    thetas = [-np.log(np.asarray(run_calibrate(attnsim, t, target, directory), dtype=np.float64)) for t in traces]
+    thetas = [-np.log(np.asarray(run_calibrate(attnsim, t, target, directory, metric), dtype=np.float64))
+              for t in traces]
     return gammas_from_theta(np.mean(thetas, axis=0))
 
 
@@ -389,6 +390,19 @@ def calibrated_at(task, attnsim, traces, target, directory, tol=0.002, log=None)
         x, ratio, (gamma, quality) = match_ratio(lambda v: cache[v] if v in cache else evaluate(v), target,
                                                  target, x1, 0.001, 0.999, increasing=True, tol=tol, log=log)
     return {"calibration_target": x, "gamma": gamma, "filtered_ratio": ratio, "quality": quality, "naive": naive}
+
+
+def calibrated_rel_error_at(task, attnsim, traces, target, directory, tol=0.002, log=None):
+    """`attnsim calibrate --target rel_error=E` (every head's output error on the traces at
+    most E), E searched (in log10) so that the test-set filtered ratio matches `target`."""
+    def evaluate(x):
+        gamma = calibrated_gamma(attnsim, traces, 10.0 ** x, directory, "rel_error")
+        quality, ratio, _ = hard_evaluate(task, gamma)
+        return ratio, (gamma, quality)
+
+    x, ratio, (gamma, quality) = match_ratio(evaluate, target, math.log10(0.03), math.log10(0.1), -5.0,
+                                             math.log10(0.99), increasing=True, tol=tol, log=log)
+    return {"rel_error_target": 10.0 ** x, "gamma": gamma, "filtered_ratio": ratio, "quality": quality}
 
 
 # ------------------------------------------------------------------- attnsim checking
@@ -510,6 +524,11 @@ def run_model(kind, args, log=print):
                 log(f"    calibrated (X {c['calibration_target']:.4f}): {fmt_quality(kind, c['quality'])} at "
                     f"filtered {c['filtered_ratio']:.4f}; naive X = ratio: "
                     f"{fmt_quality(kind, c['naive']['quality'])} at {c['naive']['filtered_ratio']:.4f}")
+                if args.calib_rel_error:
+                    c = calibrated_rel_error_at(task, args.attnsim, traces, ratio, tmp, tol=args.tol)
+                    point["calibrated_rel_error"] = c
+                    log(f"    calibrated rel_error <= {c['rel_error_target']:.4g}: {fmt_quality(kind, c['quality'])} "
+                        f"at filtered {c['filtered_ratio']:.4f}")
         res["points"].append(point)
     return res, task, tmp
 
@@ -557,6 +576,11 @@ def markdown_table(results):
                 lines.append(f"| {lam} | calibrated (X = ratio) | attnsim calibrate, X = "
                              f"{n['calibration_target']:.4f} | {n['filtered_ratio']:.4f} | "
                              f"{fmt_quality(kind, n['quality'])} |")
+            if "calibrated_rel_error" in p:
+                c = p["calibrated_rel_error"]
+                lines.append(f"| {lam} | calibrated (rel_error) | attnsim calibrate, rel_error = "
+                             f"{c['rel_error_target']:.4g} | {c['filtered_ratio']:.4f} | "
+                             f"{fmt_quality(kind, c['quality'])} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -570,7 +594,8 @@ def plot(results, path):
         kind = res["kind"]
         scale = 100.0 if kind == "vit" else 1.0
         series = [("learned", "learned per head", "o-"), ("uniform", "uniform gamma", "s--"),
-                  ("calibrated", "attnsim calibrate", "^:")]
+                  ("calibrated", "attnsim calibrate (filtered_ratio)", "^:"),
+                  ("calibrated_rel_error", "attnsim calibrate (rel_error)", "v-.")]
         for key, label, style in series:
             pts = sorted((p[key]["filtered_ratio"], p[key]["quality"] * scale) for p in res["points"] if key in p)
             if pts:
@@ -601,6 +626,8 @@ def parse_args(argv):
     p.add_argument("--theta-init", type=float, default=-math.log(0.01), help="initial -ln(gamma) (default gamma 0.01)")
     p.add_argument("--finetune-lr", type=float, default=0.0, help="also fine-tune the model's weights (default off)")
     p.add_argument("--calib-samples", type=int, default=4, help="test inputs exported for attnsim calibrate")
+    p.add_argument("--calib-rel-error", action="store_true",
+                   help="also the baseline `attnsim calibrate --target rel_error=E`, E searched to match the ratio")
     p.add_argument("--test-windows", type=int, help="charlm: evenly spaced test windows (default all)")
     p.add_argument("--tol", type=float, default=0.002, help="filtered-ratio tolerance of the baseline searches")
     p.add_argument("--attnsim", help="attnsim binary (calibrated baseline and config check)")
