@@ -61,6 +61,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -78,7 +79,7 @@ import tasks  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_FILES = {"vit": "vit-digits.safetensors", "charlm": "charlm-fortunes.safetensors"}
-DEFAULT_LAMBDAS = {"vit": [0.003, 0.01, 0.03, 0.1, 0.3], "charlm": [0.01, 0.03, 0.1, 0.3, 1.0],
+DEFAULT_LAMBDAS = {"vit": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "charlm": [0.03, 0.1, 0.3, 0.6, 1.0, 3.0],
                    "quick": [0.0, 1.0]}
 LATTE = {"bits": 8, "estimate_bits": 4, "entries": 4096}   # configs/latte.json's values
 
@@ -445,9 +446,12 @@ def check_config_on_trace(task, attnsim, config_path, sample, directory, name):
 def write_config(path, gamma, description):
     cfg = latte_config(gamma, description)
     tmp = path + ".tmp.json"
+    text = json.dumps(cfg, indent=2)
+    # one line per layer's list of gammas
+    text = re.sub(r"\[\s+([-0-9.e+]+(?:,\s+[-0-9.e+]+)*)\s+\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
     with open(tmp, "w") as f:
-        json.dump(cfg, f, indent=2)
-        f.write("\n")
+        f.write(text + "\n")
     os.replace(tmp, path)
 
 
