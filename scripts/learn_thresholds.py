@@ -177,8 +177,13 @@ class Task:
         self.model = model
         self.kind = model.cfg.kind
         self.test_windows = test_windows
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.reseed()
         self.data = tasks.Digits(seed) if self.kind == "vit" else tasks.Fortunes(seed)
+
+    def reseed(self, seed=None):
+        """Restarts the batch sequence (each learning run sees the same batches)."""
+        self.generator = torch.Generator().manual_seed(self.seed if seed is None else seed)
 
     def batch(self, size):
         if self.kind == "vit":
@@ -217,6 +222,7 @@ def learn(model, task, lam, *, steps=60, batch=64, lr=0.05, tau_start=1.0, tau_e
     Returns (theta numpy [L, H], history list of dicts, seconds)."""
     cfg = model.cfg
     torch.manual_seed(0)
+    task.reseed()
     if theta_init is None:
         theta_init = -math.log(0.01)
     theta = torch.nn.Parameter(torch.full((cfg.layers, cfg.heads), float(theta_init), dtype=torch.float64))
