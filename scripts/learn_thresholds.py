@@ -54,8 +54,9 @@ Command line:
 --quick: the quick models (results/quick/models, trained in seconds if missing), a few
 steps, two lambdas, outputs under results/quick/learned_thresholds: what CI runs.
 Results (JSON per model, table, plot) go to results/learned_thresholds by default;
---write-configs writes configs/latte-learned-{vit,charlm}.json; --plot/--table write
-docs/img/learned_thresholds.png and docs/learned_thresholds_table.md (full mode).
+--write-configs writes configs/latte-learned-{vit,charlm}.json; --publish writes those,
+docs/img/learned_thresholds.png and the table inside docs/learned_thresholds.md (between its
+table markers). --from-results rebuilds table and plot from the JSON files.
 """
 import argparse
 import json
@@ -79,7 +80,7 @@ import tasks  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_FILES = {"vit": "vit-digits.safetensors", "charlm": "charlm-fortunes.safetensors"}
-DEFAULT_LAMBDAS = {"vit": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "charlm": [0.03, 0.1, 0.3, 0.6, 1.0, 3.0],
+DEFAULT_LAMBDAS = {"vit": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "charlm": [0.03, 0.1, 0.3, 0.6, 1.0, 1.7, 3.0],
                    "quick": [0.0, 1.0]}
 LATTE = {"bits": 8, "estimate_bits": 4, "entries": 4096}   # configs/latte.json's values
 
@@ -173,13 +174,13 @@ class SoftThresholdPolicy(models.Policy):
 class Task:
     """Training batches, task loss and the hard test metric of one model kind."""
 
-    def __init__(self, model, seed=0, test_windows=None):
+    def __init__(self, model, seed=0, test_windows=None, batch_seed=0):
         self.model = model
         self.kind = model.cfg.kind
         self.test_windows = test_windows
-        self.seed = seed
+        self.seed = batch_seed
         self.reseed()
-        self.data = tasks.Digits(seed) if self.kind == "vit" else tasks.Fortunes(seed)
+        self.data = tasks.Digits(seed) if self.kind == "vit" else tasks.Fortunes(seed)   # the models' split
 
     def reseed(self, seed=None):
         """Restarts the batch sequence (each learning run sees the same batches)."""
@@ -485,11 +486,11 @@ def run_model(kind, args, log=print):
     for p in model.parameters():
         p.requires_grad_(False)
     name = meta.get("model", kind)
-    task = Task(model, test_windows=args.test_windows)
+    task = Task(model, test_windows=args.test_windows, batch_seed=args.batch_seed)
     res = {"model": name, "model_file": os.path.relpath(path, ROOT), "kind": kind,
            "metric": task.metric_name(), "config": {k: getattr(args, k) for k in
            ("steps", "batch", "lr", "tau_start", "tau_end", "theta_init", "finetune_lr", "calib_samples",
-            "test_windows")}}
+            "test_windows", "batch_seed")}}
     log(f"{kind}: {res['model_file']} ({model.cfg.layers} layers x {model.cfg.heads} heads, "
         f"d {model.cfg.head_dim}, N {model.cfg.tokens})")
     t = time.time()
@@ -634,6 +635,7 @@ def parse_args(argv):
     p.add_argument("--tau-start", type=float, default=1.0)
     p.add_argument("--tau-end", type=float, default=0.05)
     p.add_argument("--theta-init", type=float, default=-math.log(0.01), help="initial -ln(gamma) (default gamma 0.01)")
+    p.add_argument("--batch-seed", type=int, default=0, help="seed of the training batches' order")
     p.add_argument("--finetune-lr", type=float, default=0.0, help="also fine-tune the model's weights (default off)")
     p.add_argument("--calib-samples", type=int, default=4, help="test inputs exported for attnsim calibrate")
     p.add_argument("--calib-rel-error", action="store_true",
@@ -669,7 +671,7 @@ def parse_args(argv):
             p.error("--publish writes the docs from the full models; not with --quick")
         args.write_configs = True
         args.plot = args.plot or os.path.join(ROOT, "docs", "img", "learned_thresholds.png")
-        args.table = args.table or os.path.join(ROOT, "docs", "learned_thresholds_table.md")
+        args.table = args.table or os.path.join(ROOT, "docs", "learned_thresholds.md")
     return args
 
 
@@ -715,11 +717,26 @@ def main(argv=None):
     return report(results, args)
 
 
+TABLE_BEGIN, TABLE_END = "<!-- learn_thresholds table begin -->", "<!-- learn_thresholds table end -->"
+
+
+def write_table(path, table):
+    """Writes the table; into an existing file that has the markers, between them only."""
+    text = table + "\n"
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if TABLE_BEGIN in old and TABLE_END in old:
+            head, rest = old.split(TABLE_BEGIN, 1)
+            text = head + TABLE_BEGIN + "\n" + table + "\n" + TABLE_END + rest.split(TABLE_END, 1)[1]
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def report(results, args):
     table = markdown_table(results)
     print(table)
-    with open(args.table or os.path.join(args.out_dir, "table.md"), "w") as f:
-        f.write(table + "\n")
+    write_table(args.table or os.path.join(args.out_dir, "table.md"), table)
     if args.plot or not args.quick:
         plot(results, args.plot or os.path.join(args.out_dir, "learned_thresholds.png"))
     failed = [r["kind"] for r in results if "attnsim_check" in r and not r["attnsim_check"]["equal"]]

@@ -128,7 +128,7 @@ class Regularizer(unittest.TestCase):
             self.assertEqual(len(history), 6)
         again, _, _ = lt.learn(model, task, 0.0, steps=6, batch=16)
         np.testing.assert_array_equal(again, thetas[0.0])   # reproducible, whatever ran before
-        x, _ = lt.Task(model, seed=1).batch(32)
+        x, _ = lt.Task(model, batch_seed=1).batch(32)
         keep = {}
         for lam, theta in thetas.items():
             policy = lt.SoftThresholdPolicy(model.cfg, torch.as_tensor(theta), 0.1)
