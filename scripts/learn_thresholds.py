@@ -623,6 +623,30 @@ def plot(results, path):
     plt.close(fig)
 
 
+def write_selected_config(res, args):
+    """configs/latte-learned-<kind>.json (--write-configs; else in --out-dir) from the sweep
+    point select_point picks; records the choice in res. Returns the path."""
+    kind = res["kind"]
+    drop = args.max_drop if args.max_drop is not None else (0.01 if kind == "vit" else 0.05)
+    chosen = select_point(res, drop)
+    res["selected_lambda"] = chosen["lambda"]
+    rule = (f"at most {100 * drop:g} accuracy points below" if kind == "vit"
+            else f"perplexity at most {100 * drop:g} % above")
+    cfg_dir = os.path.join(ROOT, "configs") if args.write_configs else args.out_dir
+    path = os.path.join(cfg_dir, f"latte-learned-{kind}.json")
+    desc = (f"LATTE (arXiv 2404.07519) with per-head thresholds learned for {res['model']} "
+            f"({res['model_file']}) by scripts/learn_thresholds.py on the frozen model: comparator.gamma[l][h] = "
+            f"exp(-theta_lh), lambda {chosen['lambda']:g}, the sweep point with the most filtering whose test "
+            f"{res['metric']} is {rule} 8-bit attention with every key kept. On the test set (SimPolicy) it "
+            f"filters {chosen['learned']['filtered_ratio']:.4f} of the keys at {res['metric']} "
+            f"{fmt_quality(kind, chosen['learned']['quality'])} (all keys: "
+            f"{fmt_quality(kind, res['quantized_keep_all']['quality'])}); docs/learned_thresholds.md. "
+            "Everything else as configs/latte.json.")
+    write_config(path, chosen["gamma"], desc)
+    res["config_path"] = os.path.relpath(path, ROOT)
+    return path
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Learn LATTE's per-head thresholds (see the module docstring).")
     p.add_argument("--quick", action="store_true", help="quick models, few steps (CI)")
@@ -684,6 +708,9 @@ def main(argv=None):
         for kind in args.models.split(","):
             with open(os.path.join(args.out_dir, f"{kind}.json")) as f:
                 results.append(json.load(f))
+            if args.write_configs:
+                print(f"wrote {os.path.relpath(write_selected_config(results[-1], args), ROOT)} "
+                      f"(lambda {results[-1]['selected_lambda']:g})")
         return report(results, args)
     results = []
     for kind in args.models.split(","):
@@ -691,20 +718,8 @@ def main(argv=None):
         lambdas = args.lambdas or DEFAULT_LAMBDAS["quick" if args.quick else kind]
         a = argparse.Namespace(**{**vars(args), "batch": batch, "lambdas": lambdas})
         res, task, tmp = run_model(kind, a)
-        drop = args.max_drop if args.max_drop is not None else (0.01 if kind == "vit" else 0.05)
-        chosen = select_point(res, drop)
-        res["selected_lambda"] = chosen["lambda"]
-        cfg_dir = os.path.join(ROOT, "configs") if args.write_configs else args.out_dir
-        cfg_path = os.path.join(cfg_dir, f"latte-learned-{kind}.json")
-        desc = (f"LATTE (arXiv 2404.07519) with per-head thresholds learned for {res['model']} "
-                f"({res['model_file']}) by scripts/learn_thresholds.py (frozen model, lambda "
-                f"{chosen['lambda']:g}): comparator.gamma[l][h] = exp(-theta_lh). On the test set "
-                f"(SimPolicy) it filters {chosen['learned']['filtered_ratio']:.4f} of the keys at "
-                f"{task.metric_name()} {fmt_quality(kind, chosen['learned']['quality'])}. Everything "
-                "else as configs/latte.json.")
-        write_config(cfg_path, chosen["gamma"], desc)
-        res["config_path"] = os.path.relpath(cfg_path, ROOT)
-        print(f"  wrote {res['config_path']} (lambda {chosen['lambda']:g})")
+        cfg_path = write_selected_config(res, args)
+        print(f"  wrote {res['config_path']} (lambda {res['selected_lambda']:g})")
         if args.attnsim:
             check = check_config_on_trace(task, args.attnsim, cfg_path, 0, tmp, res["model"])
             res["attnsim_check"] = {k: v for k, v in check.items() if k != "trace"}
