@@ -5,8 +5,9 @@ LATTE (arXiv 2404.07519) keeps key j for query i iff its attention probability i
 gamma_h times the row maximum, and trains gamma_h per head; LeOPArd (arXiv 2204.03227)
 learns its pruning thresholds through a soft, differentiable relaxation plus a sparsity
 regularizer. This script does the same for the simulator's exact rule (SEMANTICS sections
-2-3), on a **frozen** model (only the L x H thresholds are trained; `--finetune-lr` also
-fine-tunes the model's weights, off by default and not used for the reported numbers).
+2-3), on a **frozen** model (only the L x H thresholds are trained). `--finetune-lr` also
+fine-tunes the model's weights (Adam, same steps) and saves the fine-tuned model next to the
+results, since the gammas then belong to it; off by default and for the published configs.
 
 Method
 ------
@@ -25,8 +26,10 @@ running maximum of e over the row's reuse-buffer segments (mechanisms.segment_ru
     loss = task loss + lambda * (sum of keep_ij over all candidates / number of candidates)
 
 The task loss is cross-entropy (vit: the class; charlm: every next character). Adam on
-theta, theta clamped to >= 0 after each step (gamma <= 1), tau annealed geometrically from
-`tau_start` to `tau_end`. As tau -> 0, keep_ij -> 1[gap_ij < theta] and P -> the survivor
+theta (lr 0.15, cosine decay to a tenth), theta clamped to >= 0 after each step (gamma <= 1),
+tau annealed geometrically from 1 to 0.05 nats, 60 steps (vit: 64 training images per batch;
+charlm: 16 random training windows), theta starting at -ln(0.01); each run restarts the batch
+sequence from --batch-seed, so a lambda's result does not depend on the others. As tau -> 0, keep_ij -> 1[gap_ij < theta] and P -> the survivor
 softmax of mechanisms.SimPolicy: the hard mask is the simulator's rule.
 
 Why the integer floor does not matter. The simulator keeps j iff m_i - e_ij <= T_h with
@@ -44,15 +47,18 @@ overall filtered ratio (on the test set):
 - uniform: one gamma for every head, found by a secant/bisection search on theta;
 - calibrated: `attnsim calibrate --target filtered_ratio=X` on traces of a few test inputs
   (exported with the exact forward pass), the per-head thetas averaged over the traces
-  (= geometric mean of the gammas); X is searched so that the test-set ratio matches.
+  (= geometric mean of the gammas); X is searched so that the test-set ratio matches;
+- with --calib-rel-error also `attnsim calibrate --target rel_error=E`, E searched likewise.
 
 Command line:
 
-    /usr/bin/python3 scripts/learn_thresholds.py [--quick] [--models vit,charlm]
-        [--lambdas 0.01,0.03,...] [--attnsim build/attnsim] [--write-configs] [--plot] [--table]
+    /usr/bin/python3 scripts/learn_thresholds.py --attnsim build/attnsim --publish --calib-rel-error
+    /usr/bin/python3 scripts/learn_thresholds.py --quick --attnsim build/attnsim
+    [--models vit,charlm] [--lambdas 0.01,0.03,...] [--steps N] [--batch-seed S] [--finetune-lr LR]
 
---quick: the quick models (results/quick/models, trained in seconds if missing), a few
-steps, two lambdas, outputs under results/quick/learned_thresholds: what CI runs.
+--quick: the quick models (results/quick/models, trained in seconds if missing), 10 steps,
+lambdas 0 and 1, one calibration trace, 200 charlm test windows, outputs under
+results/quick/learned_thresholds: what CI runs (about 10 s).
 Results (JSON per model, table, plot) go to results/learned_thresholds by default;
 --write-configs writes configs/latte-learned-{vit,charlm}.json; --publish writes those,
 docs/img/learned_thresholds.png and the table inside docs/learned_thresholds.md (between its
@@ -524,6 +530,15 @@ def run_model(kind, args, log=print):
                  "learned": {"quality": quality, "filtered_ratio": ratio, "per_head_filtered": per_head},
                  "history": history}
         log(f"    learned ({seconds:.1f} s): {fmt_quality(kind, quality)} at filtered {ratio:.4f}")
+        if args.finetune_lr > 0:   # the gammas belong to this model: keep it
+            tuned = os.path.join(args.out_dir, f"{kind}-finetuned-lambda{lam:g}.safetensors")
+            models.save(model, tuned, {"model": name + "-finetuned", "finetuned_from": res["model_file"],
+                                       "finetune_lr": repr(args.finetune_lr), "lambda": repr(lam),
+                                       "gamma": json.dumps(gamma)})
+            point["finetuned_model"] = os.path.relpath(tuned, ROOT)
+            point["finetuned_dense_quality"] = task.evaluate()
+            log(f"    fine-tuned model {point['finetuned_model']}: {fmt_quality(kind, point['finetuned_dense_quality'])}"
+                " without filtering")
         if not args.no_compare:
             u = uniform_at(task, ratio, float(np.mean(theta)), tol=args.tol)
             point["uniform"] = u
@@ -634,8 +649,10 @@ def write_selected_config(res, args):
             else f"perplexity at most {100 * drop:g} % above")
     cfg_dir = os.path.join(ROOT, "configs") if args.write_configs else args.out_dir
     path = os.path.join(cfg_dir, f"latte-learned-{kind}.json")
+    model_text = (f"the fine-tuned {chosen['finetuned_model']}" if "finetuned_model" in chosen
+                  else "the frozen model")
     desc = (f"LATTE (arXiv 2404.07519) with per-head thresholds learned for {res['model']} "
-            f"({res['model_file']}) by scripts/learn_thresholds.py on the frozen model: comparator.gamma[l][h] = "
+            f"({res['model_file']}) by scripts/learn_thresholds.py on {model_text}: comparator.gamma[l][h] = "
             f"exp(-theta_lh), lambda {chosen['lambda']:g}, the sweep point with the most filtering whose test "
             f"{res['metric']} is {rule} 8-bit attention with every key kept. On the test set (SimPolicy) it "
             f"filters {chosen['learned']['filtered_ratio']:.4f} of the keys at {res['metric']} "
