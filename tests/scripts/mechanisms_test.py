@@ -57,19 +57,26 @@ def tiny_input(model, seed=0):
     return torch.randint(0, 96, (1, model.cfg.tokens), generator=g)
 
 
-class SimulatorMasks(unittest.TestCase):
-    """Runs one config both ways and compares."""
+class SimulatorMasks:
+    """Runs one config both ways and compares (a mixin of the TestCase classes below)."""
 
-    def run_both(self, model, config, tensors=None, **policy_args):
+    def run_both(self, model, config, tensors=None, compare_layers=None, export_plain=False, **policy_args):
+        """export_plain: the trace is the unreduced forward pass (what the simulator's FCA
+        pools from), while PyTorch's masks come from the forward pass under the policy."""
         tensors = tensors or {}
         policy = mechanisms.SimPolicy(config, model.cfg, tensors, record=True, **policy_args)
         x = tiny_input(model)
         with tempfile.TemporaryDirectory() as tmp:
             trace = os.path.join(tmp, "t.safetensors")
             with torch.no_grad():
-                export_trace.export_trace(model, x, trace, model_name="tiny", causal=model.cfg.causal, dtype="f32",
-                                          run=lambda inputs: model(inputs, policy),
-                                          extra_tensors=lambda: policy.trace_tensors(0))
+                if export_plain:
+                    model(x, policy)
+                    export_trace.export_trace(model, x, trace, model_name="tiny", causal=model.cfg.causal,
+                                              dtype="f32", extra_tensors=lambda: policy.trace_tensors(0))
+                else:
+                    export_trace.export_trace(model, x, trace, model_name="tiny", causal=model.cfg.causal,
+                                              dtype="f32", run=lambda inputs: model(inputs, policy),
+                                              extra_tensors=lambda: policy.trace_tensors(0))
             cfg_path = os.path.join(tmp, "c.json")
             sim_config = {"schema": "attnsim.config/1"}
             sim_config.update({k: v for k, v in config.items()})
@@ -83,7 +90,7 @@ class SimulatorMasks(unittest.TestCase):
             sim, _ = safetensors_io.read(masks_path)
             with open(stats_path) as f:
                 stats = json.load(f)
-        self.compare(policy, sim, model.cfg.layers)
+        self.compare(policy, sim, model.cfg.layers if compare_layers is None else compare_layers)
         return policy, sim, stats
 
     def compare(self, policy, sim, layers):
@@ -109,7 +116,7 @@ class SimulatorMasks(unittest.TestCase):
         self.assertGreater(int(policy.counts["candidates"].sum() - policy.counts["filtered"].sum()), 0)
 
 
-class LatteMasks(SimulatorMasks):
+class LatteMasks(SimulatorMasks, unittest.TestCase):
     def test_dense_int8(self):
         self.run_both(tiny_model("vit"), {"qk_unit": {"mode": "dense"}})
 
@@ -142,7 +149,7 @@ class LatteMasks(SimulatorMasks):
                                                                        "comparator": {"gamma": 0.1}})[0])
 
 
-class GeneratorMasks(SimulatorMasks):
+class GeneratorMasks(SimulatorMasks, unittest.TestCase):
     def tensors(self, model, depth=None, rounds=None, features=None):
         keys = None
         if depth:
@@ -188,7 +195,7 @@ class GeneratorMasks(SimulatorMasks):
         self.assertFalse(sim["layers.0.keep"].any())
 
 
-class SkimMasks(SimulatorMasks):
+class SkimMasks(SimulatorMasks, unittest.TestCase):
     def test_transkimmer_predictor(self):
         model = tiny_model("vit", skim_predictors=True)
         with torch.no_grad():  # skim about half of the tokens: logit difference ~ a random feature
@@ -204,9 +211,16 @@ class SkimMasks(SimulatorMasks):
         self.assertLess(active[0], 65)
 
     def test_fca(self):
+        # FCA pools hidden states after a layer's attention, so from layer 1 on the reduced
+        # model's q, k, v are not rows of any unreduced trace; the simulator pools the
+        # unreduced trace's rows instead (docs/skimming.md). Both agree on layer 0's masks
+        # and on which tokens layer 1 keeps (its fine tokens, then the coarse ones as -1).
         model = tiny_model("vit")
-        policy, sim, _ = self.run_both(model, {"qk_unit": {"mode": "dense"},
-                                               "skim_controller": {"mode": "fca", "keep": 0.5, "groups": 3}})
+        policy, sim, _ = self.run_both(model, {"qk_unit": {"mode": "latte"}, "comparator": {"gamma": 0.1},
+                                               "skim_controller": {"mode": "fca", "keep": 0.5, "groups": 3}},
+                                       compare_layers=1, export_plain=True)
+        self.assert_some_filtered(policy)
+        np.testing.assert_array_equal(sim["layers.1.tokens"], policy.tokens[1][0].numpy())
         self.assertEqual(len(sim["layers.1.tokens"]), 33 + 3)
         self.assertEqual(list(sim["layers.1.tokens"][-3:]), [-1, -1, -1])
 
