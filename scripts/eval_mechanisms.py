@@ -224,8 +224,8 @@ def skim_points(models_dir, data, windows, add):
             continue
         model, meta = models.load(path)
         if config is None:
-            keep = float(meta.get("fca_keep", 0.5))
-            config = {"qk_unit": {"mode": "dense"}, "skim_controller": {"mode": "fca", "keep": keep}}
+            keep, groups = float(meta.get("fca_keep", 0.5)), int(meta.get("fca_groups", 5))
+            config = {"qk_unit": {"mode": "dense"}, "skim_controller": {"mode": "fca", "keep": keep, "groups": groups}}
         ev = Evaluator(model, data, windows)
         rec = ev.point(name, os.path.basename(path), config, model.predictor_tensors())
         add(rec)
