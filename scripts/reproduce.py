@@ -220,6 +220,8 @@ def model_variants(model, points, tensors_by_depth, shared, learned_config):
         Variant("dense-serial", preset("latte", **{"qk_unit.mode": "dense"})),
         Variant("latte-uniform", preset("latte", **{"comparator.gamma": points["latte"]["setting"]})),
         Variant("leopard", preset("leopard"), theta_logit=points["early_term"]["setting"]),
+        Variant("leopard-independent", preset("leopard", **{"qk_unit.lane_sync": "independent"}),
+                theta_logit=points["early_term"]["setting"]),
         Variant("treeformer", preset("treeformer", **{"tree_engine.depth": depth}), tensors_by_depth[depth]),
         Variant("lsh", preset("scatterbrain", **{"lsh_unit.cluster_size": c_lsh, "lowrank_unit.enabled": False}),
                 lsh),
@@ -255,8 +257,11 @@ def skim_variants(skim_models):
         on = encoder(preset("transkimmer", **{"skim_controller.source": "predictor"}), model.cfg)
         off = encoder(preset("transkimmer", **{"skim_controller.mode": "off"}), model.cfg)
         tensors = model.predictor_tensors()
+        on_gemm = json.loads(json.dumps(on))
+        on_gemm["skim_controller"]["predictor_unit"] = "gemm_engine"
         out["transkimmer"] = (model, meta, [Variant("tk-off", off, check=False),
-                                            Variant("tk", on, tensors)])
+                                            Variant("tk", on, tensors),
+                                            Variant("tk-gemm", on_gemm, tensors)])
     if "fca" in skim_models:
         model, meta = skim_models["fca"][:2]
         keep, groups = float(meta["fca_keep"]), int(meta.get("fca_groups", 5))
@@ -417,7 +422,7 @@ def variant_records(records, points, learned_name):
     return {"dense": quality_of(records, "int8_dense", None),
             "dense-serial": quality_of(records, "int8_dense", None),
             "latte-uniform": points["latte"], "latte-learned": quality_of(records, "latte_learned", learned_name),
-            "leopard": points["early_term"], "treeformer": points["tree"], "lsh": points["lsh"],
+            "leopard": points["early_term"], "leopard-independent": points["early_term"], "treeformer": points["tree"], "lsh": points["lsh"],
             "lsh-sb": quality_of(records, "lsh", c_sb), "lowrank": points["lowrank"],
             "lowrank-sb": quality_of(records, "lowrank", m_sb), "scatterbrain": points["scatterbrain"]}
 
@@ -468,7 +473,7 @@ def main(argv=None):
     seconds = ", ".join(f"{k} {evals[k]['seconds']} s" for k in kinds)
     progress.step(f"accuracy in the loop: {sum(len(e['records']) for e in evals.values())} points ({seconds})")
 
-    jobs, expected, context = [], {}, {}
+    jobs, expected, context, bundle = [], {}, {}, {}
     for kind in kinds:
         model = base_models[kind][0]
         records = evals[kind]["records"]
@@ -484,7 +489,13 @@ def main(argv=None):
                 job, want = export_variant(setup, model, train_models.NAMES[kind], kind, i, x, description, v)
                 jobs.append(job)
                 expected[job[0]] = (want, False)
+        c_sb, m_sb = points["scatterbrain"]["setting"]
+        bundle[kind] = {**by_depth[points["tree"]["setting"]], **eval_mechanisms.performer_prefix(shared, m_sb)}
+        settings = {"tree_engine.depth": points["tree"]["setting"], "lsh_unit.rounds": eval_mechanisms.LSH_ROUNDS,
+                    "lsh_unit.cluster_size": c_sb, "lowrank_unit.features": m_sb,
+                    "comparator.gamma": points["latte"]["setting"]}
         context[kind] = {"metric": metric, "base": base, "points": points, "variants": [v.name for v in variants],
+                         "settings": settings,
                          "records": variant_records(records, points, os.path.relpath(learned[kind], ROOT)),
                          "learned": os.path.relpath(learned[kind], ROOT), "inputs": [d for _, d in inputs]}
     for skim, (model, meta, variants) in skim_variants(skim_models).items():
@@ -497,7 +508,9 @@ def main(argv=None):
         context[skim] = {"meta": meta, "variants": [v.name for v in variants], "inputs": [d for _, d in inputs],
                          "record": next((r for r in evals["vit"]["records"] if r["mechanism"] == skim), None),
                          "model_file": os.path.relpath(skim_models[skim][2], ROOT)}
-    progress.step(f"exported {len(jobs)} traces (each test input under each design point's forward pass)")
+    bundled = [] if args.quick else bundle_traces(context, base_models, skim_models, bundle)
+    progress.step(f"exported {len(jobs)} traces (each test input under each design point's forward pass)"
+                  + (f"; bundled {', '.join(os.path.relpath(b, ROOT) for b in bundled)}" if bundled else ""))
 
     stats = simulate_all(setup, jobs)
     mismatches = [line for tag, s in stats.items() for line in check_run(tag, s, *expected[tag])]
@@ -523,17 +536,54 @@ def main(argv=None):
     return 0
 
 
+# ------------------------------------------------------------------------ bundled traces
+
+
+def bundle_traces(context, base_models, skim_models, points_tensors):
+    """workloads/<model>.safetensors: test input 0 of each model (F16, the plain forward
+    pass) with the mechanism tensors of the operating points chosen here (trees, LSH
+    directions, Performer matrices; the Transkimmer predictor and hidden states), so that the
+    presets run on real models without this chain (commands in docs/reproduction.md)."""
+    written = []
+    for kind, tensors in points_tensors.items():
+        model = base_models[kind][0]
+        x, description = test_inputs(model, 1)[0]
+        path = os.path.join(ROOT, "workloads", train_models.NAMES[kind] + ".safetensors")
+        with torch.no_grad():
+            export_trace.export_trace(model, x, path, model_name=train_models.NAMES[kind], causal=model.cfg.causal,
+                                      dtype="f16", force=True,
+                                      extra_tensors={k: (v, "F32") for k, v in tensors.items()},
+                                      metadata={"data": description, "model_file": os.path.basename(base_models[kind][2]),
+                                                "operating_points": json.dumps(context[kind]["settings"])})
+        written.append(path)
+    if "transkimmer" in skim_models:
+        model, meta = skim_models["transkimmer"][:2]
+        x, description = test_inputs(model, 1)[0]
+        policy = mechanisms.SimPolicy(TRANSKIMMER_POLICY, model.cfg, model.predictor_tensors(), record=True)
+        path = os.path.join(ROOT, "workloads", "vit-digits-transkimmer.safetensors")
+        with torch.no_grad():
+            export_trace.export_trace(model, x, path, model_name=meta.get("model", "vit-digits-transkimmer"),
+                                      dtype="f16", force=True, run=lambda inputs: model(inputs, policy),
+                                      extra_tensors=lambda: policy.trace_tensors(0),
+                                      metadata={"data": description,
+                                                "model_file": os.path.basename(skim_models["transkimmer"][2])})
+        written.append(path)
+    return written
+
+
+TRANSKIMMER_POLICY = {"qk_unit": {"mode": "dense"}, "skim_controller": {"mode": "transkimmer", "source": "predictor"}}
+
+
 # ------------------------------------------------------------------------ report
 
 
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 LABELS = {"dense": "dense baseline (bit-parallel, every key)", "dense-serial": "bit-serial LATTE unit, every key",
           "latte-uniform": "LATTE, one gamma", "latte-learned": "LATTE, learned per-head gammas",
-          "leopard": "LeOPArd early termination", "treeformer": "Treeformer TF trees", "lsh": "LSH sparse",
+          "leopard": "LeOPArd early termination (lock-step lanes)",
+          "leopard-independent": "LeOPArd early termination (independent lanes)", "treeformer": "Treeformer TF trees", "lsh": "LSH sparse",
           "lsh-sb": "LSH sparse (Scatterbrain's c)", "lowrank": "Performer low-rank",
           "lowrank-sb": "Performer low-rank (Scatterbrain's m)", "scatterbrain": "Scatterbrain sparse + low-rank"}
-SETTINGS = {"latte-uniform": "latte", "leopard": "early_term", "treeformer": "tree", "lsh": "lsh",
-            "lowrank": "lowrank", "scatterbrain": "scatterbrain"}
 
 
 def fmt_q(metric, value):
@@ -556,7 +606,7 @@ def setting_text(kind, ctx, variant):
     pts = ctx["points"]
     if variant == "latte-uniform":
         return f"gamma {pts['latte']['setting']:g}"
-    if variant == "leopard":
+    if variant in ("leopard", "leopard-independent"):
         return f"tau {pts['early_term']['setting']:g} (logits)"
     if variant == "treeformer":
         return f"depth {pts['tree']['setting']}"
@@ -614,9 +664,12 @@ def claims(setup, summary):
             f"attnsim: {ratio(a['dense']['cycles'], a['leopard']['cycles']):.2f}x speed-up and "
             f"{ratio(a['dense']['energy_pj'], a['leopard']['energy_pj']):.2f}x less energy vs the bit-parallel dense "
             f"baseline ({ratio(a['dense-serial']['cycles'], a['leopard']['cycles']):.2f}x / "
-            f"{ratio(a['dense-serial']['energy_pj'], a['leopard']['energy_pj']):.2f}x vs bit-serial without termination); "
+            f"{ratio(a['dense-serial']['energy_pj'], a['leopard']['energy_pj']):.2f}x vs bit-serial without termination; "
+            f"independent lanes: {ratio(a['dense']['cycles'], a['leopard-independent']['cycles']):.2f}x / "
+            f"{ratio(a['dense']['energy_pj'], a['leopard-independent']['energy_pj']):.2f}x vs the dense baseline); "
             f"language model: {pct(ctx['charlm']['points']['early_term']['filtered_ratio'])} filtered at "
-            f"{fmt_loss('perplexity', ctx['charlm']['base'], ctx['charlm']['points']['early_term']['quality'])} perplexity, "
+            f"{fmt_loss('perplexity', ctx['charlm']['base'], ctx['charlm']['points']['early_term']['quality'])} perplexity"
+            f"{budget_note(ctx['charlm'], 'early_term')}, "
             f"{ratio(agg['charlm']['dense']['cycles'], agg['charlm']['leopard']['cycles']):.2f}x / "
             f"{ratio(agg['charlm']['dense']['energy_pj'], agg['charlm']['leopard']['energy_pj']):.2f}x")
     rows.append(("LeOPArd", "1.9x speed-up, 3.9x energy reduction, < 0.2 % accuracy loss", text,
@@ -630,9 +683,13 @@ def claims(setup, summary):
         s, a = ctx[skim], agg[skim]
         on, off = a["tk" if skim == "transkimmer" else "fca"], a["tk-off" if skim == "transkimmer" else "fca-off"]
         rec = s["record"]
+        gemm = a.get("tk-gemm")
         text = (f"attnsim, whole encoder on {on['inputs']} test images: {ratio(off['total_macs'], on['total_macs']):.2f}x "
                 f"fewer MACs (predictor and pooling included), {ratio(off['cycles'], on['cycles']):.2f}x fewer cycles, "
-                f"{ratio(off['energy_pj'], on['energy_pj']):.2f}x less energy; accuracy "
+                f"{ratio(off['energy_pj'], on['energy_pj']):.2f}x less energy"
+                + (f" (predictor on the GEMM engine instead of the controller's 64 MACs: "
+                   f"{ratio(off['cycles'], gemm['cycles']):.2f}x fewer cycles, "
+                   f"{ratio(off['energy_pj'], gemm['energy_pj']):.2f}x less energy)" if gemm else "") + "; accuracy "
                 f"{fmt_q('accuracy', rec['quality']) if rec else 'n/a'} vs {fmt_q('accuracy', base_acc)} for the model "
                 f"without skimming" + (f" ({fmt_loss('accuracy', base_acc, rec['quality'])})" if rec else ""))
         rows.append((label, paper, text, f"{s['meta'].get('model', skim)} (`{s['model_file']}`), "
@@ -661,8 +718,10 @@ def claims(setup, summary):
     sp = c["points"]["scatterbrain"]
     paper_n, paper_c, paper_m, paper_d = 3136, 24, 24, 64
     paper_mem = (paper_n * paper_c * 2 + 2 * paper_n * paper_m + paper_m * paper_d + paper_m) / paper_n ** 2
-    text = (f"{setting_text('vit', c, 'scatterbrain')} at N = 65: attention memory {pct(sp['attention_memory_fraction'])} "
-            f"of dense ({pct(1 - sp['attention_memory_fraction'])} less), accuracy {fmt_q('accuracy', sp['quality'])} "
+    mem = sp["attention_memory_fraction"]
+    mem_text = (f"{pct(1 - mem)} less attention memory than dense" if mem <= 1
+                else f"{mem:.2f}x the attention memory of dense (more, not less)")
+    text = (f"{setting_text('vit', c, 'scatterbrain')} at N = 65: {mem_text}, accuracy {fmt_q('accuracy', sp['quality'])} "
             f"({fmt_loss('accuracy', c['base'], sp['quality'])}){budget_note(c, 'scatterbrain')}; the same count at the "
             f"paper's T2T-ViT size (N = 3136, c = 24, 2 rounds, m = 24, d = 64, at most c keys per round): "
             f"{pct(1 - paper_mem)} less")
@@ -698,7 +757,8 @@ def skim_table(ctx, agg):
         for v in ctx[skim]["variants"]:
             a = agg[skim][v]
             rec = ctx[skim]["record"] if not v.endswith("off") else None
-            lines.append(f"| {ctx[skim]['meta'].get('model', skim)} | {'off' if v.endswith('off') else 'on'} | "
+            mode = "off" if v.endswith("off") else ("on, predictor on the GEMM engine" if v.endswith("gemm") else "on")
+            lines.append(f"| {ctx[skim]['meta'].get('model', skim)} | {mode} | "
                          f"{fmt_q('accuracy', rec['quality']) if rec else '-'} | {' / '.join(map(str, a['active_tokens'])) or 'all'} | "
                          f"{a['total_macs']} | {a['cycles']} | {a['energy_pj'] / 1e6:.2f} |")
     return "\n".join(lines)
@@ -735,9 +795,9 @@ def plot_quality(path, evals):
         ax.set_ylabel("test accuracy (%)" if metric == "accuracy" else "test perplexity")
         ax.set_title("vit-digits (ViT, 8x8 digits)" if kind == "vit" else "charlm-fortunes (causal character LM)")
         if metric == "perplexity":
-            ax.set_ylim(base - 0.5, base + 6)
+            ax.set_ylim(base - 0.5, max(20.0, base + 6))
         else:
-            ax.set_ylim(max(0, 100 * base - 30), 100)
+            ax.set_ylim(30, 100)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
