@@ -37,11 +37,11 @@ QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
   row.keep.assign(n, 1);
   row.exact_scored = n;
   if (s.qk.type == QkType::bit_parallel) {
-    c.busy = qk::bit_parallel_cycles(n, s.qk.lanes);
+    c.busy = qk::bit_parallel_cycles(n, s.qk.lanes) * s.qk.plane_cycles(d);
     c.int8_macs = n * d;
     c.sram_read_bits = n * d * bits;
   } else {
-    c.busy = qk::dense_bit_serial_cycles(n, s.qk.lanes, bits);
+    c.busy = qk::dense_bit_serial_cycles(n, s.qk.lanes, bits) * s.qk.plane_cycles(d);
     c.bitplane_ops = qk::dense_bitplane_ops(n, bits);
     c.adder_tree_inputs = c.bitplane_ops * d;
     c.sram_read_bits = c.bitplane_ops * d;
@@ -49,32 +49,34 @@ QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
   return c;
 }
 
-// The lanes' pass-1 and pass-2 cycles of one segment.
-uint64_t pass1_cycles(const QkSetup& s, uint64_t keys) { return ceil_div(keys, s.qk.lanes) * s.qk.estimate_bits; }
-uint64_t pass2_cycles(const QkSetup& s, uint64_t survivors) {
-  return ceil_div(survivors, s.qk.lanes) * (s.qk.bits - s.qk.estimate_bits);
+// The lanes' pass-1 and pass-2 cycles of one segment (c = plane_cycles(d) per plane).
+uint64_t pass1_cycles(const QkSetup& s, int d, uint64_t keys) {
+  return ceil_div(keys, s.qk.lanes) * s.qk.estimate_bits * s.qk.plane_cycles(d);
+}
+uint64_t pass2_cycles(const QkSetup& s, int d, uint64_t survivors) {
+  return ceil_div(survivors, s.qk.lanes) * (s.qk.bits - s.qk.estimate_bits) * s.qk.plane_cycles(d);
 }
 
 // The comparator schedule of a row's segments (header of arch/qk_unit.h), all but the
 // last segment's overlap with whatever follows the row.
-void schedule_segments(const QkSetup& s, const std::vector<qk::Segment>& segs, QkRowCost& c) {
+void schedule_segments(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, QkRowCost& c) {
   c.overlapped = true;
   c.segments = static_cast<int>(segs.size());
   if (segs.empty()) return;
   const uint64_t kpc = s.comparator.keys_per_cycle;
-  c.first_pass1 = pass1_cycles(s, segs.front().keys);
+  c.first_pass1 = pass1_cycles(s, d, segs.front().keys);
   for (size_t k = 0; k < segs.size(); ++k) {
     const uint64_t compare_cycles = ceil_div(segs[k].keys, kpc);
     const uint64_t compare_done = compare_cycles + s.comparator.latency_cycles;
     c.comparator_busy += compare_cycles;
     if (k + 1 == segs.size()) {
       c.last_compare = compare_done;
-      c.last_pass2 = pass2_cycles(s, segs[k].survivors);
+      c.last_pass2 = pass2_cycles(s, d, segs[k].survivors);
       break;
     }
-    const uint64_t next_pass1 = pass1_cycles(s, segs[k + 1].keys);
+    const uint64_t next_pass1 = pass1_cycles(s, d, segs[k + 1].keys);
     c.inner_wait += compare_done > next_pass1 ? compare_done - next_pass1 : 0;
-    c.inner_advance += std::max(next_pass1, compare_done) + pass2_cycles(s, segs[k].survivors);
+    c.inner_advance += std::max(next_pass1, compare_done) + pass2_cycles(s, d, segs[k].survivors);
   }
 }
 
@@ -91,11 +93,11 @@ QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowDa
       qk::latte_filter(estimates.data(), n, s.reuse.entries, margin, row.keep.data());
 
   const int bits = s.qk.bits, planes = s.qk.estimate_bits;
-  c.busy = qk::latte_cycles(segs, s.qk.lanes, bits, planes);
+  c.busy = qk::latte_cycles(segs, s.qk.lanes, bits, planes) * s.qk.plane_cycles(d);
   c.bitplane_ops = qk::latte_bitplane_ops(segs, bits, planes);
   c.adder_tree_inputs = c.bitplane_ops * d;
   c.sram_read_bits = c.bitplane_ops * d;
-  schedule_segments(s, segs, c);
+  schedule_segments(s, d, segs, c);
   const uint64_t banks = s.reuse.banks;
   for (const qk::Segment& seg : segs) {
     c.compares += seg.keys;
@@ -122,9 +124,9 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
     row.keep[j] = t.survives ? 1 : 0;
     if (t.planes == bits) ++row.exact_scored;
   }
-  c.busy = s.qk.lane_sync == LaneSync::independent
-               ? qk::early_term_independent_cycles(planes.data(), n, s.qk.lanes)
-               : qk::early_term_lockstep_cycles(planes.data(), n, s.qk.lanes);
+  c.busy = (s.qk.lane_sync == LaneSync::independent ? qk::early_term_independent_cycles(planes.data(), n, s.qk.lanes)
+                                                      : qk::early_term_lockstep_cycles(planes.data(), n, s.qk.lanes)) *
+           s.qk.plane_cycles(d);
   c.bitplane_ops = qk::early_term_bitplane_ops(planes.data(), n);
   c.adder_tree_inputs = c.bitplane_ops * d;
   c.sram_read_bits = c.bitplane_ops * d;

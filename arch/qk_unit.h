@@ -13,11 +13,13 @@
 //    Rows longer than reuse_buffer.entries are processed in segments.
 //  - early_term (LeOPArd): each key stops after the first plane b where p_b + u_b < theta_h.
 //
-// Timing rule (cycles per row, L = qk_unit.lanes):
-//  busy: dense bit-serial ceil(n/L)*B; bit-parallel ceil(n/L);
-//        latte sum_seg ceil(n_seg/L)*P + ceil(s_seg/L)*(B-P);
-//        early_term lockstep sum over L-key tiles of the max plane count,
-//        independent the greedy makespan (arch/qk_math.h).
+// Timing rule (cycles per row, L = qk_unit.lanes, c = ceil(d / qk_unit.lane_width), 1 by
+// default: the cycles a lane spends on one d-wide bit-plane or dot product):
+//  busy: dense bit-serial ceil(n/L)*B*c; bit-parallel ceil(n/L)*c;
+//        latte sum_seg (ceil(n_seg/L)*P + ceil(s_seg/L)*(B-P))*c;
+//        early_term lockstep c * sum over L-key tiles of the max plane count,
+//        independent c * the greedy makespan (arch/qk_math.h; scaling every key's time by
+//        c leaves the greedy assignment unchanged).
 //  comparator (latte): the comparator needs a segment's maximum, known only when its
 //        pass 1 ends; it then takes cmp = ceil(n_seg / comparator.keys_per_cycle) +
 //        comparator.latency_cycles cycles. Meanwhile the lanes run pass 1 of the next
@@ -46,6 +48,7 @@
 #include <systemc>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace attnsim {
@@ -79,6 +82,14 @@ struct QkUnitParams {
   int estimate_bits;  // P
   int lanes;          // L
   LaneSync lane_sync;
+  std::optional<int> lane_width{};  // W elements per lane per cycle; absent: the head dimension d
+
+  // Cycles one lane spends on one bit-plane (bit_serial) or one dot product (bit_parallel)
+  // of a d-wide key: ceil(d / W); 1 with the default W = d.
+  uint64_t plane_cycles(int d) const {
+    const int w = lane_width.value_or(d);
+    return (static_cast<uint64_t>(d) + w - 1) / w;
+  }
 
   static const ParamTable<QkUnitParams>& table() {
     static const ParamTable<QkUnitParams> t{
@@ -92,7 +103,11 @@ struct QkUnitParams {
              .unit("bits").doc("P: MSB planes in LATTE's estimate pass (1..B).").min(1).max(16),
          field(&QkUnitParams::lanes, "lanes", 64).doc("L: keys scored in parallel.").min(1),
          choice(&QkUnitParams::lane_sync, "lane_sync", LaneSync::lockstep, lane_syncs())
-             .doc("lockstep: lanes work on tiles of L keys; independent: each key goes to the lane that frees first.")}};
+             .doc("lockstep: lanes work on tiles of L keys; independent: each key goes to the lane that frees first."),
+         field(&QkUnitParams::lane_width, "lane_width", json())
+             .unit("elements")
+             .doc("W: elements of a key a lane takes per cycle (one bit each bit-serial, B bits each bit-parallel); a plane or dot product of d elements takes ceil(d / W) cycles. Absent: the head dimension (one cycle). Static power scales with W / d.")
+             .min(1)}};
     return t;
   }
 };

@@ -242,6 +242,13 @@ def config_matrix(trace_path, opts):
     add("early_term B=2 theta=0 L=3 inde", qk_unit=dict(mode="early_term", bits=2, estimate_bits=1,
                                                          lanes=3, lane_sync="independent"))
     add("early_term B=16 theta=0 L=5 lock", qk_unit=dict(mode="early_term", bits=16, lanes=5))
+    # Lane width W < d: ceil(d / W) cycles per plane (W = 5 and 7 divide no head dimension
+    # of the test traces evenly; W = 1000 is wider than any).
+    add("dense W=5 L=7", qk_unit=dict(mode="dense", lanes=7, lane_width=5))
+    add("bit_parallel W=7 L=3", qk_unit=dict(type="bit_parallel", mode="dense", lanes=3, lane_width=7))
+    add("latte W=7 L=7 E=5", qk_unit=dict(mode="latte", lanes=7, lane_width=7), reuse_buffer=dict(entries=5))
+    add("early_term W=5 L=3 inde", qk_unit=dict(mode="early_term", lanes=3, lane_sync="independent", lane_width=5))
+    add("latte W=1000", qk_unit=dict(mode="latte", lanes=64, lane_width=1000))
     # Invalid per SEMANTICS section 4 / docs/config.md cross-field rules: both must refuse.
     add("invalid: bit_parallel with latte", qk_unit=dict(type="bit_parallel", mode="latte"))
     add("invalid: estimate_bits > bits", qk_unit=dict(mode="latte", bits=4, estimate_bits=5))

@@ -12,7 +12,7 @@ usage: /usr/bin/python3 scripts/reference.py --trace T.safetensors \
 
 The config may be partial (missing keys take the SEMANTICS section 6 / docs/config.md
 defaults); a full resolved config (the `config` object of a stats file) works too. Keys
-read: qk_unit.{type,mode,bits,estimate_bits,lanes,lane_sync}, comparator.{gamma,margin,
+read: qk_unit.{type,mode,bits,estimate_bits,lanes,lane_sync,lane_width}, comparator.{gamma,margin,
 theta}, reuse_buffer.entries, candidates.source, tree_engine.{depth,attention,
 macs_per_stage,sort_ops_per_cycle}, lsh_unit.{rounds,cluster_size,macs_per_cycle,
 sorter_width}, lowrank_unit.{enabled,features,macs_per_cycle,exps_per_cycle}. Trees, LSH
@@ -452,6 +452,11 @@ def qk_unit_rows(q, k, cand, scales, cfg, per_head_values):
     def gather(matrix):
         return np.take_along_axis(matrix, cols, axis=1)
 
+    # docs/qk_unit.md: a lane takes W = qk_unit.lane_width elements per cycle (absent or
+    # null: d), so a d-wide bit-plane or dot product takes c = ceil(d / W) cycles and every
+    # busy figure below is multiplied by c.
+    width = qk.get("lane_width") or d
+    plane_cycles = -(-d // width)
     result = {"bitplane_ops": 0, "int8_macs": 0, "adder_tree_inputs": 0}
     if unit_type == "bit_parallel":
         if mode != "dense":
@@ -488,6 +493,7 @@ def qk_unit_rows(q, k, cand, scales, cfg, per_head_values):
         exact_keys = int((valid & (planes == bits)).sum())
     else:
         raise ReferenceError(f"config: qk_unit.mode: unknown mode {mode!r}")
+    result["busy"] *= plane_cycles
     result["adder_tree_inputs"] = result["bitplane_ops"] * d  # d inputs per plane op
     result["exact_keys"] = exact_keys
     keep = np.zeros(cand.shape, dtype=bool)

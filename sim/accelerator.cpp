@@ -97,6 +97,7 @@ class Accelerator {
     out_.from_trace = plan_.from_trace;
     out_.d_model = planner_.d_model();
     out_.d_ff = planner_.d_ff();
+    out_.static_factor["qk_unit"] = plan_.qk_lane_fraction;
     if (out_.layers.size() != static_cast<size_t>(trace_.layers()))
       throw std::logic_error("simulation ended before every layer finished (internal error)");
     return std::move(out_);

@@ -22,6 +22,7 @@
 #include "workloads/trace.h"
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,8 @@ struct SimOutcome {
   std::vector<ModuleActivity> modules;  // in SEMANTICS §7 order, present units only
   std::vector<LayerRecord> layers;
   int d_model = 0, d_ff = 0;
+  // Static power factors the run decides beyond the config's sizes (EnergyContext).
+  std::map<std::string, double> static_factor;
 };
 
 struct SimOptions {

@@ -427,8 +427,10 @@ double static_power_mw(const TechTable& t, const EnergyContext& ctx, const std::
   if (s == t.static_mw.end())
     throw EnergyError(t.name + ": " + path + ": missing (the " + module +
                       " module is part of this architecture)");
+  const auto factor = ctx.static_factor.find(module);
+  const double run_factor = factor == ctx.static_factor.end() ? 1.0 : factor->second;
   const auto scaling = t.static_scaling.find(module);
-  if (scaling == t.static_scaling.end()) return s->second;  // fixed
+  if (scaling == t.static_scaling.end()) return s->second * run_factor;  // fixed
   const StaticConfigReader config(t, ctx);
   double mw = s->second;
   const auto& by_type = scaling->second.mw_by_type;
@@ -438,7 +440,7 @@ double static_power_mw(const TechTable& t, const EnergyContext& ctx, const std::
   }
   for (const auto& [key, reference] : scaling->second.at)
     mw *= config.number(path + ".at." + key, key) / reference;
-  return mw;
+  return mw * run_factor;
 }
 
 std::map<std::string, ModuleEnergy> compute_energy(const TechTable& t,

@@ -88,6 +88,9 @@ struct EnergyContext {
   // The resolved config (Config::resolved), read by the static scaling keys ("at",
   // "<module>.type"). Null: no config; then only modules with fixed static power work.
   nlohmann::json config;
+  // Per module, a factor on its static power the run decides (the QK unit's lane_width / d:
+  // the table's estimate is for lanes a whole head dimension wide). Absent: 1.
+  std::map<std::string, double> static_factor;
 };
 
 struct ModuleEnergy {

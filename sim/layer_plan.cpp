@@ -208,6 +208,11 @@ void resolve_mechanisms(const Config& c, const Trace& trace, RunPlan& plan) {
   plan.config["lsh_unit"]["rounds"] = rounds ? rounds : c.lsh_unit.rounds.value_or(LshUnitParams::kDefaultRounds);
   plan.config["lowrank_unit"]["features"] =
       features ? features : c.lowrank_unit.features.value_or(LowRankParams::kDefaultFeatures);
+  // The lanes' width: as given, else the head dimension (a whole plane per cycle; the
+  // default is the trace's shape, not a decision, so it is not listed in from_trace).
+  const int head_dim = trace.layers() > 0 ? trace.shape(0).d : 0;
+  plan.config["qk_unit"]["lane_width"] = c.qk_unit.lane_width.value_or(head_dim);
+  plan.qk_lane_fraction = static_cast<double>(c.qk_unit.lane_width.value_or(head_dim)) / std::max(1, head_dim);
   if (plan.trace_trees && !c.tree_engine.depth) plan.from_trace["tree_engine.depth"] = depth;
   if (plan.trace_lsh && !c.lsh_unit.rounds) plan.from_trace["lsh_unit.rounds"] = rounds;
   if (plan.trace_performer && !c.lowrank_unit.features) plan.from_trace["lowrank_unit.features"] = features;

@@ -43,7 +43,7 @@ Baseline start_no_skim_baseline(const Config& c, const Trace& trace, const TechT
       SimOptions options;
       options.threads = threads;
       const SimOutcome o = simulate(off_config, trace, metrics, options);
-      const double e = total_energy(compute_energy(tech, o.modules, energy_context(off_config, o.config, o.total)));
+      const double e = total_energy(compute_energy(tech, o.modules, energy_context(off_config, o.config, o.total, o.static_factor)));
       msg = json{{"cycles", o.total.count()}, {"energy_pj", e}}.dump();
     } catch (const std::exception& e) {
       msg = json{{"error", e.what()}}.dump();
@@ -109,7 +109,7 @@ RunReport run_simulation(const Config& c, const std::string& trace_path, int thr
     }
     throw;
   }
-  const auto energy = compute_energy(tech, out.modules, energy_context(c, out.config, out.total));
+  const auto energy = compute_energy(tech, out.modules, energy_context(c, out.config, out.total, out.static_factor));
   const nlohmann::json trace_info = {
       {"path", trace_path}, {"sha256", trace.sha256()}, {"model", trace.model()}};
   const double wall =

@@ -8,8 +8,10 @@
 
 namespace attnsim {
 
-EnergyContext energy_context(const Config& c, const nlohmann::json& resolved, Cycles total) {
+EnergyContext energy_context(const Config& c, const nlohmann::json& resolved, Cycles total,
+                             const std::map<std::string, double>& static_factor) {
   EnergyContext ctx;
+  ctx.static_factor = static_factor;
   ctx.sram_bank_kib = static_cast<double>(c.sram.capacity_kib) / c.sram.banks;
   ctx.sram_width_bits = c.sram.width_bits;
   // Two segments' partial sums: the comparator of one overlaps pass 1 of the next.
@@ -112,7 +114,7 @@ nlohmann::json layers_json(const Config& c, const TechTable& tech, const SimOutc
     const LayerRecord& r = out.layers[l];
     const std::vector<ModuleActivity> delta =
         difference(r.modules_at_end, l == 0 ? nullptr : &out.layers[l - 1].modules_at_end);
-    const double energy = total_energy(compute_energy(tech, delta, energy_context(c, out.config, r.end - r.start)));
+    const double energy = total_energy(compute_energy(tech, delta, energy_context(c, out.config, r.end - r.start, out.static_factor)));
     layers.push_back({{"active_tokens", r.active_tokens},
                       {"cycles", {{"start", r.start.count()}, {"end", r.end.count()}, {"total", (r.end - r.start).count()}}},
                       {"energy_pj", energy}});

@@ -20,7 +20,9 @@ inline constexpr const char* kStatsSchema = "attnsim.stats/1";
 // The energy model's view of a run of `total` cycles on `config` (storage geometry, clock,
 // node scale, sizes for static power); `resolved` is the config as the run resolved it
 // (SimOutcome::config: with what the trace decided).
-EnergyContext energy_context(const Config& config, const nlohmann::json& resolved, Cycles total);
+// `static_factor`: SimOutcome::static_factor (the QK lanes' width / d).
+EnergyContext energy_context(const Config& config, const nlohmann::json& resolved, Cycles total,
+                             const std::map<std::string, double>& static_factor = {});
 double total_energy(const std::map<std::string, ModuleEnergy>& energy);
 
 // Assembles the stats document from the parts (also used by tests).

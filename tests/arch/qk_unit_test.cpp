@@ -44,6 +44,19 @@ std::shared_ptr<LayerContext> one_dim_layer(int queries, const std::vector<int16
   return ctx;
 }
 
+// The same keys in a head of dimension d: q = (1, ..., 1), key j = (keys[j], 0, ..., 0),
+// so every dot product and estimate equals the d = 1 case's.
+std::shared_ptr<LayerContext> wide_layer(int d, const std::vector<int16_t>& keys, int64_t margin) {
+  auto ctx = one_dim_layer(1, keys, margin);
+  LayerView& v = ctx->view;
+  v.d = d;
+  v.head[0].q.assign(d, 1);
+  v.head[0].k.assign(keys.size() * d, 0);
+  v.head[0].v.assign(keys.size() * d, 1);
+  for (size_t j = 0; j < keys.size(); ++j) v.head[0].k[j * d] = keys[j];
+  return ctx;
+}
+
 std::vector<RowOutcome> model_rows(const QkSetup& s, std::shared_ptr<LayerContext> ctx) {
   const auto all = make_candidate_generator("all", json::object());
   return HeadModel(s, *all, nullptr, nullptr, 1).compute(ctx, 0)->rows;
@@ -223,4 +236,44 @@ TEST_CASE("a full output FIFO stalls the QK unit and counts as stall") {
   CHECK(h.left == std::vector<uint64_t>{4, 14, 24});
   CHECK(h.qk.activity().busy == 12);
   CHECK(h.qk.activity().stall == 2);
+}
+
+TEST_CASE("qk_unit.lane_width: a d-wide plane takes ceil(d / W) cycles in every mode") {
+  // d = 10, W = 4: c = ceil(10/4) = 3 cycles per plane (or per dot product).
+  // latte, the three-segment row of the first test case, every plane cycle x 3:
+  //   busy 32 x 3 = 96; P1 = 24, 24, 12; P2 = 12, 12, 12; cmp 5, 5, 4 (the comparator's
+  //   rule does not change). s0: max(24, 5) + 12 = 36; s1: max(12, 5) + 12 = 24; no wait.
+  QkSetup s = setup(QkMode::latte, 1, 2, 1, 3);
+  s.qk.lane_width = 4;
+  const QkRowCost c = model_rows(s, wide_layer(10, {16, 32, 48, 64, 80}, 0))[0].qk;
+  CHECK(c.busy == 96);
+  CHECK(c.first_pass1 == 24);
+  CHECK(c.inner_advance == 36 + 24);
+  CHECK(c.inner_wait == 0);
+  CHECK(c.last_compare == 4);
+  CHECK(c.last_pass2 == 12);
+  CHECK(c.bitplane_ops == 2 * 4 + 4 + 2 * 4 + 4 + 1 * 4 + 4);  // work is unchanged: 36 lane-planes
+  // dense bit-serial, L = 2, 5 keys: ceil(5/2) * 8 * 3 = 72.
+  QkSetup dense = setup(QkMode::dense, 2, 4096, 64, 1);
+  dense.qk.lane_width = 4;
+  CHECK(model_rows(dense, wide_layer(10, {16, 32, 48, 64, 80}, 0))[0].qk.busy == 72);
+  // bit-parallel, L = 2: ceil(5/2) * 3 = 9 (one dot product takes 3 cycles).
+  dense.qk.type = QkType::bit_parallel;
+  CHECK(model_rows(dense, wide_layer(10, {16, 32, 48, 64, 80}, 0))[0].qk.busy == 9);
+  // early_term, keys {-80, 3}, theta 0; here qpos = 10 (ten ones), so u_b = 10 (2^(8-b) - 1):
+  // k = -80 (1011 0000): p_1..p_4 = -128, -128, -96, -80 against u = 1270, 630, 310, 150 go
+  // on; p_5 = -80 + u_5 = 70 < 0 stops after 5 planes. k = 3 runs all 8. One tile: its
+  // slowest key, 8 planes x 3 = 24 cycles; 13 lane-planes.
+  QkSetup et = setup(QkMode::early_term, 2, 4096, 64, 1);
+  et.qk.lane_width = 4;
+  const RowOutcome e = model_rows(et, wide_layer(10, {-80, 3}, 0))[0];
+  CHECK(e.qk.busy == 24);
+  CHECK(e.qk.bitplane_ops == 5 + 8);
+  // Independent lanes: the makespan scales too (a lane per key: max(5, 8) x 3).
+  et.qk.lane_sync = LaneSync::independent;
+  CHECK(model_rows(et, wide_layer(10, {-80, 3}, 0))[0].qk.busy == 24);
+  // W >= d: one cycle per plane, as without the key.
+  dense.qk.type = QkType::bit_serial;
+  dense.qk.lane_width = 16;
+  CHECK(model_rows(dense, wide_layer(10, {16, 32, 48, 64, 80}, 0))[0].qk.busy == 24);
 }

@@ -481,6 +481,23 @@ TEST_CASE("45nm static power: scaled values at sizes other than the reference") 
   CHECK(mw("dram", {"dram.bytes_per_cycle=256"}) == 200.0);  // fixed controller/PHY
 }
 
+TEST_CASE("a run's static factor scales a module's static power (QK lanes narrower than d)") {
+  // qk_unit.lane_width = 16 on a d = 64 trace: the run's factor W / d = 0.25 multiplies the
+  // table's 12.9 mW (64 lanes); with 128 lanes 25.8 x 0.25; modules without a factor keep
+  // theirs, fixed ones too (dram 200 mW).
+  const TechTable t = TechTable::load("45nm");
+  EnergyContext ctx;
+  ctx.config = resolved({});
+  ctx.static_factor = {{"qk_unit", 0.25}, {"dram", 0.5}};
+  CHECK(static_power_mw(t, ctx, "qk_unit") == Approx(12.9 * 0.25).epsilon(1e-12));
+  CHECK(static_power_mw(t, ctx, "dram") == Approx(100.0).epsilon(1e-12));
+  EnergyContext plain;
+  plain.config = ctx.config;
+  CHECK(static_power_mw(t, ctx, "softmax") == static_power_mw(t, plain, "softmax"));
+  ctx.config = resolved({"qk_unit.lanes=128"});
+  CHECK(static_power_mw(t, ctx, "qk_unit") == Approx(25.8 * 0.25).epsilon(1e-12));
+}
+
 TEST_CASE("45nm static power is 10% of peak dynamic power at its reference sizes") {
   // Recomputed from the table's own recipes at the sizes in each "at" block, so a static
   // entry cannot drift from the recipes or from its reference size (values are rounded
