@@ -83,12 +83,18 @@ HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, co
 
 void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank,
                              HeadDecisions* decisions, int begin, int end) const {
-  RowData row;
+  // With query blocks (begin and end on block boundaries) each row of a block keeps its
+  // own RowData until the block's cost is known.
+  const int block = std::max(1, qk_.qk.query_block);
+  std::vector<RowData> rows(block);
+  std::vector<BlockRow> block_rows;
+  KeyMarks marks;
   std::vector<double> scratch;
   std::optional<LowRankHead::Rows> lowrank_rows;  // this thread's running prefix (causal)
   if (lowrank) lowrank_rows.emplace(*lowrank);
   const int d = w.d();
   for (int i = begin; i < end; ++i) {
+    RowData& row = rows[(i - begin) % block];
     row.row = i;
     row.plain_output = true;
     RowOutcome& out = w.rows[i];
@@ -113,6 +119,13 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
     if (w.layer->abar) accumulate_abar(w, row);
     if (quality) quality->measure(row, out, scratch);
     if (decisions) decisions->record(row);
+    const int in_block = (i - begin) % block + 1;
+    if (block > 1 && (in_block == block || i + 1 == end)) {  // the block's last row
+      block_rows.clear();
+      for (int r = 0; r < in_block; ++r)
+        block_rows.push_back({&rows[r].candidates, &rows[r].keep, &rows[r].planes, &w.rows[i + 1 - in_block + r].qk});
+      w.blocks[(i + 1 - in_block) / block] = block_cost(qk_, d, w.m(), block_rows, marks);
+    }
   }
 }
 
@@ -130,14 +143,20 @@ void HeadModel::compute(HeadWork& w) const {
   const std::unique_ptr<HeadDecisions> decisions = decisions_ ? decisions_->begin_head(w) : nullptr;
   const int n = w.n();
   w.rows.assign(n, RowOutcome{});
-  const int threads = std::max(1, std::min(threads_, n / 16));
+  // Threads take whole query blocks (rows with query_block = 1).
+  const int block = std::max(1, qk_.qk.query_block);
+  const int blocks = (n + block - 1) / block;
+  w.blocks.assign(block > 1 ? blocks : 0, QkRowCost{});
+  const auto first_row = [&](int b) { return std::min(n, b * block); };
+  const int threads = std::max(1, std::min(threads_, std::min(n / 16, blocks)));
   if (threads == 1) {
     compute_rows(w, quality.get(), lowrank.get(), decisions.get(), 0, n);
   } else {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
-      pool.emplace_back([this, &w, &quality, &lowrank, &decisions, t, threads, n] {
-        compute_rows(w, quality.get(), lowrank.get(), decisions.get(), n * t / threads, n * (t + 1) / threads);
+      pool.emplace_back([this, &w, &quality, &lowrank, &decisions, &first_row, t, threads, blocks] {
+        compute_rows(w, quality.get(), lowrank.get(), decisions.get(), first_row(blocks * t / threads),
+                     first_row(blocks * (t + 1) / threads));
       });
     for (auto& th : pool) th.join();
   }

@@ -125,6 +125,10 @@ struct HeadWork {
   uint64_t lowrank_head_macs = 0, lowrank_head_exps = 0;  // the low-rank unit's key side
   // Per-row outcome of the head model, read by the timed units.
   std::vector<RowOutcome> rows;
+  // qk_unit.query_block > 1: the QK unit's cost of each block of rows scored together
+  // (block_cost, arch/qk_unit.h); empty with query_block = 1, where each row's own cost
+  // times it.
+  std::vector<QkRowCost> blocks;
 
   const HeadData& data() const { return layer->view.head[head]; }
   int n() const { return layer->view.n; }
@@ -150,6 +154,7 @@ struct RowData {
   std::vector<int32_t> candidates;  // candidate set C_i (key ids, ascending) from the generator
   std::vector<int64_t> exact;       // exact integer score of every candidate
   std::vector<uint8_t> keep;        // comparator decision per candidate (1 = survivor)
+  std::vector<int> planes;          // early_term: bit-planes processed per candidate
   std::vector<int32_t> survivor_ids;
   std::vector<int64_t> survivor_scores;
   uint64_t exact_scored = 0;        // keys whose score the unit computed exactly

@@ -59,14 +59,19 @@ uint64_t pass2_cycles(const QkSetup& s, int d, uint64_t survivors) {
 
 // The comparator schedule of a row's segments (header of arch/qk_unit.h), all but the
 // last segment's overlap with whatever follows the row.
-void schedule_segments(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, QkRowCost& c) {
+// `compared[k]`: the keys the comparator checks in segment k; null: the segment's keys (a
+// row). A query block's comparator checks the sum over its rows while pass 1 streams their
+// union.
+void schedule_compared_segments(const QkSetup& s, int d, const std::vector<qk::Segment>& segs,
+                                const uint64_t* compared, QkRowCost& c) {
   c.overlapped = true;
   c.segments = static_cast<int>(segs.size());
   if (segs.empty()) return;
   const uint64_t kpc = s.comparator.keys_per_cycle;
   c.first_pass1 = pass1_cycles(s, d, segs.front().keys);
   for (size_t k = 0; k < segs.size(); ++k) {
-    const uint64_t compare_cycles = ceil_div(segs[k].keys, kpc);
+    const uint64_t compare_cycles =
+        ceil_div(compared ? compared[k] : static_cast<uint64_t>(segs[k].keys), kpc);
     const uint64_t compare_done = compare_cycles + s.comparator.latency_cycles;
     c.comparator_busy += compare_cycles;
     if (k + 1 == segs.size()) {
@@ -78,6 +83,10 @@ void schedule_segments(const QkSetup& s, int d, const std::vector<qk::Segment>& 
     c.inner_wait += compare_done > next_pass1 ? compare_done - next_pass1 : 0;
     c.inner_advance += std::max(next_pass1, compare_done) + pass2_cycles(s, d, segs[k].survivors);
   }
+}
+
+void schedule_segments(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, QkRowCost& c) {
+  schedule_compared_segments(s, d, segs, nullptr, c);
 }
 
 QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row) {
@@ -116,7 +125,8 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
   const int bits = s.qk.bits;
   const int64_t qpos = qk::positive_sum(q, d);
   const int64_t theta = w.layer->theta[w.head];
-  std::vector<int> planes(n);
+  std::vector<int>& planes = row.planes;  // kept for a query block's cost (block_cost)
+  planes.resize(n);
   row.keep.assign(n, 0);
   for (int j = 0; j < n; ++j) {
     const qk::EarlyTerm t = qk::early_term(q, row_ptr(w.data().k, row.candidates[j], d), d, bits, qpos, theta);
@@ -154,6 +164,126 @@ QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
   return c;
 }
 
+void KeyMarks::reset(int m) {
+  if (stamp.size() < static_cast<size_t>(m)) {
+    stamp.assign(m, 0);
+    planes.assign(m, 0);
+    epoch = 0;
+  }
+  if (++epoch == 0) {  // wrapped: clear once every 2^32 sets
+    std::fill(stamp.begin(), stamp.end(), 0);
+    epoch = 1;
+  }
+}
+
+namespace {
+
+// Adds ids[begin, end) to the set; returns how many were new.
+uint64_t mark(KeyMarks& marks, const std::vector<int32_t>& ids, size_t begin, size_t end) {
+  uint64_t added = 0;
+  for (size_t j = begin; j < end; ++j) {
+    uint32_t& s = marks.stamp[ids[j]];
+    if (s != marks.epoch) s = marks.epoch, ++added;
+  }
+  return added;
+}
+
+// The same for the kept ones among them.
+uint64_t mark_kept(KeyMarks& marks, const std::vector<int32_t>& ids, const std::vector<uint8_t>& keep,
+                   size_t begin, size_t end) {
+  uint64_t added = 0;
+  for (size_t j = begin; j < end; ++j) {
+    if (!keep[j]) continue;
+    uint32_t& s = marks.stamp[ids[j]];
+    if (s != marks.epoch) s = marks.epoch, ++added;
+  }
+  return added;
+}
+
+void add_row_counters(const QkRowCost& row, QkRowCost& block) {
+  block.bitplane_ops += row.bitplane_ops;
+  block.adder_tree_inputs += row.adder_tree_inputs;
+  block.int8_macs += row.int8_macs;
+  block.compares += row.compares;
+  block.reuse_reads += row.reuse_reads;
+  block.reuse_writes += row.reuse_writes;
+  block.reuse_busy += row.reuse_busy;
+}
+
+}  // namespace
+
+QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>& rows, KeyMarks& marks) {
+  QkRowCost c;
+  for (const BlockRow& r : rows) add_row_counters(*r.cost, c);
+  const uint64_t chunks = s.qk.plane_cycles(d), bits = s.qk.bits, planes = s.qk.estimate_bits;
+  const uint64_t query_bits = static_cast<uint64_t>(rows.size()) * d * bits;  // each row's query
+  if (s.qk.mode == QkMode::dense) {
+    marks.reset(m);
+    uint64_t keys = 0;
+    for (const BlockRow& r : rows) keys += mark(marks, *r.candidates, 0, r.candidates->size());
+    const bool parallel = s.qk.type == QkType::bit_parallel;
+    c.busy = ceil_div(keys, s.qk.lanes) * (parallel ? 1 : bits) * chunks;
+    c.sram_read_bits = keys * d * bits + query_bits;
+    return c;
+  }
+  if (s.qk.mode == QkMode::early_term) {
+    // Keys of the block in key-index order with the most planes any row ran on each.
+    marks.reset(m);
+    std::vector<int32_t> keys;
+    for (const BlockRow& r : rows) {
+      for (size_t j = 0; j < r.candidates->size(); ++j) {
+        const int32_t id = (*r.candidates)[j];
+        const int p = (*r.planes)[j];
+        if (marks.stamp[id] != marks.epoch) {
+          marks.stamp[id] = marks.epoch;
+          marks.planes[id] = p;
+          keys.push_back(id);
+        } else {
+          marks.planes[id] = std::max(marks.planes[id], p);
+        }
+      }
+    }
+    std::sort(keys.begin(), keys.end());
+    std::vector<int> key_planes(keys.size());
+    uint64_t streamed = 0;
+    for (size_t j = 0; j < keys.size(); ++j) streamed += key_planes[j] = marks.planes[keys[j]];
+    const int n = static_cast<int>(keys.size());
+    c.busy = (s.qk.lane_sync == LaneSync::independent ? qk::early_term_independent_cycles(key_planes.data(), n, s.qk.lanes)
+                                                      : qk::early_term_lockstep_cycles(key_planes.data(), n, s.qk.lanes)) *
+             chunks;
+    c.sram_read_bits = streamed * d + query_bits;
+    return c;
+  }
+  // latte: the block's k-th segment is the union of its rows' k-th segments.
+  const size_t entries = static_cast<size_t>(s.reuse.entries);
+  size_t longest = 0;
+  for (const BlockRow& r : rows) longest = std::max(longest, r.candidates->size());
+  std::vector<qk::Segment> union_segs;   // {|U_k|, |S_k|}
+  std::vector<uint64_t> compared;        // n_k
+  for (size_t begin = 0; begin < longest; begin += entries) {
+    uint64_t keys = 0, survivors = 0, n_k = 0;
+    marks.reset(m);
+    for (const BlockRow& r : rows) {
+      const size_t n = r.candidates->size();
+      if (begin >= n) continue;
+      const size_t end = std::min(n, begin + entries);
+      keys += mark(marks, *r.candidates, begin, end);
+      n_k += end - begin;
+    }
+    marks.reset(m);
+    for (const BlockRow& r : rows) {
+      const size_t n = r.candidates->size();
+      if (begin < n) survivors += mark_kept(marks, *r.candidates, *r.keep, begin, std::min(n, begin + entries));
+    }
+    union_segs.push_back({static_cast<int>(keys), static_cast<int>(survivors)});
+    compared.push_back(n_k);
+  }
+  c.busy = qk::latte_cycles(union_segs, s.qk.lanes, static_cast<int>(bits), static_cast<int>(planes)) * chunks;
+  c.sram_read_bits = qk::latte_bitplane_ops(union_segs, static_cast<int>(bits), static_cast<int>(planes)) * d + query_bits;
+  schedule_compared_segments(s, d, union_segs, compared.data(), c);
+  return c;
+}
+
 QkRowTiming qk_row_timing(const QkRowCost& c, bool own_pass1_done, uint64_t next_first_pass1) {
   if (!c.overlapped) return {c.busy, 0};
   if (c.segments == 0) return {0, 0};
@@ -173,6 +303,10 @@ QkUnit::QkUnit(sc_core::sc_module_name name, const QkSetup& setup, SramBuffers& 
 void QkUnit::run() {
   while (true) {
     std::shared_ptr<HeadWork> work = head_in->read();
+    if (!work->blocks.empty()) {
+      run_blocks(work);
+      continue;
+    }
     const bool traced = trace_ && trace_->in_window(work->layer_index(), work->head);
     const std::vector<RowOutcome>& rows = work->rows;
     bool own_pass1_done = false;  // the first row of a head starts with its own pass 1
@@ -188,6 +322,35 @@ void QkUnit::run() {
       wait_cycles(Cycles(t.advance));
       total_ += c;
       comparator_wait_ += t.comparator_wait;
+      if (traced)
+        trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full", {work->layer_index(), work->head, i});
+      const Cycles before = now_cycles();
+      row_out->write(RowToken{work, i, sc_core::sc_time_stamp()});
+      output_stall_ += (now_cycles() - before).count();
+      if (traced) trace_->close(TraceUnit::qk_unit);
+    }
+  }
+}
+
+// Query blocks: the same schedule with a block's cost in place of a row's; the block's
+// rows leave together, in row order, when its last pass ends.
+void QkUnit::run_blocks(const std::shared_ptr<HeadWork>& work) {
+  const bool traced = trace_ && trace_->in_window(work->layer_index(), work->head);
+  const std::vector<QkRowCost>& blocks = work->blocks;
+  const int block = setup_.qk.query_block, n = work->n();
+  bool own_pass1_done = false;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const QkRowCost& c = blocks[b];
+    const bool next_overlapped = c.segments > 0 && b + 1 < blocks.size() && blocks[b + 1].segments > 0;
+    const QkRowTiming t = qk_row_timing(c, own_pass1_done, next_overlapped ? blocks[b + 1].first_pass1 : 0);
+    own_pass1_done = next_overlapped;
+    sram_.read_bits(c.sram_read_bits);
+    const int first = static_cast<int>(b) * block, last = std::min(n, first + block);
+    if (traced) trace_row(*work, first, t);
+    wait_cycles(Cycles(t.advance));
+    total_ += c;
+    comparator_wait_ += t.comparator_wait;
+    for (int i = first; i < last; ++i) {
       if (traced)
         trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full", {work->layer_index(), work->head, i});
       const Cycles before = now_cycles();

@@ -34,6 +34,32 @@
 //        row, from each row's segments and the next row's first pass 1 (qk_row_timing).
 //  Early-termination bound checks happen inside the lanes and take no extra cycles.
 //
+// Query blocks (qk_unit.query_block = Qb > 1; 1 is the rule above, row by row): the head's
+// rows are taken in blocks of Qb consecutive rows (the last may be shorter). Each lane has
+// Qb adder trees, one per row of the block: a bit-plane of a key read once from the K
+// buffer goes to all of them, so K is read once per block instead of once per row. Each
+// row keeps its own candidates, filter decisions and reuse-buffer segments (its k-th
+// segment is its candidates [kE, (k+1)E), E = reuse_buffer.entries, as for one row), so the
+// filter counts do not depend on Qb. The lanes stream the union of what the block's rows
+// need, in key-index order:
+//  dense: U = union of the rows' candidates; busy ceil(|U|/L)*B*c (bit-parallel ceil(|U|/L)*c).
+//  latte: per segment index k, pass 1 over U_k = union of the rows' k-th segments, the
+//        comparator over all n_k = sum of their sizes (cmp_k = ceil(n_k / keys_per_cycle) +
+//        latency), pass 2 over S_k = union of their survivors ("the survivors of all Qb
+//        rows re-stream their remaining planes"; a row ignores a key it filtered):
+//        busy sum_k (ceil(|U_k|/L)*P + ceil(|S_k|/L)*(B-P))*c, and the comparator schedule
+//        above with the block's segments in place of a row's (the next block's first pass 1
+//        overlaps the last compare).
+//  early_term: a key stays in its lane until every row of the block has stopped it: its
+//        planes are the largest any row ran; lock-step tiles of L keys of U, or the greedy
+//        makespan, on those, times c.
+// All Qb rows leave the unit when the block's last pass ends, in row order. K reads
+// (sram_read_bits) count the planes streamed once per block plus each row's query; the
+// counters (bitplane_ops, adder_tree_inputs, int8_macs, compares, reuse-buffer accesses)
+// stay those of the rows, since every row's adder tree and accumulator still work. The
+// lanes' static power scales with Qb (Qb trees per lane), the reuse buffer holds Qb rows'
+// segments (its capacity and static power x Qb).
+//
 // Params: QkUnitParams, ComparatorParams, ReuseBufferParams below.
 // Stats: qk_unit busy/stall; counters qk_unit.bitplane_ops (lane-planes processed),
 //  qk_unit.adder_tree_inputs (d per bit-plane op), qk_unit.int8_macs (bit_parallel);
@@ -83,6 +109,7 @@ struct QkUnitParams {
   int lanes;          // L
   LaneSync lane_sync;
   std::optional<int> lane_width{};  // W elements per lane per cycle; absent: the head dimension d
+  int query_block = 1;              // Qb rows scored together (K read once per block)
 
   // Cycles one lane spends on one bit-plane (bit_serial) or one dot product (bit_parallel)
   // of a d-wide key: ceil(d / W); 1 with the default W = d.
@@ -107,6 +134,10 @@ struct QkUnitParams {
          field(&QkUnitParams::lane_width, "lane_width", json())
              .unit("elements")
              .doc("W: elements of a key a lane takes per cycle (one bit each bit-serial, B bits each bit-parallel); a plane or dot product of d elements takes ceil(d / W) cycles. Absent: the head dimension (one cycle). Static power scales with W / d.")
+             .min(1),
+         field(&QkUnitParams::query_block, "query_block", 1)
+             .unit("rows")
+             .doc("Qb: query rows scored together; each lane has Qb adder trees, so a key's plane read once serves the block's Qb rows (K read once per block). Filtering stays per row. Static power of the lanes and the reuse buffer's capacity scale with Qb.")
              .min(1)}};
     return t;
   }
@@ -177,6 +208,31 @@ struct QkSetup {
 // call from several threads on different rows.
 QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row);
 
+// ---- query blocks (qk_unit.query_block = Qb > 1) ----------------------------------------
+
+// One row of a block as score_row left it: its candidates (ascending), the comparator's
+// keep flag per candidate, early_term's planes per candidate, and its own cost (counters).
+struct BlockRow {
+  const std::vector<int32_t>* candidates;
+  const std::vector<uint8_t>* keep;
+  const std::vector<int>* planes;  // early_term only
+  const QkRowCost* cost;
+};
+
+// Keys seen in a block, by key id (scratch of one thread, reused across blocks).
+struct KeyMarks {
+  std::vector<uint32_t> stamp;
+  uint32_t epoch = 0;
+  std::vector<int> planes;  // early_term: the most planes any row of the block ran on a key
+  void reset(int m);        // a fresh, empty set over keys 0..m-1
+};
+
+// The QK unit's cost of a block of rows scored together (the rule in the header): the
+// timing fields of QkRowCost (busy, the comparator schedule, comparator_busy) and
+// sram_read_bits for the block; the counters (bitplane_ops, adder_tree_inputs, int8_macs,
+// compares, reuse) are the sum of the rows' own. `m` = keys of the head.
+QkRowCost block_cost(const QkSetup& setup, int d, int m, const std::vector<BlockRow>& rows, KeyMarks& marks);
+
 // What a row costs in the unit's stream of rows (the comparator schedule of the header).
 struct QkRowTiming {
   uint64_t advance = 0;          // cycles the unit spends on the row before it leaves
@@ -207,6 +263,7 @@ class QkUnit : public sc_core::sc_module {
 
  private:
   void run();
+  void run_blocks(const std::shared_ptr<HeadWork>& work);
   void trace_row(const HeadWork& work, int row, const QkRowTiming& t);
 
   QkSetup setup_;

@@ -249,6 +249,16 @@ def config_matrix(trace_path, opts):
     add("latte W=7 L=7 E=5", qk_unit=dict(mode="latte", lanes=7, lane_width=7), reuse_buffer=dict(entries=5))
     add("early_term W=5 L=3 inde", qk_unit=dict(mode="early_term", lanes=3, lane_sync="independent", lane_width=5))
     add("latte W=1000", qk_unit=dict(mode="latte", lanes=64, lane_width=1000))
+    # Query blocks: the union of the block's rows (causal traces: rows of different lengths).
+    add("dense Qb=3 L=7", qk_unit=dict(mode="dense", lanes=7, query_block=3))
+    add("bit_parallel Qb=4 L=3 W=5", qk_unit=dict(type="bit_parallel", mode="dense", lanes=3, query_block=4,
+                                                  lane_width=5))
+    add("latte Qb=2 L=7 E=5", qk_unit=dict(mode="latte", lanes=7, query_block=2), reuse_buffer=dict(entries=5))
+    add("latte Qb=5 L=3 E=4096 g=0.2", qk_unit=dict(mode="latte", lanes=3, query_block=5),
+        comparator=dict(gamma=0.2))
+    add("early_term Qb=3 L=4 lock", qk_unit=dict(mode="early_term", lanes=4, query_block=3))
+    add("early_term Qb=2 L=3 inde", qk_unit=dict(mode="early_term", lanes=3, lane_sync="independent",
+                                                 query_block=2))
     # Invalid per SEMANTICS section 4 / docs/config.md cross-field rules: both must refuse.
     add("invalid: bit_parallel with latte", qk_unit=dict(type="bit_parallel", mode="latte"))
     add("invalid: estimate_bits > bits", qk_unit=dict(mode="latte", bits=4, estimate_bits=5))
@@ -327,6 +337,11 @@ def generator_matrix(trace_path, opts):
         comparator=dict(theta=p90), tree_engine=tree(macs_per_stage=1))
     add("tree bit_parallel L=5", "tree", dict(type="bit_parallel", mode="dense", lanes=5),
         tree_engine=tree(macs_per_stage=7, sort_ops_per_cycle=2))
+    add("tree latte Qb=3 E=3 L=2", "tree", dict(mode="latte", lanes=2, query_block=3),
+        reuse_buffer=dict(entries=3), tree_engine=tree())
+    add("lsh c=7 early_term Qb=4 L=3 inde", "lsh",
+        dict(mode="early_term", lanes=3, lane_sync="independent", query_block=4),
+        comparator=dict(theta=p50), lsh_unit=lsh(7))
     # Treeformer TC (no QK work; path nodes as candidates).
     add("tree tc mps=7", "tree", tree_engine=tree(attention="tc", macs_per_stage=7))
     add("tree tc B=12 mps=1", "tree", dict(bits=12, estimate_bits=6),

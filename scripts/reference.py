@@ -12,7 +12,7 @@ usage: /usr/bin/python3 scripts/reference.py --trace T.safetensors \
 
 The config may be partial (missing keys take the SEMANTICS section 6 / docs/config.md
 defaults); a full resolved config (the `config` object of a stats file) works too. Keys
-read: qk_unit.{type,mode,bits,estimate_bits,lanes,lane_sync,lane_width}, comparator.{gamma,margin,
+read: qk_unit.{type,mode,bits,estimate_bits,lanes,lane_sync,lane_width,query_block}, comparator.{gamma,margin,
 theta}, reuse_buffer.entries, candidates.source, tree_engine.{depth,attention,
 macs_per_stage,sort_ops_per_cycle}, lsh_unit.{rounds,cluster_size,macs_per_cycle,
 sorter_width}, lowrank_unit.{enabled,features,macs_per_cycle,exps_per_cycle}. Trees, LSH
@@ -436,6 +436,45 @@ def compact(cand):
     return cols, np.arange(width)[None, :] < counts[:, None]
 
 
+def block_busy(cols, valid, keep_c, planes_c, cfg, m):
+    """QK busy cycles with query blocks of Qb rows (docs/qk_unit.md "Query blocks"): each
+    block streams the union of its rows' candidates (dense), of their k-th segments and of
+    those segments' survivors (latte), or each key with the most planes any row ran
+    (early_term); before the lane-width factor."""
+    qk = cfg["qk_unit"]
+    qb, lanes, bits, planes_p = qk.get("query_block", 1), qk["lanes"], qk["bits"], qk["estimate_bits"]
+    entries = cfg["reuse_buffer"]["entries"]
+    n = cols.shape[0]
+    busy = 0
+    for r0 in range(0, n, qb):
+        rows = range(r0, min(n, r0 + qb))
+        if qk["mode"] == "dense":
+            union = {int(cols[r, j]) for r in rows for j in range(cols.shape[1]) if valid[r, j]}
+            busy += -(-len(union) // lanes) * (1 if qk["type"] == "bit_parallel" else bits)
+        elif qk["mode"] == "latte":
+            width = cols.shape[1]
+            for begin in range(0, width, entries):
+                seg = range(begin, min(width, begin + entries))
+                union = {int(cols[r, j]) for r in rows for j in seg if valid[r, j]}
+                kept = {int(cols[r, j]) for r in rows for j in seg if valid[r, j] and keep_c[r, j]}
+                busy += -(-len(union) // lanes) * planes_p + -(-len(kept) // lanes) * (bits - planes_p)
+        else:
+            most = {}
+            for r in rows:
+                for j in range(cols.shape[1]):
+                    if valid[r, j]:
+                        key = int(cols[r, j])
+                        most[key] = max(most.get(key, 0), int(planes_c[r, j]))
+            key_planes = np.array([most[key] for key in sorted(most)], dtype=np.int64)[None, :]
+            if key_planes.size == 0:
+                continue
+            if qk["lane_sync"] == "lockstep":
+                busy += lockstep_cycles(key_planes, lanes)
+            else:
+                busy += independent_cycles(key_planes, np.ones_like(key_planes, dtype=bool), lanes)
+    return busy
+
+
 def qk_unit_rows(q, k, cand, scales, cfg, per_head_values):
     """The QK unit on the candidate set C_i of every row (SEMANTICS sections 3 and 4):
     the keep mask [n, m] and the unit's busy cycles, counters and exact-key count."""
@@ -493,6 +532,9 @@ def qk_unit_rows(q, k, cand, scales, cfg, per_head_values):
         exact_keys = int((valid & (planes == bits)).sum())
     else:
         raise ReferenceError(f"config: qk_unit.mode: unknown mode {mode!r}")
+    if qk.get("query_block", 1) > 1:
+        result["busy"] = block_busy(cols, valid, keep_c, planes if mode == "early_term" else None, cfg,
+                                    k.shape[0])
     result["busy"] *= plane_cycles
     result["adder_tree_inputs"] = result["bitplane_ops"] * d  # d inputs per plane op
     result["exact_keys"] = exact_keys

@@ -98,6 +98,7 @@ class Accelerator {
     out_.d_model = planner_.d_model();
     out_.d_ff = planner_.d_ff();
     out_.static_factor["qk_unit"] = plan_.qk_lane_fraction;
+    if (c_.qk_unit.query_block > 1) out_.static_factor["reuse_buffer"] = c_.qk_unit.query_block;  // Qb rows' segments
     if (out_.layers.size() != static_cast<size_t>(trace_.layers()))
       throw std::logic_error("simulation ended before every layer finished (internal error)");
     return std::move(out_);

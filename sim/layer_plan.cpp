@@ -212,7 +212,9 @@ void resolve_mechanisms(const Config& c, const Trace& trace, RunPlan& plan) {
   // default is the trace's shape, not a decision, so it is not listed in from_trace).
   const int head_dim = trace.layers() > 0 ? trace.shape(0).d : 0;
   plan.config["qk_unit"]["lane_width"] = c.qk_unit.lane_width.value_or(head_dim);
-  plan.qk_lane_fraction = static_cast<double>(c.qk_unit.lane_width.value_or(head_dim)) / std::max(1, head_dim);
+  // The lanes' static power: W / d of a head-wide lane, Qb adder trees each.
+  plan.qk_lane_fraction = static_cast<double>(c.qk_unit.lane_width.value_or(head_dim)) / std::max(1, head_dim) *
+                          c.qk_unit.query_block;
   if (plan.trace_trees && !c.tree_engine.depth) plan.from_trace["tree_engine.depth"] = depth;
   if (plan.trace_lsh && !c.lsh_unit.rounds) plan.from_trace["lsh_unit.rounds"] = rounds;
   if (plan.trace_performer && !c.lowrank_unit.features) plan.from_trace["lowrank_unit.features"] = features;
@@ -225,8 +227,19 @@ int64_t resolve_margin(const RunPlan& plan, int l, int h, const HeadData& head, 
 
 }  // namespace
 
+// A query block of more rows than a layer has queries is a config that cannot be what
+// the user meant (its rows would never fill it).
+void check_query_block(const Config& c, const Trace& trace) {
+  for (int l = 0; l < trace.layers(); ++l)
+    if (c.qk_unit.query_block > trace.shape(l).n)
+      c.fail("qk_unit.query_block", "must be <= N, the layer's queries (layer " + std::to_string(l) + " of " +
+                                        trace.path() + " has N = " + std::to_string(trace.shape(l).n) + "), got " +
+                                        std::to_string(c.qk_unit.query_block));
+}
+
 RunPlan plan_run(const Config& c, const Trace& trace) {
   check_skim_fits_trace(c, trace);
+  check_query_block(c, trace);
   RunPlan plan;
   resolve_mechanisms(c, trace, plan);
   plan.sram_slots = sram_slots(c, trace);

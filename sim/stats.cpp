@@ -15,8 +15,9 @@ EnergyContext energy_context(const Config& c, const nlohmann::json& resolved, Cy
   ctx.sram_bank_kib = static_cast<double>(c.sram.capacity_kib) / c.sram.banks;
   ctx.sram_width_bits = c.sram.width_bits;
   // Two segments' partial sums: the comparator of one overlaps pass 1 of the next.
+  // A query block of Qb rows holds Qb rows' segments.
   ctx.reuse_bank_kib = 2.0 * c.reuse_buffer.entries * c.reuse_buffer.bits_per_entry / 8.0 / 1024.0 /
-                       c.reuse_buffer.banks;
+                       c.reuse_buffer.banks * c.qk_unit.query_block;
   ctx.reuse_width_bits = c.reuse_buffer.bits_per_entry;
   ctx.node_scale = c.energy.node_scale;
   ctx.clock = Clock(c.clock_ghz);

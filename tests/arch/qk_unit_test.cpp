@@ -277,3 +277,127 @@ TEST_CASE("qk_unit.lane_width: a d-wide plane takes ceil(d / W) cycles in every 
   dense.qk.lane_width = 16;
   CHECK(model_rows(dense, wide_layer(10, {16, 32, 48, 64, 80}, 0))[0].qk.busy == 24);
 }
+
+namespace {
+
+// A block row built by hand: candidates, keep flags and (early_term) planes.
+struct HandBlockRow {
+  std::vector<int32_t> candidates;
+  std::vector<uint8_t> keep;
+  std::vector<int> planes;
+  QkRowCost cost;
+};
+
+QkRowCost hand_block(const QkSetup& s, int d, int m, std::vector<HandBlockRow>& rows) {
+  std::vector<BlockRow> block;
+  for (HandBlockRow& r : rows) block.push_back({&r.candidates, &r.keep, &r.planes, &r.cost});
+  KeyMarks marks;
+  return block_cost(s, d, m, block, marks);
+}
+
+}  // namespace
+
+TEST_CASE("query blocks: a latte block streams the union of its rows' segments") {
+  // d = 1, L = 2, B = 8, P = 4, entries 2, comparator 1 key/cycle + latency 3.
+  // Row A: candidates 0 1 2 3 4, kept 1 3 4; row B: candidates 0 1 2, kept 0 2.
+  // Segment k = candidates [2k, 2k+2) of each row:
+  //   k = 0: A {0,1}, B {0,1}: U = {0,1} (2), survivors A {1} + B {0}: S = {0,1} (2), n = 4;
+  //   k = 1: A {2,3}, B {2}:   U = {2,3} (2), S = A {3} + B {2} = {2,3} (2), n = 3;
+  //   k = 2: A {4}:            U = {4} (1),   S = {4} (1),                    n = 1.
+  // busy = sum (ceil(U/2) x 4 + ceil(S/2) x 4) = 8 + 8 + 8 = 24.
+  // cmp = n + 3 = 7, 6, 4; P1 = 4, 4, 4; P2 = 4, 4, 4:
+  //   s0: max(P1(s1) 4, 7) + 4 = 11, wait 3; s1: max(4, 6) + 4 = 10, wait 2; last: cmp 4, P2 4.
+  // K reads: planes streamed (2x4 + 2x4 + 2x4 + 2x4 + 1x4 + 1x4 = 40) x d + 2 queries x 8 bits.
+  const QkSetup s = setup(QkMode::latte, 2, 2, 1, 3);
+  std::vector<HandBlockRow> rows(2);
+  rows[0] = {{0, 1, 2, 3, 4}, {0, 1, 0, 1, 1}, {}, {}};
+  rows[1] = {{0, 1, 2}, {1, 0, 1}, {}, {}};
+  rows[0].cost.bitplane_ops = 32, rows[0].cost.compares = 5, rows[0].cost.reuse_writes = 5;
+  rows[1].cost.bitplane_ops = 20, rows[1].cost.compares = 3, rows[1].cost.reuse_writes = 3;
+  const QkRowCost c = hand_block(s, 1, 5, rows);
+  CHECK(c.busy == 24);
+  CHECK(c.overlapped);
+  CHECK(c.segments == 3);
+  CHECK(c.first_pass1 == 4);
+  CHECK(c.inner_advance == 11 + 10);
+  CHECK(c.inner_wait == 3 + 2);
+  CHECK(c.last_compare == 4);
+  CHECK(c.last_pass2 == 4);
+  CHECK(c.comparator_busy == 4 + 3 + 1);
+  CHECK(c.sram_read_bits == 40 + 16);
+  // The counters are the rows' own (every row's adder tree and accumulator work).
+  CHECK(c.bitplane_ops == 52);
+  CHECK(c.compares == 8);
+  CHECK(c.reuse_writes == 8);
+}
+
+TEST_CASE("query blocks: dense and early-termination blocks") {
+  // Dense, L = 2: A {0, 2, 4}, B {1, 2}: U = {0, 1, 2, 4}: bit-serial ceil(4/2) x 8 = 16,
+  // bit-parallel 2; K reads 4 keys x 8 planes x d (1) + 2 queries x 8 bits = 48.
+  QkSetup dense = setup(QkMode::dense, 2, 4096, 64, 1);
+  std::vector<HandBlockRow> rows(2);
+  rows[0] = {{0, 2, 4}, {1, 1, 1}, {}, {}};
+  rows[1] = {{1, 2}, {1, 1}, {}, {}};
+  CHECK(hand_block(dense, 1, 5, rows).busy == 16);
+  CHECK(hand_block(dense, 1, 5, rows).sram_read_bits == 48);
+  CHECK_FALSE(hand_block(dense, 1, 5, rows).overlapped);
+  dense.qk.type = QkType::bit_parallel;
+  CHECK(hand_block(dense, 1, 5, rows).busy == 2);
+  // early_term, L = 2: A {0, 1, 2} planes 1 2 8, B {1, 2, 3} planes 1 2 3: a key runs the
+  // most planes any row needs: 0:1, 1:2, 2:8, 3:3. Lock-step tiles {1, 2}, {8, 3}: 2 + 8 = 10.
+  // Independent: key 0 lane 0 [0,1), key 1 lane 1 [0,2), key 2 lane 0 [1,9), key 3 lane 1
+  // [2,5): makespan 9. K reads: 1 + 2 + 8 + 3 = 14 planes x d + 16.
+  QkSetup et = setup(QkMode::early_term, 2, 4096, 64, 1);
+  rows[0] = {{0, 1, 2}, {0, 0, 1}, {1, 2, 8}, {}};
+  rows[1] = {{1, 2, 3}, {0, 0, 0}, {1, 2, 3}, {}};
+  CHECK(hand_block(et, 1, 4, rows).busy == 10);
+  CHECK(hand_block(et, 1, 4, rows).sram_read_bits == 14 + 16);
+  et.qk.lane_sync = LaneSync::independent;
+  CHECK(hand_block(et, 1, 4, rows).busy == 9);
+  // lane_width multiplies as for a row: d = 10, W = 4 (c = 3): 27; reads 14 x 10 + 2 x 10 x 8.
+  et.qk.lane_width = 4;
+  CHECK(hand_block(et, 10, 4, rows).busy == 27);
+  CHECK(hand_block(et, 10, 4, rows).sram_read_bits == 140 + 160);
+}
+
+TEST_CASE("query blocks through the head model: a block of one row is the row, filters do not depend on Qb") {
+  // Causal-like candidates are not needed: with all keys as every row's candidates the
+  // union is the row's set, so a block's busy is one row's (the Qb rows share the pass).
+  QkSetup s = setup(QkMode::latte, 2, 2, 1, 3);
+  auto ctx = one_dim_layer(3, {16, 32, 48, 64, 80}, 0);
+  const std::vector<RowOutcome> single = model_rows(s, ctx);
+  s.qk.query_block = 2;
+  const auto all = make_candidate_generator("all", json::object());
+  const auto w = HeadModel(s, *all, nullptr, nullptr, 1).compute(ctx, 0);
+  REQUIRE(w->blocks.size() == 2);  // rows {0, 1}, {2}
+  for (int i = 0; i < 3; ++i) {
+    CHECK(w->rows[i].survivors == single[i].survivors);
+    CHECK(w->rows[i].qk.bitplane_ops == single[i].qk.bitplane_ops);
+  }
+  // Every row has the same keys and the same survivors (q = 1 for all): the block costs
+  // one row's pass; the last block (one row) is exactly that row's cost.
+  CHECK(w->blocks[0].busy == single[0].qk.busy);
+  CHECK(w->blocks[0].bitplane_ops == 2 * single[0].qk.bitplane_ops);
+  CHECK(w->blocks[1].busy == single[2].qk.busy);
+  CHECK(w->blocks[1].first_pass1 == single[2].qk.first_pass1);
+  CHECK(w->blocks[1].inner_advance == single[2].qk.inner_advance);
+  CHECK(w->blocks[1].last_compare == single[2].qk.last_compare);
+  // The comparator of block 0 checks both rows' keys: segments of 2 + 2, 2 + 2, 1 + 1.
+  CHECK(w->blocks[0].comparator_busy == 4 + 4 + 2);
+}
+
+TEST_CASE("query blocks: the QK unit lets a block's rows leave together when its last pass ends") {
+  // Qb = 2, three rows: blocks {0, 1} (busy 10) and {2} (busy 7), dense timing (no
+  // comparator overlap): rows 0 and 1 leave at 10, row 2 at 17.
+  QkSetup s = setup(QkMode::dense, 64, 4096, 64, 1);
+  s.qk.query_block = 2;
+  auto w = hand_head({{0, 0, 0, 1}, {0, 0, 0, 1}, {0, 0, 0, 1}});
+  for (RowOutcome& r : w->rows) r.qk.overlapped = false;
+  w->blocks.resize(2);
+  w->blocks[0].busy = 10;
+  w->blocks[1].busy = 7;
+  QkHarness h("h", s, {w});
+  sc_core::sc_start();
+  CHECK(h.left == std::vector<uint64_t>{10, 10, 17});
+  CHECK(h.qk.activity().busy == 17);
+}

@@ -91,6 +91,21 @@ TEST_CASE("an SRAM too small for one head is a config error") {
   CHECK(r.out.find("sram.capacity_kib: too small for one head's Q, K and V of layer 0") != std::string::npos);
 }
 
+TEST_CASE("memory-system keys out of range: one line naming the key, no output") {
+  const fs::path out = scratch() / "mem.json";
+  const std::string base = "run --trace " + small_trace() + " --out " + out.string() + " --set ";
+  Result r = attnsim::test::run_attnsim(base + "qk_unit.query_block=49");
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: --set qk_unit.query_block: must be <= N, the layer's queries (layer 0 of " + small_trace() +
+                     " has N = 48), got 49\n");
+  r = attnsim::test::run_attnsim(base + "qk_unit.query_block=0");
+  CHECK(r.out == "attnsim: --set qk_unit.query_block: must be >= 1, got 0\n");
+  r = attnsim::test::run_attnsim(base + "qk_unit.lane_width=0");
+  CHECK(r.out == "attnsim: --set qk_unit.lane_width: must be >= 1, got 0\n");
+  CHECK_FALSE(fs::exists(out));
+  CHECK(attnsim::test::run_attnsim(base + "qk_unit.query_block=48").code == 0);  // N itself is fine
+}
+
 TEST_CASE("missing --trace and unknown options are usage errors") {
   CHECK(attnsim::test::run_attnsim("run").code != 0);
   CHECK(attnsim::test::run_attnsim("run --trace x --bogus").code != 0);
