@@ -49,44 +49,104 @@ QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
   return c;
 }
 
-// The lanes' pass-1 and pass-2 cycles of one segment (c = plane_cycles(d) per plane).
-uint64_t pass1_cycles(const QkSetup& s, int d, uint64_t keys) {
-  return ceil_div(keys, s.qk.lanes) * s.qk.estimate_bits * s.qk.plane_cycles(d);
-}
-uint64_t pass2_cycles(const QkSetup& s, int d, uint64_t survivors) {
-  return ceil_div(survivors, s.qk.lanes) * (s.qk.bits - s.qk.estimate_bits) * s.qk.plane_cycles(d);
+// The lanes' time for each pass of each segment: the pass's planes (pass1_cycles,
+// pass2_cycles) plus, with reuse_buffer.ports, the cycles a tile waits for the reuse
+// buffer (header of arch/qk_unit.h: a tile lasts max(its planes, its accesses' port time)).
+struct PassTimes {
+  std::vector<uint64_t> pass1, pass2, compared;
+  uint64_t port_wait = 0;   // cycles the lanes waited for reuse-buffer ports
+  uint64_t port_busy = 0;   // cycles the buffer's ports were in use (its busy)
+  void clear() {
+    pass1.clear(), pass2.clear(), compared.clear();
+    port_wait = port_busy = 0;
+  }
+};
+
+// Port time of one tile's accesses: the most any bank holds, ceil(count / ports) each.
+uint64_t port_cycles(const std::vector<uint32_t>& per_bank, uint64_t ports) {
+  uint32_t most = 0;
+  for (uint32_t c : per_bank) most = std::max(most, c);
+  return ceil_div(static_cast<uint64_t>(most), ports);
 }
 
-// The comparator schedule of a row's segments (header of arch/qk_unit.h), all but the
-// last segment's overlap with whatever follows the row.
-// `compared[k]`: the keys the comparator checks in segment k; null: the segment's keys (a
-// row). A query block's comparator checks the sum over its rows while pass 1 streams their
-// union.
-void schedule_compared_segments(const QkSetup& s, int d, const std::vector<qk::Segment>& segs,
-                                const uint64_t* compared, QkRowCost& c) {
+// One pass's tiles against the ports: `tile_port` gives a tile's port cycles; the tile
+// lasts max(plane_time, that). Returns the pass's extra cycles.
+template <class TilePort>
+uint64_t port_wait(uint64_t tiles, uint64_t plane_time, TilePort tile_port, uint64_t& busy) {
+  uint64_t wait = 0;
+  for (uint64_t t = 0; t < tiles; ++t) {
+    const uint64_t ports = tile_port(t);
+    busy += ports;
+    wait += ports > plane_time ? ports - plane_time : 0;
+  }
+  return wait;
+}
+
+// The comparator schedule of a row's (or block's) segments (header of arch/qk_unit.h),
+// all but the last segment's overlap with whatever follows. t.compared[k]: the keys the
+// comparator checks in segment k.
+void schedule_passes(const QkSetup& s, const PassTimes& t, QkRowCost& c) {
+  const size_t n = t.pass1.size();
   c.overlapped = true;
-  c.segments = static_cast<int>(segs.size());
-  if (segs.empty()) return;
+  c.segments = static_cast<int>(n);
+  if (n == 0) return;
   const uint64_t kpc = s.comparator.keys_per_cycle;
-  c.first_pass1 = pass1_cycles(s, d, segs.front().keys);
-  for (size_t k = 0; k < segs.size(); ++k) {
-    const uint64_t compare_cycles =
-        ceil_div(compared ? compared[k] : static_cast<uint64_t>(segs[k].keys), kpc);
+  c.first_pass1 = t.pass1.front();
+  for (size_t k = 0; k < n; ++k) {
+    const uint64_t compare_cycles = ceil_div(t.compared[k], kpc);
     const uint64_t compare_done = compare_cycles + s.comparator.latency_cycles;
     c.comparator_busy += compare_cycles;
-    if (k + 1 == segs.size()) {
+    if (k + 1 == n) {
       c.last_compare = compare_done;
-      c.last_pass2 = pass2_cycles(s, d, segs[k].survivors);
+      c.last_pass2 = t.pass2[k];
       break;
     }
-    const uint64_t next_pass1 = pass1_cycles(s, d, segs[k + 1].keys);
+    const uint64_t next_pass1 = t.pass1[k + 1];
     c.inner_wait += compare_done > next_pass1 ? compare_done - next_pass1 : 0;
-    c.inner_advance += std::max(next_pass1, compare_done) + pass2_cycles(s, d, segs[k].survivors);
+    c.inner_advance += std::max(next_pass1, compare_done) + t.pass2[k];
   }
+  c.reuse_port_wait += t.port_wait;
 }
 
-void schedule_segments(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, QkRowCost& c) {
-  schedule_compared_segments(s, d, segs, nullptr, c);
+// A row's passes: pass 1 writes each tile's L estimates at consecutive positions of the
+// segment (position p in bank p mod banks), pass 2 reads each tile's L survivors'
+// partial sums at their positions.
+void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, const std::vector<uint8_t>& keep,
+                PassTimes& t) {
+  t.clear();
+  const uint64_t lanes = s.qk.lanes, chunks = s.qk.plane_cycles(d);
+  const uint64_t p1_planes = static_cast<uint64_t>(s.qk.estimate_bits) * chunks;
+  const uint64_t p2_planes = static_cast<uint64_t>(s.qk.bits - s.qk.estimate_bits) * chunks;
+  const bool ported = s.reuse.ports.has_value();
+  const uint64_t banks = s.reuse.banks, ports = ported ? static_cast<uint64_t>(*s.reuse.ports) : 1;
+  thread_local std::vector<uint32_t> per_bank;
+  thread_local std::vector<uint32_t> positions;
+  size_t begin = 0;
+  for (const qk::Segment& seg : segs) {
+    const uint64_t keys = seg.keys, survivors = seg.survivors;
+    uint64_t wait1 = 0, wait2 = 0;
+    if (ported) {
+      // Consecutive positions: a tile of len keys puts at most ceil(len / banks) in a bank.
+      wait1 = port_wait(ceil_div(keys, lanes), p1_planes, [&](uint64_t tile) {
+        const uint64_t len = std::min(lanes, keys - tile * lanes);
+        return ceil_div(ceil_div(len, banks), ports);
+      }, t.port_busy);
+      positions.clear();
+      for (size_t j = 0; j < keys; ++j)
+        if (keep[begin + j]) positions.push_back(static_cast<uint32_t>(j));
+      wait2 = port_wait(ceil_div(survivors, lanes), p2_planes, [&](uint64_t tile) {
+        per_bank.assign(banks, 0);
+        const size_t end = std::min<size_t>(positions.size(), (tile + 1) * lanes);
+        for (size_t i = tile * lanes; i < end; ++i) ++per_bank[positions[i] % banks];
+        return port_cycles(per_bank, ports);
+      }, t.port_busy);
+    }
+    t.pass1.push_back(ceil_div(keys, lanes) * p1_planes + wait1);
+    t.pass2.push_back(ceil_div(survivors, lanes) * p2_planes + wait2);
+    t.compared.push_back(keys);
+    t.port_wait += wait1 + wait2;
+    begin += keys;
+  }
 }
 
 QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row) {
@@ -106,15 +166,18 @@ QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowDa
   c.bitplane_ops = qk::latte_bitplane_ops(segs, bits, planes);
   c.adder_tree_inputs = c.bitplane_ops * d;
   c.sram_read_bits = c.bitplane_ops * d;
-  schedule_segments(s, d, segs, c);
+  thread_local PassTimes passes;
+  row_passes(s, d, segs, row.keep, passes);
+  schedule_passes(s, passes, c);
   const uint64_t banks = s.reuse.banks;
   for (const qk::Segment& seg : segs) {
     c.compares += seg.keys;
     c.reuse_writes += seg.keys;
     c.reuse_reads += seg.survivors;
-    c.reuse_busy += ceil_div(seg.keys, banks) + ceil_div(seg.survivors, banks);
+    if (!s.reuse.ports) c.reuse_busy += ceil_div(seg.keys, banks) + ceil_div(seg.survivors, banks);
     row.exact_scored += seg.survivors;
   }
+  if (s.reuse.ports) c.reuse_busy = passes.port_busy;
   return c;
 }
 
@@ -188,18 +251,6 @@ uint64_t mark(KeyMarks& marks, const std::vector<int32_t>& ids, size_t begin, si
   return added;
 }
 
-// The same for the kept ones among them.
-uint64_t mark_kept(KeyMarks& marks, const std::vector<int32_t>& ids, const std::vector<uint8_t>& keep,
-                   size_t begin, size_t end) {
-  uint64_t added = 0;
-  for (size_t j = begin; j < end; ++j) {
-    if (!keep[j]) continue;
-    uint32_t& s = marks.stamp[ids[j]];
-    if (s != marks.epoch) s = marks.epoch, ++added;
-  }
-  return added;
-}
-
 void add_row_counters(const QkRowCost& row, QkRowCost& block) {
   block.bitplane_ops += row.bitplane_ops;
   block.adder_tree_inputs += row.adder_tree_inputs;
@@ -258,29 +309,77 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
   const size_t entries = static_cast<size_t>(s.reuse.entries);
   size_t longest = 0;
   for (const BlockRow& r : rows) longest = std::max(longest, r.candidates->size());
+  const bool ported = s.reuse.ports.has_value();
+  const uint64_t lanes = s.qk.lanes, banks = s.reuse.banks, ports = ported ? *s.reuse.ports : 1;
+  const uint64_t p1_planes = planes * chunks, p2_planes = (bits - planes) * chunks;
   std::vector<qk::Segment> union_segs;   // {|U_k|, |S_k|}
-  std::vector<uint64_t> compared;        // n_k
+  PassTimes t;
+  std::vector<int32_t> streamed, kept;   // U_k and S_k in key-index order
+  std::vector<std::vector<uint32_t>> slot(ported ? rows.size() : 0);  // row r: key -> position + 1 in its segment
+  std::vector<uint32_t> per_bank;
+  // A tile's accesses: row r's entry for a key at position p of its segment is r * E + p,
+  // in bank (r * E + p) mod banks. `want` picks the rows that access the key.
+  const auto tile_port = [&](const std::vector<int32_t>& keys, uint64_t tile, auto want) {
+    per_bank.assign(banks, 0);
+    const size_t end = std::min<size_t>(keys.size(), (tile + 1) * lanes);
+    for (size_t i = tile * lanes; i < end; ++i)
+      for (size_t r = 0; r < rows.size(); ++r) {
+        const uint32_t at = slot[r][keys[i]];
+        if (at && want(r, at - 1)) ++per_bank[(r * entries + at - 1) % banks];
+      }
+    return port_cycles(per_bank, ports);
+  };
   for (size_t begin = 0; begin < longest; begin += entries) {
-    uint64_t keys = 0, survivors = 0, n_k = 0;
+    uint64_t n_k = 0;
+    streamed.clear();
+    kept.clear();
     marks.reset(m);
     for (const BlockRow& r : rows) {
       const size_t n = r.candidates->size();
       if (begin >= n) continue;
       const size_t end = std::min(n, begin + entries);
-      keys += mark(marks, *r.candidates, begin, end);
+      for (size_t j = begin; j < end; ++j) {
+        uint32_t& st = marks.stamp[(*r.candidates)[j]];
+        if (st != marks.epoch) st = marks.epoch, streamed.push_back((*r.candidates)[j]);
+      }
       n_k += end - begin;
     }
     marks.reset(m);
     for (const BlockRow& r : rows) {
       const size_t n = r.candidates->size();
-      if (begin < n) survivors += mark_kept(marks, *r.candidates, *r.keep, begin, std::min(n, begin + entries));
+      for (size_t j = begin; j < std::min(n, begin + entries); ++j) {
+        if (!(*r.keep)[j]) continue;
+        uint32_t& st = marks.stamp[(*r.candidates)[j]];
+        if (st != marks.epoch) st = marks.epoch, kept.push_back((*r.candidates)[j]);
+      }
     }
-    union_segs.push_back({static_cast<int>(keys), static_cast<int>(survivors)});
-    compared.push_back(n_k);
+    std::sort(streamed.begin(), streamed.end());
+    std::sort(kept.begin(), kept.end());
+    uint64_t wait1 = 0, wait2 = 0;
+    if (ported) {
+      for (size_t r = 0; r < rows.size(); ++r) {
+        slot[r].assign(m, 0);
+        const size_t n = rows[r].candidates->size();
+        for (size_t j = begin; j < std::min(n, begin + entries); ++j)
+          slot[r][(*rows[r].candidates)[j]] = static_cast<uint32_t>(j - begin + 1);
+      }
+      wait1 = port_wait(ceil_div(streamed.size(), lanes), p1_planes, [&](uint64_t tile) {
+        return tile_port(streamed, tile, [](size_t, uint32_t) { return true; });
+      }, t.port_busy);
+      wait2 = port_wait(ceil_div(kept.size(), lanes), p2_planes, [&](uint64_t tile) {
+        return tile_port(kept, tile, [&](size_t r, uint32_t p) { return (*rows[r].keep)[begin + p] != 0; });
+      }, t.port_busy);
+    }
+    union_segs.push_back({static_cast<int>(streamed.size()), static_cast<int>(kept.size())});
+    t.pass1.push_back(ceil_div(streamed.size(), lanes) * p1_planes + wait1);
+    t.pass2.push_back(ceil_div(kept.size(), lanes) * p2_planes + wait2);
+    t.compared.push_back(n_k);
+    t.port_wait += wait1 + wait2;
   }
   c.busy = qk::latte_cycles(union_segs, s.qk.lanes, static_cast<int>(bits), static_cast<int>(planes)) * chunks;
   c.sram_read_bits = qk::latte_bitplane_ops(union_segs, static_cast<int>(bits), static_cast<int>(planes)) * d + query_bits;
-  schedule_compared_segments(s, d, union_segs, compared.data(), c);
+  schedule_passes(s, t, c);
+  if (ported) c.reuse_busy = t.port_busy;
   return c;
 }
 
@@ -372,7 +471,7 @@ void QkUnit::trace_row(const HeadWork& work, int row, const QkRowTiming& t) {
 }
 
 ModuleActivity QkUnit::activity() const {
-  ModuleActivity a{"qk_unit", total_.busy, comparator_wait_ + output_stall_, {}};
+  ModuleActivity a{"qk_unit", total_.busy, comparator_wait_ + output_stall_ + total_.reuse_port_wait, {}};
   if (setup_.qk.type == QkType::bit_parallel) {
     a.counters = {{"int8_macs", total_.int8_macs}};
   } else {

@@ -34,6 +34,15 @@
 //        row, from each row's segments and the next row's first pass 1 (qk_row_timing).
 //  Early-termination bound checks happen inside the lanes and take no extra cycles.
 //
+// Reuse-buffer ports (reuse_buffer.ports = R per bank per cycle, `banks` banks; absent:
+// unlimited, not modelled): pass 1 writes each tile's estimates, the entry of the key at
+// position p of a row's segment going to bank p mod banks; pass 2 reads each tile's
+// survivors' partial sums from theirs. A tile's accesses need T = max over banks of
+// ceil(accesses in the bank / R) cycles, and the tile lasts max(its planes, T): P*c in
+// pass 1, (B-P)*c in pass 2 (accesses overlap the planes of the same tile). The extra
+// cycles lengthen the passes in the comparator schedule and count as QK unit stall
+// (busy stays the §4 formula); the reuse buffer's busy is then the sum of the tiles' T.
+//
 // Query blocks (qk_unit.query_block = Qb > 1; 1 is the rule above, row by row): the head's
 // rows are taken in blocks of Qb consecutive rows (the last may be shorter). Each lane has
 // Qb adder trees, one per row of the block: a bit-plane of a key read once from the K
@@ -178,6 +187,7 @@ struct ReuseBufferParams {
   int entries;
   int banks;
   int bits_per_entry;
+  std::optional<int> ports{};  // accesses per bank per cycle; absent: unlimited (not modelled)
 
   static const ParamTable<ReuseBufferParams>& table() {
     static const ParamTable<ReuseBufferParams> t{
@@ -187,7 +197,11 @@ struct ReuseBufferParams {
          field(&ReuseBufferParams::banks, "banks", 16)
              .doc("Banks of the buffer: partial sums written or read per cycle.").min(1),
          field(&ReuseBufferParams::bits_per_entry, "bits_per_entry", 32)
-             .unit("bits").doc("Width of one stored partial sum.").min(1)}};
+             .unit("bits").doc("Width of one stored partial sum.").min(1),
+         field(&ReuseBufferParams::ports, "ports", json())
+             .unit("accesses/cycle")
+             .doc("Accesses one bank serves per cycle (entry p of a row's segment in bank p mod banks; with query blocks row r's entry p is r x entries + p). A pass-1 tile cannot retire its estimates, nor a pass-2 tile read its partial sums, faster than the ports allow; the lanes wait (QK unit stall). Absent: unlimited (not modelled; the buffer's busy is then port demand).")
+             .min(1)}};
     return t;
   }
 };

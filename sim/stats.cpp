@@ -43,6 +43,10 @@ nlohmann::json capacity_warnings(const SimOutcome& out) {
     // Only storage reports port demand as busy; a compute unit's busy can exceed the run
     // legitimately (the low-rank unit sums its two pipelines).
     if (m.name != "sram" && m.name != "reuse_buffer") continue;
+    // With reuse_buffer.ports the buffer's ports are simulated: the lanes wait for them.
+    if (m.name == "reuse_buffer" && out.config.contains("reuse_buffer") &&
+        !out.config["reuse_buffer"].value("ports", nlohmann::json()).is_null())
+      continue;
     if (m.busy <= out.total.count()) continue;
     std::ostringstream msg;
     msg << m.name << ": port demand of " << m.busy << " bank-cycles exceeds the run's " << out.total.count()

@@ -401,3 +401,64 @@ TEST_CASE("query blocks: the QK unit lets a block's rows leave together when its
   CHECK(h.left == std::vector<uint64_t>{10, 10, 17});
   CHECK(h.qk.activity().busy == 17);
 }
+
+TEST_CASE("reuse_buffer.ports: a tile lasts as long as its planes or its port accesses, whichever is longer") {
+  // d = 1, q = 1, keys 16 80 16 80 16 80 16 80 (exact at P = 6), margin 0: survivors are the
+  // 80s at positions 1 3 5 7. L = 8, B = 8, P = 6, one segment (entries 4096).
+  // busy (SEMANTICS §4) = ceil(8/8) x 6 + ceil(4/8) x 2 = 8, whatever the ports.
+  // 2 banks, 1 port: pass 1 writes 8 estimates at positions 0..7: 4 per bank, T = 4 <= 6,
+  // no wait. Pass 2 reads positions 1 3 5 7, all in bank 1: T = 4 > B - P = 2: 2 cycles
+  // of wait. Pass times 6 and 4; the buffer is busy 4 + 4 = 8.
+  QkSetup s = setup(QkMode::latte, 8, 4096, 64, 1);
+  s.qk.estimate_bits = 6;
+  s.reuse.banks = 2;
+  s.reuse.ports = 1;
+  const std::vector<int16_t> keys{16, 80, 16, 80, 16, 80, 16, 80};
+  QkRowCost c = model_rows(s, one_dim_layer(1, keys, 0))[0].qk;
+  CHECK(c.busy == 8);
+  CHECK(c.first_pass1 == 6);
+  CHECK(c.last_pass2 == 4);
+  CHECK(c.reuse_port_wait == 2);
+  CHECK(c.reuse_busy == 8);
+  // One bank: pass 1 needs T = 8 > 6 (2 of wait), pass 2 T = 4 (2 more); busy 8 + 4 = 12.
+  s.reuse.banks = 1;
+  c = model_rows(s, one_dim_layer(1, keys, 0))[0].qk;
+  CHECK(c.first_pass1 == 8);
+  CHECK(c.last_pass2 == 4);
+  CHECK(c.reuse_port_wait == 4);
+  CHECK(c.reuse_busy == 12);
+  // Two ports on the one bank: T = 4 and 2, no wait; unlimited (absent) likewise.
+  s.reuse.ports = 2;
+  CHECK(model_rows(s, one_dim_layer(1, keys, 0))[0].qk.reuse_port_wait == 0);
+  s.reuse.ports.reset();
+  c = model_rows(s, one_dim_layer(1, keys, 0))[0].qk;
+  CHECK(c.reuse_port_wait == 0);
+  CHECK(c.first_pass1 == 6);
+  CHECK(c.last_pass2 == 2);
+}
+
+TEST_CASE("reuse_buffer.ports under a query block: every row's entries compete for the banks") {
+  // The keys of the previous case, two identical rows, Qb = 2, entries 4: segments
+  // k = 0 (keys 0..3) and k = 1 (keys 4..7), each row keeping its two 80s (positions 1, 3
+  // of the segment). Row r's entry p is r x 4 + p, bank (4r + p) mod 2 = p mod 2.
+  // Pass 1 per segment: 4 keys x 2 rows = 8 writes, 4 per bank: T = 4 <= 6.
+  // Pass 2 per segment: survivors {1, 3} of both rows: 4 reads, all in bank 1: T = 4 > 2,
+  // 2 cycles of wait. Pass times 6, 4, 6, 4. Comparator: n_k = 8 keys -> 1 cycle + 1.
+  // Schedule: first P1 6; s0: max(P1(s1) 6, 2) + 4 = 10; last compare 2, last P2 4.
+  QkSetup s = setup(QkMode::latte, 8, 4, 64, 1);
+  s.qk.estimate_bits = 6;
+  s.qk.query_block = 2;
+  s.reuse.banks = 2;
+  s.reuse.ports = 1;
+  const auto all = make_candidate_generator("all", json::object());
+  const auto w = HeadModel(s, *all, nullptr, nullptr, 1).compute(one_dim_layer(2, {16, 80, 16, 80, 16, 80, 16, 80}, 0), 0);
+  REQUIRE(w->blocks.size() == 1);
+  const QkRowCost& b = w->blocks[0];
+  CHECK(b.busy == 2 * (6 + 2));
+  CHECK(b.first_pass1 == 6);
+  CHECK(b.inner_advance == 10);
+  CHECK(b.last_compare == 2);
+  CHECK(b.last_pass2 == 4);
+  CHECK(b.reuse_port_wait == 4);
+  CHECK(b.reuse_busy == 4 + 4 + 4 + 4);
+}
