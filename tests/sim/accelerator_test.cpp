@@ -234,3 +234,55 @@ TEST_CASE("early termination with independent lanes: plane counts, lane schedule
   CHECK(s["cycles"]["by_module"]["qk_unit"]["stall"] == 0);
   CHECK(s["counters"]["softmax"]["reciprocals"] == 3);  // the row without survivor has none
 }
+
+namespace {
+
+// The tiny machine on whole encoder layers: D = H x d = 4 and d_ff = 4D = 16, the GEMM
+// engine at its defaults (32 x 32, os, 8-bit operands, 32-bit results, 512 KiB buffer).
+nlohmann::json run_encoder(const std::string& dram_path) {
+  std::vector<std::string> sets = tiny_machine("bit_parallel");
+  sets.push_back("model.scope=\"encoder\"");
+  sets.push_back("gemm_engine.dram_path=\"" + dram_path + "\"");
+  return run(sets);
+}
+
+// The layer's GEMMs, M x N x K; on the 32 x 32 array each is one fold of
+// R + C + T - 2 = 62 + K cycles; every job's A, B and C fit in the buffer, so each moves
+// once; at 4 bytes/cycle and latency 10 a job needs ceil(bytes / 4) + 10 DRAM cycles:
+//   qkv      4 x 12 x 4:  66 cycles; A 16 + B 48 + C 4*12*4 = 192 -> 256 B: 64 + 10 = 74, stall 8
+//   out_proj 4 x 4 x 4:   66 cycles; 16 + 16 + 64 = 96 B: 24 + 10 = 34, no stall
+//   ffn1     4 x 16 x 4:  66 cycles; 16 + 64 + 256 = 336 B: 84 + 10 = 94, stall 28
+//   ffn2     4 x 4 x 16:  78 cycles; 64 + 64 + 64 = 192 B: 48 + 10 = 58, no stall
+// qkv [0, 74); attention from 74 is the dense bit-parallel case above shifted by 74: its
+// last write lands at 74 + 47 = 121; out_proj [121, 187); ffn1 [187, 281); ffn2 [281, 359).
+void check_encoder_timing(const nlohmann::json& s) {
+  CHECK(s["cycles"]["total"] == 359);
+  CHECK(s["layers"][0]["cycles"]["start"] == 0);
+  CHECK(s["layers"][0]["cycles"]["end"] == 359);
+  const auto& m = s["cycles"]["by_module"];
+  CHECK(m["gemm_engine"]["busy"] == 66 + 66 + 66 + 78);
+  CHECK(m["gemm_engine"]["stall"] == 8 + 28);
+  CHECK(m["dram"]["stall"] == 0);
+  // DMA 48 B and write-back 4 x 4 B, plus the GEMM reads 16+48 + 16+16 + 16+64 + 64+64 and
+  // writes 192 + 64 + 256 + 64 bytes.
+  CHECK(s["counters"]["dram"]["read_bits"] == 8 * (48 + 304));
+  CHECK(s["counters"]["dram"]["write_bits"] == 8 * (16 + 576));
+}
+
+}  // namespace
+
+TEST_CASE("encoder scope on the engine's own DRAM path: the numbers before the shared channel, by hand") {
+  const nlohmann::json s = run_encoder("separate");
+  check_encoder_timing(s);
+  // The engine's channel is its own: dram busy is the DMA's 12 and the write-back's 4.
+  CHECK(s["cycles"]["by_module"]["dram"]["busy"] == 12 + 4);
+}
+
+TEST_CASE("encoder scope on the shared DRAM channel: the steps never meet, so only dram busy grows") {
+  const nlohmann::json s = run_encoder("shared");
+  // The layer's steps run one after another: no GEMM burst meets a DMA or write-back
+  // transfer, every job's bursts run back to back (one 2048-byte burst holds them all) and
+  // the timing is the separate path's. dram busy adds the engine's 64 + 24 + 84 + 48 cycles.
+  check_encoder_timing(s);
+  CHECK(s["cycles"]["by_module"]["dram"]["busy"] == 12 + 4 + 64 + 24 + 84 + 48);
+}

@@ -113,6 +113,7 @@ TEST_CASE("minimal config resolves with every default filled in") {
   CHECK(c.skim_controller.groups == 5);
   CHECK(c.gemm_engine.rows == 32);
   CHECK(c.gemm_engine.dataflow == gemm::Dataflow::OutputStationary);
+  CHECK(c.gemm_engine.dram_path == gemm::DramPath::shared);
   // The structs agree with the tree.
   CHECK(c.dram.bytes_per_cycle == spec_of("dram", "bytes_per_cycle").default_value.get<int>());
   CHECK(c.sram.banks == spec_of("sram", "banks").default_value.get<int>());
@@ -185,6 +186,10 @@ TEST_CASE("ranges and choices") {
   CHECK(resolve_error(with("qk_unit", "bits", 1)) == "c.json: qk_unit.bits: must be >= 2, got 1");
   CHECK(resolve_error(with("qk_unit", "type", "bitserial")) ==
         "c.json: qk_unit.type: must be one of \"bit_serial\", \"bit_parallel\", got \"bitserial\"");
+  CHECK(resolve_error(with("gemm_engine", "dram_path", "own")) ==
+        "c.json: gemm_engine.dram_path: must be one of \"shared\", \"separate\", got \"own\"");
+  CHECK(resolve_error(with("gemm_engine", "dram_path", true)) ==
+        "c.json: gemm_engine.dram_path: must be a string, got true");
   CHECK(resolve_error(with("dram", "bytes_per_cycle", 3000000000LL)) ==
         "c.json: dram.bytes_per_cycle: must be <= 2147483647, got 3000000000");
   // Edges are inside.

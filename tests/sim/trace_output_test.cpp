@@ -223,6 +223,10 @@ TEST_CASE("tracing does not change the stats") {
   const Timeline t = read_timeline(scratch() / "t.json");
   CHECK(t.of("gemm_engine", "busy") == s["cycles"]["by_module"]["gemm_engine"]["busy"].get<uint64_t>());
   CHECK(t.of("gemm_engine", "busy") > 0);
+  CHECK(t.of("gemm_engine", "stall") == s["cycles"]["by_module"]["gemm_engine"]["stall"].get<uint64_t>());
+  // The engine's bursts on the shared DRAM channel are on the dram track with the rest.
+  CHECK(t.of("dram", "busy") == s["cycles"]["by_module"]["dram"]["busy"].get<uint64_t>());
+  CHECK(t.of("dma", "stall") + t.of("writeback", "stall") == s["cycles"]["by_module"]["dram"]["stall"].get<uint64_t>());
 }
 
 TEST_CASE("bad windows are one-line usage errors and leave no file") {
