@@ -137,7 +137,9 @@ class Accelerator {
     skim_ = std::make_unique<SkimController>("skim_controller", c_.skim_controller, c_.model.hidden_bits, dram_);
     scheduler_ = std::make_unique<LayerScheduler>(
         "scheduler", trace_.layers(), encoder_, c_.skim_controller.predictor_unit == PredictorUnit::gemm_engine,
-        planner_, barrier_, [this](int l, Cycles start, Cycles end) { record_layer(l, start, end); }, error_);
+        c_.pipeline.overlap_gemm, planner_, barrier_, projected_,
+        [this](int l, Cycles start, Cycles end) { record_layer(l, start, end); }, error_);
+    if (encoder_ && c_.pipeline.overlap_gemm) dma_->set_projection_gate(&projected_);
     if (options_.tracing && options_.tracing->enabled()) attach_recorder(*options_.tracing);
   }
 
@@ -250,6 +252,7 @@ class Accelerator {
   DramChannel dram_;
   SramBuffers sram_;
   LayerBarrier barrier_;
+  ProjectionGate projected_;  // pipeline.overlap_gemm: heads whose QKV projection is done
   sc_core::sc_semaphore free_slots_;
   ProgressSink sink_;
   LayerPlanner planner_;

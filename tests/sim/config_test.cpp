@@ -114,6 +114,7 @@ TEST_CASE("minimal config resolves with every default filled in") {
   CHECK(c.gemm_engine.rows == 32);
   CHECK(c.gemm_engine.dataflow == gemm::Dataflow::OutputStationary);
   CHECK(c.gemm_engine.dram_path == gemm::DramPath::shared);
+  CHECK_FALSE(c.pipeline.overlap_gemm);
   // The structs agree with the tree.
   CHECK(c.dram.bytes_per_cycle == spec_of("dram", "bytes_per_cycle").default_value.get<int>());
   CHECK(c.sram.banks == spec_of("sram", "banks").default_value.get<int>());
@@ -175,6 +176,8 @@ TEST_CASE("type checks name the path and the offending value") {
   CHECK(resolve_error(with("qk_unit", "type", 3)) == "c.json: qk_unit.type: must be a string, got 3");
   CHECK(resolve_error(with("quality", "enabled", 1)) ==
         "c.json: quality.enabled: must be a boolean, got 1");
+  CHECK(resolve_error(with("pipeline", "overlap_gemm", "yes")) ==
+        "c.json: pipeline.overlap_gemm: must be a boolean, got \"yes\"");
   CHECK(resolve_error(with("", "clock_ghz", "fast")) ==
         "c.json: clock_ghz: must be a number, got \"fast\"");
 }
