@@ -19,10 +19,13 @@
 // w_h = 3D/H columns (3d when D = H x d; when H does not divide 3D the first 3D mod H
 // heads take one column more, so the H jobs have the one GEMM's MACs). Dependencies:
 //   - projection h starts when projection h-1 has ended (the engine takes one job at a
-//     time), projection 0 when step 1 has ended;
+//     time), projection 0 when the layer starts (after step 1, if any);
 //   - the layer goes to the DMA when projection 0 starts; the DMA starts on head h once
 //     projection h has ended (its results are in DRAM: the job's end includes its last
-//     write's latency; ProjectionGate) and, as always, an SRAM slot is free;
+//     write's latency; ProjectionGate) and, as always, an SRAM slot is free. When
+//     projection h ends, the scheduler opens the gate before it hands the engine
+//     projection h+1, so on the shared DRAM channel the DMA's first burst of head h is
+//     requested (a delta cycle) before the engine's first burst of h+1 and goes first;
 //   - heads then flow through the attention datapath as always, so head h's load and
 //     attention run while the engine projects heads h+1, h+2, ...;
 //   - step 4 waits, as always, until the layer's last output row has landed, which is
