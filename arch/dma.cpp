@@ -24,6 +24,8 @@ void Dma::run() {
     std::shared_ptr<const LayerContext> layer = layer_in->read();
     const int heads = layer->view.heads;
     for (int h = 0; h < heads; ++h) {
+      if (gate_)
+        while (!gate_->ready(layer->view.index, h)) sc_core::wait(gate_->advanced);
       const bool traced = trace_ && trace_->in_window(layer->view.index, h);
       const TraceTag tag{layer->view.index, h, -1};
       if (traced) {

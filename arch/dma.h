@@ -15,6 +15,10 @@
 // LSH directions, a Performer matrix, 32-bit words); each burst is reserved on the channel
 // in turn (DramChannel's rule) and the head is ready dram.latency_cycles after its last
 // burst ends. Waiting for a slot or on a full head queue is `dram` stall.
+// With pipeline.overlap_gemm (encoder scope) the layer arrives before its Q, K and V are
+// projected: the DMA starts on head h only when the layer scheduler has marked head h's
+// projection done (ProjectionGate), and only then waits for a slot. Waiting for the
+// projection is idle (there is nothing to load yet), not stall.
 #include "arch/dram.h"
 #include "arch/head_model.h"
 #include "arch/pipeline.h"
@@ -34,6 +38,15 @@ struct LayerBarrier {
   sc_core::sc_event advanced;
 };
 
+// pipeline.overlap_gemm: how many heads of which layer have their Q, K and V projected
+// (written by the layer scheduler, read by the DMA).
+struct ProjectionGate {
+  int layer = -1;     // the layer whose heads are being projected
+  int projected = 0;  // its heads 0 .. projected-1 are done
+  sc_core::sc_event advanced;
+  bool ready(int l, int h) const { return layer > l || (layer == l && projected > h); }
+};
+
 // Bits of one head's Q, K and V at B bits per element.
 inline uint64_t head_bits(int n, int m, int d, int bits) {
   return (static_cast<uint64_t>(n) + 2 * static_cast<uint64_t>(m)) * d * bits;
@@ -48,6 +61,9 @@ class Dma : public sc_core::sc_module {
       sc_core::sc_semaphore& free_slots, const HeadModel& model);
   // Activity tracing (arch/activity_trace.h); null when off.
   void set_tracer(ActivityRecorder* t) { trace_ = t; }
+  // pipeline.overlap_gemm: load a head only once the gate says it is projected. Null
+  // (default): every head of a layer is ready when the layer arrives.
+  void set_projection_gate(const ProjectionGate* g) { gate_ = g; }
 
  private:
   void run();
@@ -59,6 +75,7 @@ class Dma : public sc_core::sc_module {
   sc_core::sc_semaphore& free_slots_;
   const HeadModel& model_;
   ActivityRecorder* trace_ = nullptr;
+  const ProjectionGate* gate_ = nullptr;
 };
 
 }  // namespace attnsim

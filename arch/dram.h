@@ -2,20 +2,26 @@
 // dram: the off-chip memory channel.
 //
 // What it does: carries the DMA's head loads (DRAM -> SRAM), the write-back of output
-// rows and the skim controller's forwarded hidden states (-> DRAM). It is an analytical
-// channel shared by those threads, not a thread of its own.
+// rows, the skim controller's forwarded hidden states (-> DRAM) and, with
+// gemm_engine.dram_path "shared" (the default), the GEMM engine's operand and result
+// traffic. It is an analytical channel shared by those threads, not a thread of its own.
 //
-// Timing rule: a transfer of b bytes requested at cycle t starts at max(t, free), where
-// `free` is the end of the previous transfer, and occupies the channel for
-// transfer_cycles(b) = ceil(b / dram.bytes_per_cycle) cycles; its data has arrived
-// dram.latency_cycles after that. Requests at the same cycle are served in the kernel's
-// (deterministic) order. Every unit that moves data off chip times it with
-// dram_transfer_cycles (the GEMM engine's operand traffic too).
+// Timing rule (arbitration: first come first served in request order, at the granularity
+// of what each unit requests): a transfer of b bytes requested at cycle t starts at
+// max(t, free), where `free` is the end of the transfer reserved before it, and occupies
+// the channel for transfer_cycles(b) = ceil(b / dram.bytes_per_cycle) cycles; its data has
+// arrived dram.latency_cycles after that. Requests at the same cycle are served in the
+// kernel's (deterministic) order. The DMA and the GEMM engine split their traffic into
+// bursts (dram.burst_bytes; the engine's rounded down to whole cycles) and request each
+// burst when their previous one ends, so the others' requests interleave with theirs;
+// the write-back requests one row, the skim controller one job's hidden states. Every
+// unit that moves data off chip times it with dram_transfer_cycles.
 //
-// Stats: busy = cycles the channel transfers data; stall = cycles the DMA waited for a
-// free SRAM buffer or on a full head queue plus cycles the write-back and the skim
-// controller waited for the channel behind other transfers. Counters: read_bits,
-// write_bits.
+// Stats: busy = cycles the channel transfers data (every requester above); stall = cycles
+// the DMA waited for a free SRAM buffer or on a full head queue plus cycles the
+// write-back waited for the channel behind other transfers. (The DMA's and the GEMM
+// engine's bursts waiting behind others show as later data instead; the skim
+// controller's wait is skim_controller stall.) Counters: read_bits, write_bits.
 #include "core/activity.h"
 #include "core/cycles.h"
 #include "core/params.h"
@@ -29,16 +35,16 @@ struct DramParams {
 
   static const ParamTable<DramParams>& table() {
     static const ParamTable<DramParams> t{
-        "dram", "Off-chip memory channel shared by the DMA loads and the write-back.",
+        "dram", "Off-chip memory channel shared by the DMA loads, the write-back, the skim controller and the GEMM engine.",
         {field(&DramParams::bytes_per_cycle, "bytes_per_cycle", 64)
              .unit("bytes/cycle").doc("Sustained channel bandwidth.").min(1),
          field(&DramParams::latency_cycles, "latency_cycles", 100)
              .unit("cycles")
-             .doc("Latency from a request to its data, paid once per head load and per write-back.")
+             .doc("Latency from a request to its data, paid once per head load, per write-back and per GEMM job.")
              .min(0),
          field(&DramParams::burst_bytes, "burst_bytes", 2048)
              .unit("bytes")
-             .doc("A head load is split into bursts of this size, so write-backs interleave with it.")
+             .doc("The DMA's head loads and the GEMM engine's traffic are split into bursts of this size (the engine's rounded down to a multiple of bytes_per_cycle), so other transfers interleave with them.")
              .min(1)}};
     return t;
   }

@@ -129,6 +129,12 @@ uint64_t dram_cycles(uint64_t bytes, const DramParams& dram) {
 
 uint64_t stall_cycles(uint64_t dram, uint64_t compute) { return dram > compute ? dram - compute : 0; }
 
+uint64_t burst_bytes(const DramParams& dram) {
+  const uint64_t per_cycle = static_cast<uint64_t>(dram.bytes_per_cycle);
+  const uint64_t burst = static_cast<uint64_t>(dram.burst_bytes);
+  return std::max(per_cycle, burst - burst % per_cycle);
+}
+
 GemmTiming gemm_timing(const GemmShape& s, const GemmEngineParams& p, const DramParams& dram) {
   check_shape(s);
   const Dataflow d = p.dataflow;

@@ -38,6 +38,17 @@ inline const Choices<Dataflow>& dataflows() {
 Dataflow parse_dataflow(const std::string& name);
 const char* dataflow_name(Dataflow d);
 
+// Where the engine's operand and result traffic goes (arch/gemm_engine.h states both rules):
+// through the DRAM channel it shares with the DMA, the write-back and the skim controller,
+// or through a channel of its own (the model before issue 12: no contention, the numbers
+// to compare with SCALE-Sim).
+enum class DramPath { shared, separate };
+
+inline const Choices<DramPath>& dram_paths() {
+  static const Choices<DramPath> c{{"shared", DramPath::shared}, {"separate", DramPath::separate}};
+  return c;
+}
+
 }  // namespace gemm
 
 // The GEMM engine's parameters (the unit is arch/gemm_engine.h; its rules below need them).
@@ -48,6 +59,7 @@ struct GemmEngineParams {
   int sram_kib = 512;    // operand buffer capacity
   int input_bits = 8;    // width of an A or B element
   int output_bits = 32;  // width of a C element (and of a partial sum)
+  gemm::DramPath dram_path = gemm::DramPath::shared;
 
   static const ParamTable<GemmEngineParams>& table() {
     static const ParamTable<GemmEngineParams> t{
@@ -63,7 +75,9 @@ struct GemmEngineParams {
          field(&GemmEngineParams::input_bits, "input_bits", 8)
              .unit("bits").doc("Width of an element of A (activations) and B (weights).").min(1).max(32),
          field(&GemmEngineParams::output_bits, "output_bits", 32)
-             .unit("bits").doc("Width of an element of C and of a partial sum.").min(1).max(64)}};
+             .unit("bits").doc("Width of an element of C and of a partial sum.").min(1).max(64),
+         choice(&GemmEngineParams::dram_path, "dram_path", gemm::DramPath::shared, gemm::dram_paths())
+             .doc("shared: the engine's operand and result bursts go through the one DRAM channel, first come first served with the DMA, the write-back and the skim controller (docs/gemm_engine.md); separate: a channel of the engine's own, no contention (the numbers to compare with SCALE-Sim).")}};
     return t;
   }
 };
@@ -135,6 +149,12 @@ uint64_t dram_cycles(uint64_t bytes, const DramParams& dram);
 
 // max(0, dram - compute).
 uint64_t stall_cycles(uint64_t dram, uint64_t compute);
+
+// The size of the GEMM engine's bursts on a shared channel: dram.burst_bytes rounded down
+// to a multiple of dram.bytes_per_cycle, and at least bytes_per_cycle. Every burst but a
+// job's last then fills whole cycles, so a job's bursts hold the channel exactly
+// ceil(bytes / bytes_per_cycle) cycles in all, as one transfer would.
+uint64_t burst_bytes(const DramParams& dram);
 
 // Everything about one GEMM on the engine.
 struct GemmTiming {

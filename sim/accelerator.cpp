@@ -135,11 +135,13 @@ class Accelerator {
       lowrank_rows_ = std::make_unique<LowRankQuerySide>("lowrank_rows", lowrank_params_);
     }
     writeback_ = std::make_unique<Writeback>("writeback", c_.av_unit.output_bits, dram_, barrier_, sink_);
-    gemm_ = std::make_unique<GemmEngine>("gemm_engine", c_.gemm_engine, c_.dram);
+    gemm_ = std::make_unique<GemmEngine>("gemm_engine", c_.gemm_engine, dram_);
     skim_ = std::make_unique<SkimController>("skim_controller", c_.skim_controller, c_.model.hidden_bits, dram_);
     scheduler_ = std::make_unique<LayerScheduler>(
         "scheduler", trace_.layers(), encoder_, c_.skim_controller.predictor_unit == PredictorUnit::gemm_engine,
-        planner_, barrier_, [this](int l, Cycles start, Cycles end) { record_layer(l, start, end); }, error_);
+        c_.pipeline.overlap_gemm, planner_, barrier_, projected_,
+        [this](int l, Cycles start, Cycles end) { record_layer(l, start, end); }, error_);
+    if (encoder_ && c_.pipeline.overlap_gemm) dma_->set_projection_gate(&projected_);
     if (options_.tracing && options_.tracing->enabled()) attach_recorder(*options_.tracing);
   }
 
@@ -209,10 +211,11 @@ class Accelerator {
 
   // Every present module's activity so far, in SEMANTICS §7 order. The GEMM engine's
   // operand traffic is added to the dram and sram counters (its buffer is costed like
-  // the Q/K/V buffers' banks; its DRAM channel is its own, so it adds no dram busy).
+  // the Q/K/V buffers' banks). On the shared DRAM path its bursts are already in the
+  // channel's busy; on the separate path its channel is its own and adds no dram busy.
   std::vector<ModuleActivity> collect() const {
     ModuleActivity dram = dram_.activity(), sram = sram_.activity();
-    if (encoder_) {
+    if (gemm_present_) {
       dram.add("read_bits", gemm_->dram_read_bits());
       dram.add("write_bits", gemm_->dram_write_bits());
       sram.add("read_words", ceil_div(gemm_->sram_read_bits(), c_.sram.width_bits));
@@ -251,6 +254,7 @@ class Accelerator {
   DramChannel dram_;
   SramBuffers sram_;
   LayerBarrier barrier_;
+  ProjectionGate projected_;  // pipeline.overlap_gemm: heads whose QKV projection is done
   sc_core::sc_semaphore free_slots_;
   ProgressSink sink_;
   LayerPlanner planner_;

@@ -8,7 +8,8 @@
 //     │   │    │ └─(skim jobs)─► skim controller                                 ║
 //     │   │    └─(GEMM jobs)──► GEMM engine                                       ║
 //     │   └──── layer barrier ◄── write-back ◄══ [low-rank query side] ◄═(rows)═══╝
-//   DMA, write-back and skim forwarding share the DRAM channel; Q/K/V live in SRAM slots.
+//   DMA, write-back, skim forwarding and (gemm_engine.dram_path "shared") the GEMM engine's
+//   operand and result bursts share the DRAM channel; Q/K/V live in SRAM slots.
 //   The candidate unit is there only when the candidate generator has hardware, the
 //   low-rank unit's two pipelines only when it is enabled.
 //

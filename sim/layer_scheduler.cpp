@@ -4,14 +4,22 @@
 
 namespace attnsim {
 
+uint64_t qkv_head_columns(uint64_t d_model, int heads, int h) {
+  const uint64_t columns = 3 * d_model, H = static_cast<uint64_t>(heads);
+  return columns / H + (static_cast<uint64_t>(h) < columns % H ? 1 : 0);
+}
+
 LayerScheduler::LayerScheduler(sc_core::sc_module_name name, int layers, bool encoder,
-                               bool predictor_on_gemm, LayerPlanner& planner, LayerBarrier& barrier,
+                               bool predictor_on_gemm, bool overlap_gemm, LayerPlanner& planner,
+                               LayerBarrier& barrier, ProjectionGate& gate,
                                std::function<void(int, Cycles, Cycles)> on_layer_end,
                                std::exception_ptr& error)
     : sc_module(name),
       layers_(layers),
       encoder_(encoder),
       predictor_on_gemm_(predictor_on_gemm),
+      overlap_(encoder && overlap_gemm),
+      gate_(gate),
       planner_(planner),
       barrier_(barrier),
       on_layer_end_(std::move(on_layer_end)),
@@ -35,6 +43,20 @@ void LayerScheduler::gemm(const std::string& name, uint64_t m, uint64_t n, uint6
   gemm_done->read();
 }
 
+void LayerScheduler::project_heads_during_attention(int l, const std::string& tag, uint64_t n,
+                                                    const std::shared_ptr<LayerContext>& context) {
+  const int heads = context->view.heads;
+  const uint64_t d = planner_.d_model();
+  gate_.layer = l;
+  gate_.projected = 0;
+  layer_out->write(context);  // the DMA waits at the gate for each head
+  for (int h = 0; h < heads; ++h) {
+    gemm(tag + "qkv.h" + std::to_string(h), n, qkv_head_columns(d, heads, h), d);
+    gate_.projected = h + 1;
+    gate_.advanced.notify(sc_core::SC_ZERO_TIME);
+  }
+}
+
 void LayerScheduler::skim(const SkimJob& job) {
   skim_out->write(job);
   skim_done->read();
@@ -52,9 +74,12 @@ void LayerScheduler::schedule_layer(int l) {
   }
   if (ls.skim_job) skim(ls.job);
   const uint64_t n = ls.active;
-  if (encoder_) gemm(tag + "qkv", n, 3 * d, d);
-
-  layer_out->write(ls.context);
+  if (overlap_) {
+    project_heads_during_attention(l, tag, n, ls.context);
+  } else {
+    if (encoder_) gemm(tag + "qkv", n, 3 * d, d);
+    layer_out->write(ls.context);
+  }
   while (barrier_.completed <= l) sc_core::wait(barrier_.advanced);
 
   if (encoder_) gemm(tag + "out_proj", n, d, d);

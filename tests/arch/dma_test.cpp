@@ -93,6 +93,11 @@ struct DmaHarness : sc_core::sc_module {
   uint64_t sink_start = 0, sink_gap = 0;
   uint64_t other_at = 0, other_bytes = 0;
 
+  // pipeline.overlap_gemm: when `projected_at` is set, the DMA waits at the gate and the
+  // test marks head i of layer 0 projected at cycle projected_at[i].
+  ProjectionGate gate;
+  std::vector<uint64_t> projected_at;
+
   std::vector<Received> received;
   std::vector<std::shared_ptr<HeadWork>> heads;
   DramChannel::Transfer other{};
@@ -111,6 +116,16 @@ struct DmaHarness : sc_core::sc_module {
     SC_THREAD(sink);
     SC_THREAD(poster);
     SC_THREAD(other_unit);
+    SC_THREAD(projector);
+  }
+  void projector() {
+    if (projected_at.empty()) return;
+    gate.layer = 0;
+    for (uint64_t t : projected_at) {
+      wait_until(Cycles(t));
+      ++gate.projected;
+      gate.advanced.notify(sc_core::SC_ZERO_TIME);
+    }
   }
   void source() { layers_fifo.write(layer); }
   void sink() {
@@ -211,4 +226,29 @@ TEST_CASE("a transfer reserved between two bursts of a head delays the rest of t
   CHECK(h.received == std::vector<Received>{{0, true, 17}});
   CHECK(h.dram.activity().busy == 7);
   CHECK(h.dram.activity().stall == 0);
+}
+
+TEST_CASE("with a projection gate the DMA starts a head only once its projection is done, and the wait is not stall") {
+  init_kernel_time();
+  // Head 0 is projected at 20: bursts [20, 22), [22, 24), [24, 25), in the queue at 35.
+  // Head 1 at 40 (a slot has been free all along): [40, 45), in the queue at 55. Waiting
+  // for the projection is idle, not dram stall.
+  DmaHarness h("h", tiny_layer(2), 2, 4);
+  h.projected_at = {20, 40};
+  h.dma.set_projection_gate(&h.gate);
+  sc_core::sc_start();
+  CHECK(h.received == std::vector<Received>{{0, false, 35}, {1, true, 55}});
+  CHECK(h.dram.activity().busy == 10);
+  CHECK(h.dram.activity().stall == 0);
+}
+
+TEST_CASE("a head already projected when the DMA reaches it loads at once") {
+  init_kernel_time();
+  // Head 0 is projected at 2: [2, 7), in the queue at 17. Head 1, projected at 3, is
+  // ready when the DMA comes to it at 17: [17, 22), in the queue at 32.
+  DmaHarness h("h", tiny_layer(2), 2, 4);
+  h.projected_at = {2, 3};
+  h.dma.set_projection_gate(&h.gate);
+  sc_core::sc_start();
+  CHECK(h.received == std::vector<Received>{{0, false, 17}, {1, true, 32}});
 }

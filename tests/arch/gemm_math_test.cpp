@@ -210,6 +210,15 @@ TEST_CASE("dram_cycles and stall_cycles") {
   CHECK(stall_cycles(25, 20) == 5);
 }
 
+TEST_CASE("the engine's bursts on a shared channel are dram.burst_bytes rounded down to whole cycles") {
+  CHECK(burst_bytes(DramParams{64, 100, 2048}) == 2048);
+  CHECK(burst_bytes(DramParams{64, 100, 2100}) == 2048);  // 32 whole cycles
+  CHECK(burst_bytes(DramParams{64, 100, 100}) == 64);
+  CHECK(burst_bytes(DramParams{64, 100, 30}) == 64);      // at least one cycle's worth
+  CHECK(burst_bytes(DramParams{3, 0, 8}) == 6);
+  CHECK(burst_bytes(DramParams{1, 0, 1}) == 1);
+}
+
 // ---- SRAM traffic at the array edge ----------------------------------------------------------
 
 TEST_CASE("os array-edge traffic on a 1 x 1 array: every fold reads K of A and K of B, writes one C") {

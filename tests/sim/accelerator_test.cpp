@@ -24,9 +24,9 @@ std::vector<std::string> tiny_machine(const std::string& qk_type) {
           "av_unit.macs_per_cycle=8", "av_unit.latency_cycles=1", "av_unit.output_bits=8"};
 }
 
-nlohmann::json run(const std::vector<std::string>& sets, bool causal = false, float q_unit = 1.0f) {
+nlohmann::json run(const std::vector<std::string>& sets, bool causal = false, float q_unit = 1.0f, int heads = 1) {
   const Config c = resolve_config(json{{"schema", kConfigSchema}}, "test.json", sets);
-  return run_simulation(c, test::write_tiny_trace(causal, q_unit), 1).stats;
+  return run_simulation(c, test::write_tiny_trace(causal, q_unit, heads), 1).stats;
 }
 
 }  // namespace
@@ -233,4 +233,154 @@ TEST_CASE("early termination with independent lanes: plane counts, lane schedule
   CHECK(s["cycles"]["total"] == 79);
   CHECK(s["cycles"]["by_module"]["qk_unit"]["stall"] == 0);
   CHECK(s["counters"]["softmax"]["reciprocals"] == 3);  // the row without survivor has none
+}
+
+namespace {
+
+// The tiny machine on whole encoder layers: D = H x d = 4 and d_ff = 4D = 16, the GEMM
+// engine at its defaults (32 x 32, os, 8-bit operands, 32-bit results, 512 KiB buffer).
+nlohmann::json run_encoder(const std::string& dram_path, bool overlap = false) {
+  std::vector<std::string> sets = tiny_machine("bit_parallel");
+  sets.push_back("model.scope=\"encoder\"");
+  sets.push_back("gemm_engine.dram_path=\"" + dram_path + "\"");
+  sets.push_back(std::string("pipeline.overlap_gemm=") + (overlap ? "true" : "false"));
+  return run(sets);
+}
+
+// The layer's GEMMs, M x N x K; on the 32 x 32 array each is one fold of
+// R + C + T - 2 = 62 + K cycles; every job's A, B and C fit in the buffer, so each moves
+// once; at 4 bytes/cycle and latency 10 a job needs ceil(bytes / 4) + 10 DRAM cycles:
+//   qkv      4 x 12 x 4:  66 cycles; A 16 + B 48 + C 4*12*4 = 192 -> 256 B: 64 + 10 = 74, stall 8
+//   out_proj 4 x 4 x 4:   66 cycles; 16 + 16 + 64 = 96 B: 24 + 10 = 34, no stall
+//   ffn1     4 x 16 x 4:  66 cycles; 16 + 64 + 256 = 336 B: 84 + 10 = 94, stall 28
+//   ffn2     4 x 4 x 16:  78 cycles; 64 + 64 + 64 = 192 B: 48 + 10 = 58, no stall
+// qkv [0, 74); attention from 74 is the dense bit-parallel case above shifted by 74: its
+// last write lands at 74 + 47 = 121; out_proj [121, 187); ffn1 [187, 281); ffn2 [281, 359).
+void check_encoder_timing(const nlohmann::json& s) {
+  CHECK(s["cycles"]["total"] == 359);
+  CHECK(s["layers"][0]["cycles"]["start"] == 0);
+  CHECK(s["layers"][0]["cycles"]["end"] == 359);
+  const auto& m = s["cycles"]["by_module"];
+  CHECK(m["gemm_engine"]["busy"] == 66 + 66 + 66 + 78);
+  CHECK(m["gemm_engine"]["stall"] == 8 + 28);
+  CHECK(m["dram"]["stall"] == 0);
+  // DMA 48 B and write-back 4 x 4 B, plus the GEMM reads 16+48 + 16+16 + 16+64 + 64+64 and
+  // writes 192 + 64 + 256 + 64 bytes.
+  CHECK(s["counters"]["dram"]["read_bits"] == 8 * (48 + 304));
+  CHECK(s["counters"]["dram"]["write_bits"] == 8 * (16 + 576));
+}
+
+}  // namespace
+
+TEST_CASE("encoder scope on the engine's own DRAM path: the numbers before the shared channel, by hand") {
+  const nlohmann::json s = run_encoder("separate");
+  check_encoder_timing(s);
+  // The engine's channel is its own: dram busy is the DMA's 12 and the write-back's 4.
+  CHECK(s["cycles"]["by_module"]["dram"]["busy"] == 12 + 4);
+}
+
+TEST_CASE("encoder scope on the shared DRAM channel: the steps never meet, so only dram busy grows") {
+  const nlohmann::json s = run_encoder("shared");
+  // The layer's steps run one after another: no GEMM burst meets a DMA or write-back
+  // transfer, every job's bursts run back to back (one 2048-byte burst holds them all) and
+  // the timing is the separate path's. dram busy adds the engine's 64 + 24 + 84 + 48 cycles.
+  check_encoder_timing(s);
+  CHECK(s["cycles"]["by_module"]["dram"]["busy"] == 12 + 4 + 64 + 24 + 84 + 48);
+}
+
+TEST_CASE("overlap_gemm with one head: the one projection job, the same numbers as without overlap") {
+  // H = 1: the per-head job L0.qkv.h0 is the QKV GEMM 4 x 12 x 4, and the DMA starts when
+  // it ends, as without overlap.
+  const nlohmann::json s = run_encoder("shared", true);
+  check_encoder_timing(s);
+  CHECK(s["cycles"]["by_module"]["dram"]["busy"] == 12 + 4 + 64 + 24 + 84 + 48);
+}
+
+namespace {
+
+// Two copies of the tiny head (H = 2, n = 4, d = 4: D = 8) on the tiny machine, with
+// model.d_ff = 8, a 4 x 4 output-stationary GEMM engine with 8-bit operands and results,
+// and bursts of 20 bytes (5 cycles at 4 bytes/cycle; the engine's too: 20 is a multiple
+// of 4). The 1 KiB SRAM holds both heads (384 bits each): two slots.
+//   GEMM jobs (one fold of 4 + 4 + T - 2 cycles per 4 x 4 output tile):
+//     qkv.h<h> 4 x 12 x 8: 3 folds x 14 = 42 compute; A 32 + B 96 + C 48 = 176 bytes
+//       (bursts 8 x 20 + 16: 44 cycles): alone 44 + 10 = 54, stall 12;
+//     qkv      4 x 24 x 8 (no overlap): 6 folds x 14 = 84; 32 + 192 + 96 = 320 bytes:
+//       80 + 10 = 90, stall 6;
+//     out_proj, ffn1, ffn2, each 4 x 8 x 8: 2 folds x 14 = 28; 32 + 64 + 32 = 128 bytes:
+//       32 + 10 = 42, stall 14. The three take 3 x 42 = 126 after the attention.
+//   A head load: 48 bytes in bursts of 20, 20, 8 = 5, 5, 2 cycles, then 10 latency.
+//   A head in SRAM at L (QK unit free): rows leave the QK unit at L+2, L+4, L+6, L+8 and
+//   reach the write-back at L+8, L+10, L+12, L+14 (the dense bit-parallel case above), one
+//   cycle of channel each, landing 10 later.
+nlohmann::json run_two_heads(const std::string& dram_path, bool overlap) {
+  std::vector<std::string> sets = tiny_machine("bit_parallel");
+  for (const char* set : {"model.scope=\"encoder\"", "model.d_ff=8", "gemm_engine.rows=4", "gemm_engine.cols=4",
+                          "gemm_engine.output_bits=8", "dram.burst_bytes=20"})
+    sets.push_back(set);
+  sets.push_back("gemm_engine.dram_path=\"" + dram_path + "\"");
+  sets.push_back(std::string("pipeline.overlap_gemm=") + (overlap ? "true" : "false"));
+  return run(sets, false, 1.0f, 2);
+}
+
+}  // namespace
+
+TEST_CASE("without overlap_gemm two heads wait for the one QKV GEMM, by hand") {
+  const nlohmann::json s = run_two_heads("shared", false);
+  // qkv [0, 90). Head 0: bursts [90, 95), [95, 100), [100, 102), in SRAM at 112. Head 1
+  // (second slot): [112, 117), [117, 122), then its third burst, requested at 122, goes
+  // after head 0's row 0 (requested at 120, [122, 123): 2 cycles of dram stall):
+  // [123, 125), in SRAM at 135. Head 0's row 1 (ready at 122) is requested at 123, when the
+  // write-back is free: [125, 126), 2 more cycles of stall; rows 2, 3 at 126, 127.
+  // Head 1 from 135: writes at 143, 145, 147, 149, the last landing at 160.
+  // out_proj [160, 202), ffn1 [202, 244), ffn2 [244, 286).
+  CHECK(s["cycles"]["total"] == 286);
+  const auto& m = s["cycles"]["by_module"];
+  CHECK(m["gemm_engine"]["busy"] == 84 + 3 * 28);
+  CHECK(m["gemm_engine"]["stall"] == 6 + 3 * 14);
+  CHECK(m["dram"]["busy"] == 80 + 3 * 32 + 2 * 12 + 8);  // GEMM, two head loads, 8 rows
+  CHECK(m["dram"]["stall"] == 2 + 2);
+}
+
+TEST_CASE("overlap_gemm on the engine's own DRAM path: head 0's attention hides under projection 1, by hand") {
+  const nlohmann::json s = run_two_heads("separate", true);
+  // qkv.h0 [0, 54). The DMA, waiting since 0, loads head 0: [54, 59), [59, 64), [64, 66),
+  // in SRAM at 76, while qkv.h1 runs [54, 108) on its own channel. Head 0's rows are
+  // written at 84, 86, 88, 90 (nothing else on the channel). Head 1 when qkv.h1 ends:
+  // [108, 113), [113, 118), [118, 120), in SRAM at 130; its writes at 138 .. 144, the last
+  // landing at 155. out_proj [155, 197), ffn1 [197, 239), ffn2 [239, 281): 5 cycles sooner
+  // than without overlap (286).
+  CHECK(s["cycles"]["total"] == 281);
+  const auto& m = s["cycles"]["by_module"];
+  CHECK(m["gemm_engine"]["busy"] == 2 * 42 + 3 * 28);
+  CHECK(m["gemm_engine"]["stall"] == 2 * 12 + 3 * 14);
+  CHECK(m["dram"]["busy"] == 2 * 12 + 8);
+  CHECK(m["dram"]["stall"] == 0);
+  CHECK(s["counters"]["gemm_engine"]["macs"] == 2 * (4 * 12 * 8) + 3 * (4 * 8 * 8));
+}
+
+TEST_CASE("overlap_gemm on the shared channel: projection 1 contends with head 0's load and writes, by hand") {
+  const nlohmann::json s = run_two_heads("shared", true);
+  // qkv.h0: compute [0, 42); its bursts back to back [0, 44); data at 54: job [0, 54).
+  // At 54 the DMA is released a delta cycle before the engine receives qkv.h1, so its
+  // first burst goes first; then the two alternate, each requesting when its burst ends:
+  //   DMA d1 [54, 59)   engine g1 [59, 64)   DMA d2 [64, 69)   engine g2 [69, 74)
+  //   DMA d3 (8 B) [74, 76): head 0 in SRAM at 86;
+  //   engine g3 [76, 81), g4 [81, 86), g5 [86, 91), g6 [91, 96).
+  // Head 0's rows reach the write-back at 94, 96, 98, 100:
+  //   row 0 at 94 behind g6: [96, 97) (dram stall 2); the engine asks for g7 at 96: [97, 102);
+  //   row 1 at 97: [102, 103) (stall 5); g8 [103, 108); row 2 at 103: [108, 109) (stall 5);
+  //   g9 (16 B) [109, 113); row 3 at 109: [113, 114) (stall 4).
+  // qkv.h1's last burst ends at 113, its data is complete at 123: its compute ended at 96,
+  // so it stalls 27 (12 alone). Head 1: [123, 128), [128, 133), [133, 135), in SRAM at 145;
+  // its writes at 153 .. 159 meet nobody, the last landing at 170.
+  // out_proj [170, 212), ffn1 [212, 254), ffn2 [254, 296): the contention costs 15 cycles
+  // over the separate path (281), and here more than the overlap gains (286 without it).
+  CHECK(s["cycles"]["total"] == 296);
+  const auto& m = s["cycles"]["by_module"];
+  CHECK(m["gemm_engine"]["busy"] == 2 * 42 + 3 * 28);  // compute cycles: as on every path
+  CHECK(m["gemm_engine"]["stall"] == 12 + 27 + 3 * 14);
+  CHECK(m["dram"]["busy"] == 2 * 44 + 3 * 32 + 2 * 12 + 8);
+  CHECK(m["dram"]["stall"] == 2 + 5 + 5 + 4);
+  CHECK(s["layers"][0]["cycles"]["end"] == 296);
 }

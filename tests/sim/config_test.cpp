@@ -113,6 +113,8 @@ TEST_CASE("minimal config resolves with every default filled in") {
   CHECK(c.skim_controller.groups == 5);
   CHECK(c.gemm_engine.rows == 32);
   CHECK(c.gemm_engine.dataflow == gemm::Dataflow::OutputStationary);
+  CHECK(c.gemm_engine.dram_path == gemm::DramPath::shared);
+  CHECK_FALSE(c.pipeline.overlap_gemm);
   // The structs agree with the tree.
   CHECK(c.dram.bytes_per_cycle == spec_of("dram", "bytes_per_cycle").default_value.get<int>());
   CHECK(c.sram.banks == spec_of("sram", "banks").default_value.get<int>());
@@ -174,6 +176,8 @@ TEST_CASE("type checks name the path and the offending value") {
   CHECK(resolve_error(with("qk_unit", "type", 3)) == "c.json: qk_unit.type: must be a string, got 3");
   CHECK(resolve_error(with("quality", "enabled", 1)) ==
         "c.json: quality.enabled: must be a boolean, got 1");
+  CHECK(resolve_error(with("pipeline", "overlap_gemm", "yes")) ==
+        "c.json: pipeline.overlap_gemm: must be a boolean, got \"yes\"");
   CHECK(resolve_error(with("", "clock_ghz", "fast")) ==
         "c.json: clock_ghz: must be a number, got \"fast\"");
 }
@@ -185,6 +189,10 @@ TEST_CASE("ranges and choices") {
   CHECK(resolve_error(with("qk_unit", "bits", 1)) == "c.json: qk_unit.bits: must be >= 2, got 1");
   CHECK(resolve_error(with("qk_unit", "type", "bitserial")) ==
         "c.json: qk_unit.type: must be one of \"bit_serial\", \"bit_parallel\", got \"bitserial\"");
+  CHECK(resolve_error(with("gemm_engine", "dram_path", "own")) ==
+        "c.json: gemm_engine.dram_path: must be one of \"shared\", \"separate\", got \"own\"");
+  CHECK(resolve_error(with("gemm_engine", "dram_path", true)) ==
+        "c.json: gemm_engine.dram_path: must be a string, got true");
   CHECK(resolve_error(with("dram", "bytes_per_cycle", 3000000000LL)) ==
         "c.json: dram.bytes_per_cycle: must be <= 2147483647, got 3000000000");
   // Edges are inside.

@@ -6,8 +6,10 @@
 // on the GEMM engine when it runs there), QKV [n x D] x [D x 3D], attention (until the
 // barrier counts l), out_proj [n x D] x [D x D], FCA's skim job, FFN [n' x D] x [D x d_ff]
 // and [n' x d_ff] x [d_ff x D]; attention scope leaves out every GEMM; the layer spans
-// the start of its first step to the end of its last. Each TEST_CASE elaborates one
-// design: ctest runs each in its own process.
+// the start of its first step to the end of its last. With pipeline.overlap_gemm the QKV
+// projection runs per head ([n x D] x [D x 3D/H]) and the fake DMA takes head h only
+// when the gate says its projection is done. Each TEST_CASE elaborates one design: ctest
+// runs each in its own process.
 #include "arch/dma.h"
 #include "arch/gemm_engine.h"
 #include "arch/kernel_time.h"
@@ -23,6 +25,7 @@
 
 #include <systemc>
 
+#include <algorithm>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -110,6 +113,7 @@ struct SchedulerHarness : sc_core::sc_module {
   sc_core::sc_fifo<GemmJob> gemm_jobs, gemm_done;
   sc_core::sc_fifo<SkimJob> skim_jobs, skim_done;
   LayerBarrier barrier;
+  ProjectionGate gate;
   std::exception_ptr error;
   std::vector<std::string> log;
   LayerScheduler scheduler;
@@ -122,7 +126,8 @@ struct SchedulerHarness : sc_core::sc_module {
         skim_jobs("skim_jobs", 1),
         skim_done("skim_done", 1),
         scheduler("scheduler", p.trace.layers(), p.config.model.scope == ModelScope::encoder,
-                  p.config.skim_controller.predictor_unit == PredictorUnit::gemm_engine, p.planner, barrier,
+                  p.config.skim_controller.predictor_unit == PredictorUnit::gemm_engine,
+                  p.config.pipeline.overlap_gemm, p.planner, barrier, gate,
                   [this](int l, Cycles start, Cycles end) {
                     entry(end) << "end L" << l << " " << start.count() << ".." << end.count();
                   },
@@ -172,25 +177,40 @@ struct SchedulerHarness : sc_core::sc_module {
       skim_done.write(j);
     }
   }
+  // Without overlap the whole layer's attention takes kAttentionCycles. With
+  // pipeline.overlap_gemm it takes the heads one after another, each `head_cycles` long,
+  // starting each only when the gate says its projection is done (as the real DMA does).
+  uint64_t head_cycles = 0;
   void dma() {
     while (true) {
       const std::shared_ptr<const LayerContext> layer = layers_fifo.read();
+      const int l = layer->view.index;
       {
         Line line = entry(now_cycles());
-        line << "attention L" << layer->view.index << " heads " << layer->view.heads << " tokens";
+        line << "attention L" << l << " heads " << layer->view.heads << " tokens";
         for (int32_t id : layer->view.original) line << " " << id;
       }
-      wait_cycles(Cycles(kAttentionCycles));
+      if (head_cycles == 0) {
+        wait_cycles(Cycles(kAttentionCycles));
+      } else {
+        for (int h = 0; h < layer->view.heads; ++h) {
+          while (!gate.ready(l, h)) sc_core::wait(gate.advanced);
+          entry(now_cycles()) << "head L" << l << "." << h;
+          wait_cycles(Cycles(head_cycles));
+        }
+      }
       ++barrier.completed;
       barrier.advanced.notify(sc_core::SC_ZERO_TIME);
     }
   }
 };
 
-std::vector<std::string> run(const std::vector<std::string>& sets, const std::string& trace_path) {
+std::vector<std::string> run(const std::vector<std::string>& sets, const std::string& trace_path,
+                             uint64_t head_cycles = 0) {
   init_kernel_time();
   Planned p(sets, trace_path);
   SchedulerHarness h("h", p);
+  h.head_cycles = head_cycles;
   sc_core::sc_start();
   if (h.error) std::rethrow_exception(h.error);
   CHECK(h.barrier.completed == kLayers);
@@ -198,6 +218,17 @@ std::vector<std::string> run(const std::vector<std::string>& sets, const std::st
 }
 
 using Log = std::vector<std::string>;
+
+// The log sorted by cycle, then by text: with overlap two units act in the same cycle (the
+// DMA takes head h as the engine takes projection h+1), in an order of delta cycles the
+// fakes do not model.
+Log by_cycle(Log log) {
+  std::sort(log.begin(), log.end(), [](const std::string& a, const std::string& b) {
+    const uint64_t ta = std::stoull(a), tb = std::stoull(b);
+    return ta != tb ? ta < tb : a < b;
+  });
+  return log;
+}
 
 }  // namespace
 
@@ -307,5 +338,80 @@ TEST_CASE("FCA's skim job follows out_proj, and the FFN and the next layer run o
                    "166 gemm L1.ffn1 3x24x6",
                    "176 gemm L1.ffn2 3x6x24",
                    "186 end L1 93..186",
+               });
+}
+
+TEST_CASE("qkv_head_columns: 3D/H per head, the remainder to the first heads") {
+  CHECK(qkv_head_columns(6, 2, 0) == 9);
+  CHECK(qkv_head_columns(6, 2, 1) == 9);
+  CHECK(qkv_head_columns(768, 12, 11) == 192);  // BERT-base: 3d = 192
+  CHECK(qkv_head_columns(5, 2, 0) == 8);        // 15 columns: 8 + 7
+  CHECK(qkv_head_columns(5, 2, 1) == 7);
+  CHECK(qkv_head_columns(5, 4, 0) == 4);        // 15 columns: 4 + 4 + 4 + 3
+  CHECK(qkv_head_columns(5, 4, 3) == 3);
+}
+
+TEST_CASE("overlap_gemm: per-head QKV jobs, and the DMA starts head h when its projection ends") {
+  // H = 2 heads, 3D = 18: two jobs 5x9x6, each 10 cycles; each head's attention 25 cycles.
+  //   L0: the layer goes to the DMA at 0, as qkv.h0 starts [0, 10); head 0 starts at 10
+  //       [10, 35) while qkv.h1 runs [10, 20); head 1 waits for head 0 [35, 60) (the
+  //       barrier: 60); out_proj [60, 70); ffn1 [70, 80); ffn2 [80, 90): the layer spans
+  //       0..90 (without overlap: 10 + 50 + 30 = 90 as well, but there the attention is
+  //       one 50-cycle block; here the heads take 50 and overlap qkv.h1).
+  //   L1: the same 90 cycles later.
+  const std::string trace = write_trace("overlap", {});
+  const Log log = by_cycle(run({"model.scope=\"encoder\"", "pipeline.overlap_gemm=true"}, trace, 25));
+  CHECK(log == Log{
+                   "0 attention L0 heads 2 tokens 0 1 2 3 4",
+                   "0 gemm L0.qkv.h0 5x9x6",
+                   "10 gemm L0.qkv.h1 5x9x6",
+                   "10 head L0.0",
+                   "35 head L0.1",
+                   "60 gemm L0.out_proj 5x6x6",
+                   "70 gemm L0.ffn1 5x24x6",
+                   "80 gemm L0.ffn2 5x6x24",
+                   "90 attention L1 heads 2 tokens 0 1 2 3 4",
+                   "90 end L0 0..90",
+                   "90 gemm L1.qkv.h0 5x9x6",
+                   "100 gemm L1.qkv.h1 5x9x6",
+                   "100 head L1.0",
+                   "125 head L1.1",
+                   "150 gemm L1.out_proj 5x6x6",
+                   "160 gemm L1.ffn1 5x24x6",
+                   "170 gemm L1.ffn2 5x6x24",
+                   "180 end L1 90..180",
+               });
+}
+
+TEST_CASE("overlap_gemm: a head whose projection is not done waits for it") {
+  // Each head's attention 4 cycles, shorter than a projection (10):
+  //   qkv.h0 [0, 10); head 0 [10, 14); qkv.h1 [10, 20); head 1 waits for the gate until
+  //   20: [20, 24); out_proj [24, 34); ffn1 [34, 44); ffn2 [44, 54). Layer 1 from 54.
+  const std::string trace = write_trace("overlap_wait", {});
+  const Log log = by_cycle(run({"model.scope=\"encoder\"", "pipeline.overlap_gemm=true"}, trace, 4));
+  REQUIRE(log.size() == 18);
+  CHECK(Log(log.begin(), log.begin() + 10) == Log{
+                                                 "0 attention L0 heads 2 tokens 0 1 2 3 4",
+                                                 "0 gemm L0.qkv.h0 5x9x6",
+                                                 "10 gemm L0.qkv.h1 5x9x6",
+                                                 "10 head L0.0",
+                                                 "20 head L0.1",
+                                                 "24 gemm L0.out_proj 5x6x6",
+                                                 "34 gemm L0.ffn1 5x24x6",
+                                                 "44 gemm L0.ffn2 5x6x24",
+                                                 "54 attention L1 heads 2 tokens 0 1 2 3 4",
+                                                 "54 end L0 0..54",
+                                             });
+  CHECK(log.back() == "108 end L1 54..108");
+}
+
+TEST_CASE("overlap_gemm changes nothing in attention scope") {
+  const std::string trace = write_trace("overlap_attention", {});
+  const Log log = run({"model.scope=\"attention\"", "pipeline.overlap_gemm=true"}, trace);
+  CHECK(log == Log{
+                   "0 attention L0 heads 2 tokens 0 1 2 3 4",
+                   "50 end L0 0..50",
+                   "50 attention L1 heads 2 tokens 0 1 2 3 4",
+                   "100 end L1 50..100",
                });
 }

@@ -223,6 +223,37 @@ TEST_CASE("tracing does not change the stats") {
   const Timeline t = read_timeline(scratch() / "t.json");
   CHECK(t.of("gemm_engine", "busy") == s["cycles"]["by_module"]["gemm_engine"]["busy"].get<uint64_t>());
   CHECK(t.of("gemm_engine", "busy") > 0);
+  CHECK(t.of("gemm_engine", "stall") == s["cycles"]["by_module"]["gemm_engine"]["stall"].get<uint64_t>());
+  // The engine's bursts on the shared DRAM channel are on the dram track with the rest.
+  CHECK(t.of("dram", "busy") == s["cycles"]["by_module"]["dram"]["busy"].get<uint64_t>());
+  CHECK(t.of("dma", "stall") + t.of("writeback", "stall") == s["cycles"]["by_module"]["dram"]["stall"].get<uint64_t>());
+}
+
+TEST_CASE("with overlap_gemm on the shared channel the timeline adds up and tracing changes nothing") {
+  // The engine's bursts, the head loads and the write-backs contend on a slow channel.
+  const std::string trace = tiny_trace();
+  const std::string machine = kSlowDram + " --set model.scope=\"encoder\" --set pipeline.overlap_gemm=true";
+  json plain = run_stats(trace, machine, "overlap_plain");
+  const fs::path timeline = scratch() / "overlap.json";
+  json traced = run_stats(trace, machine + " --trace-layers all --timeline " + timeline.string(), "overlap_traced");
+  plain.erase("sim");
+  traced.erase("sim");
+  CHECK(plain.dump() == traced.dump());
+  const Timeline t = read_timeline(timeline);
+  const json& m = traced["cycles"]["by_module"];
+  for (const char* unit : {"gemm_engine", "qk_unit", "softmax", "av_unit"}) {
+    INFO(unit);
+    CHECK(t.of(unit, "busy") == m[unit]["busy"].get<uint64_t>());
+    CHECK(t.of(unit, "stall") == m[unit]["stall"].get<uint64_t>());
+  }
+  CHECK(t.of("dram", "busy") == m["dram"]["busy"].get<uint64_t>());
+  CHECK(t.of("dma", "stall") + t.of("writeback", "stall") == m["dram"]["stall"].get<uint64_t>());
+  CHECK(m["dram"]["stall"].get<uint64_t>() > 0);
+  std::set<std::string> jobs;
+  for (const json& e : t.slices)
+    if (t.threads.at(e["tid"].get<int>()) == "gemm_engine" && e["cat"] == "busy") jobs.insert(e["name"].get<std::string>());
+  CHECK(jobs == std::set<std::string>{"L0.qkv.h0", "L0.qkv.h1", "L0.out_proj", "L0.ffn1", "L0.ffn2",
+                                      "L1.qkv.h0", "L1.qkv.h1", "L1.out_proj", "L1.ffn1", "L1.ffn2"});
 }
 
 TEST_CASE("bad windows are one-line usage errors and leave no file") {
