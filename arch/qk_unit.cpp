@@ -137,7 +137,7 @@ void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, c
       wait2 = port_wait(ceil_div(survivors, lanes), p2_planes, [&](uint64_t tile) {
         per_bank.assign(banks, 0);
         const size_t end = std::min<size_t>(positions.size(), (tile + 1) * lanes);
-        for (size_t i = tile * lanes; i < end; ++i) ++per_bank[positions[i] % banks];
+        for (size_t i = tile * lanes; i < end; ++i) ++per_bank[s.reuse.bank(0, positions[i])];
         return port_cycles(per_bank, ports);
       }, t.port_busy);
     }
@@ -325,7 +325,7 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
     for (size_t i = tile * lanes; i < end; ++i)
       for (size_t r = 0; r < rows.size(); ++r) {
         const uint32_t at = slot[r][keys[i]];
-        if (at && want(r, at - 1)) ++per_bank[(r * entries + at - 1) % banks];
+        if (at && want(r, at - 1)) ++per_bank[s.reuse.bank(r, at - 1)];
       }
     return port_cycles(per_bank, ports);
   };

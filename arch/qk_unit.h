@@ -38,7 +38,9 @@
 // unlimited, not modelled): pass 1 writes each tile's estimates, the entry of the key at
 // position p of a row's segment going to bank p mod banks; pass 2 reads each tile's
 // survivors' partial sums from theirs. A tile's accesses need T = max over banks of
-// ceil(accesses in the bank / R) cycles, and the tile lasts max(its planes, T): P*c in
+// ceil(accesses in the bank / R) cycles (reuse_buffer.mapping: bank (r x entries + p) mod
+// banks, linear, or (r + p) mod banks, skewed, for row r of a query block, r = 0 without
+// blocks), and the tile lasts max(its planes, T): P*c in
 // pass 1, (B-P)*c in pass 2 (accesses overlap the planes of the same tile). The extra
 // cycles lengthen the passes in the comparator schedule and count as QK unit stall
 // (busy stays the §4 formula); the reuse buffer's busy is then the sum of the tiles' T.
@@ -183,11 +185,24 @@ struct ComparatorParams {
   }
 };
 
+enum class ReuseMapping { linear, skewed };
+inline const Choices<ReuseMapping>& reuse_mappings() {
+  static const Choices<ReuseMapping> c{{"linear", ReuseMapping::linear}, {"skewed", ReuseMapping::skewed}};
+  return c;
+}
+
 struct ReuseBufferParams {
   int entries;
   int banks;
   int bits_per_entry;
   std::optional<int> ports{};  // accesses per bank per cycle; absent: unlimited (not modelled)
+  ReuseMapping mapping = ReuseMapping::linear;
+
+  // The bank of entry p of the segment of row r of a query block (r = 0 without blocks).
+  uint64_t bank(uint64_t r, uint64_t p) const {
+    const uint64_t b = static_cast<uint64_t>(banks);
+    return mapping == ReuseMapping::linear ? (r * static_cast<uint64_t>(entries) + p) % b : (r + p) % b;
+  }
 
   static const ParamTable<ReuseBufferParams>& table() {
     static const ParamTable<ReuseBufferParams> t{
@@ -200,8 +215,10 @@ struct ReuseBufferParams {
              .unit("bits").doc("Width of one stored partial sum.").min(1),
          field(&ReuseBufferParams::ports, "ports", json())
              .unit("accesses/cycle")
-             .doc("Accesses one bank serves per cycle (entry p of a row's segment in bank p mod banks; with query blocks row r's entry p is r x entries + p). A pass-1 tile cannot retire its estimates, nor a pass-2 tile read its partial sums, faster than the ports allow; the lanes wait (QK unit stall). Absent: unlimited (not modelled; the buffer's busy is then port demand).")
-             .min(1)}};
+             .doc("Accesses one bank serves per cycle (the bank of an entry: reuse_buffer.mapping). A pass-1 tile cannot retire its estimates, nor a pass-2 tile read its partial sums, faster than the ports allow; the lanes wait (QK unit stall). Absent: unlimited (not modelled; the buffer's busy is then port demand).")
+             .min(1),
+         choice(&ReuseBufferParams::mapping, "mapping", ReuseMapping::linear, reuse_mappings())
+             .doc("Bank of entry p of the segment of row r of a query block (r = 0 without blocks): linear, (r x entries + p) mod banks; skewed, (r + p) mod banks (the rows' entries for the same key in different banks). Matters only with reuse_buffer.ports.")}};
     return t;
   }
 };

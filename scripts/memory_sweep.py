@@ -46,6 +46,10 @@ def points():
                         sets["reuse_buffer.ports"] = ports
                     tag = "unl" if ports is None else f"p{ports}b{banks}"
                     out.append((f"latte-{family}-qb{qb}-{tag}", "configs/latte.json", sets))
+            # The skewed mapping on the default banks with one port.
+            out.append((f"latte-{family}-qb{qb}-p1b16s", "configs/latte.json",
+                        dict(base, **{"reuse_buffer.banks": 16, "reuse_buffer.ports": 1,
+                                      "reuse_buffer.mapping": "skewed"})))
     for qb in QB:
         out.append((f"dense-parallel-qb{qb}", "configs/dense-baseline.json", {"qk_unit.query_block": qb}))
     return out
@@ -57,7 +61,7 @@ def run(attnsim, trace, out_dir, point):
     cmd = [attnsim, "run", "--config", os.path.join(ROOT, config), "--trace", trace, "--out", path, "-q",
            "-j", "1", "--set", "quality.enabled=false"]
     for key, value in sets.items():
-        cmd += ["--set", f"{key}={json.dumps(value) if isinstance(value, str) else value}"]
+        cmd += ["--set", f"{key}={value}"]
     if not os.path.exists(path):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
@@ -87,6 +91,8 @@ def table(results):
             dense = results["summary"][f"dense-serial-{family if qb > 1 else 'L64'}-qb{qb}"]
             versus = f"{dense['cycles'] / s['cycles']:.2f}x"
             ports = "unlimited" if "reuse_buffer.ports" not in sets else f"{sets['reuse_buffer.ports']} x {sets['reuse_buffer.banks']} banks"
+            if sets.get("reuse_buffer.mapping") == "skewed":
+                ports += ", skewed"
             label = "LATTE"
         else:
             versus, ports = "", ""
@@ -101,7 +107,7 @@ def order_key(name):
     parts = name.split("-")
     qb = int([p for p in parts if p.startswith("qb")][0][2:])
     family = 0 if "L64" in name else 1
-    port_rank = {"unl": 0, "p2b16": 1, "p2b64": 2, "p1b16": 3, "p1b64": 4}.get(parts[-1], 0)
+    port_rank = {"unl": 0, "p2b16": 1, "p2b64": 2, "p1b16": 3, "p1b64": 4, "p1b16s": 5}.get(parts[-1], 0)
     return (kind, family, qb, port_rank)
 
 
@@ -123,7 +129,8 @@ def plot(results, path):
         for tag, style, label in (("unl", "-o", "LATTE, reuse ports unlimited"),
                                   ("p2b16", "-s", "LATTE, 2 ports x 16 banks"),
                                   ("p1b16", "-^", "LATTE, 1 port x 16 banks"),
-                                  ("p1b64", "-v", "LATTE, 1 port x 64 banks")):
+                                  ("p1b64", "-v", "LATTE, 1 port x 64 banks"),
+                                  ("p1b16s", "-D", "LATTE, 1 port x 16 banks, skewed")):
             ax.plot(QB, series("latte", "-" + tag), style, label=label)
         ax.plot(QB, [s[f"dense-parallel-qb{qb}"]["cycles"] / 1e6 for qb in QB], ":", color="gray",
                 label="dense bit-parallel (L = 8)")

@@ -462,3 +462,24 @@ TEST_CASE("reuse_buffer.ports under a query block: every row's entries compete f
   CHECK(b.reuse_port_wait == 4);
   CHECK(b.reuse_busy == 4 + 4 + 4 + 4);
 }
+
+TEST_CASE("reuse_buffer.mapping skewed: the block's rows' entries for a key in different banks") {
+  // The block of the previous case with bank (r + p) mod 2 instead of (4r + p) mod 2:
+  // pass 1 still puts 4 writes in each bank (T = 4 <= 6); pass 2 reads row 0's survivors
+  // (p = 1, 3) in bank 1 and row 1's in bank 0: 2 per bank, T = 2 = B - P, no wait.
+  QkSetup s = setup(QkMode::latte, 8, 4, 64, 1);
+  s.qk.estimate_bits = 6;
+  s.qk.query_block = 2;
+  s.reuse.banks = 2;
+  s.reuse.ports = 1;
+  s.reuse.mapping = ReuseMapping::skewed;
+  const auto all = make_candidate_generator("all", json::object());
+  const auto w = HeadModel(s, *all, nullptr, nullptr, 1).compute(one_dim_layer(2, {16, 80, 16, 80, 16, 80, 16, 80}, 0), 0);
+  REQUIRE(w->blocks.size() == 1);
+  CHECK(w->blocks[0].reuse_port_wait == 0);
+  CHECK(w->blocks[0].last_pass2 == 2);
+  CHECK(w->blocks[0].reuse_busy == 4 + 2 + 4 + 2);
+  CHECK(s.reuse.bank(1, 3) == 0);
+  s.reuse.mapping = ReuseMapping::linear;
+  CHECK(s.reuse.bank(1, 3) == 1);  // (1 x 4 + 3) mod 2
+}
