@@ -71,6 +71,7 @@ struct QkRowCost {
   uint64_t compares = 0;
   uint64_t reuse_reads = 0, reuse_writes = 0, reuse_busy = 0;
   uint64_t reuse_port_wait = 0;  // lane cycles spent waiting for reuse-buffer ports (stall)
+  uint64_t sram_port_wait = 0;   // lane cycles spent waiting for K-buffer ports (stall)
   uint64_t sram_read_bits = 0;   // Q row and K bits read
 
   // The comparator schedule (latte; `overlapped` false in the other modes, where a row
@@ -88,7 +89,7 @@ struct QkRowCost {
     bitplane_ops += o.bitplane_ops, adder_tree_inputs += o.adder_tree_inputs;
     int8_macs += o.int8_macs, compares += o.compares;
     reuse_reads += o.reuse_reads, reuse_writes += o.reuse_writes, reuse_busy += o.reuse_busy;
-    reuse_port_wait += o.reuse_port_wait;
+    reuse_port_wait += o.reuse_port_wait, sram_port_wait += o.sram_port_wait;
     sram_read_bits += o.sram_read_bits;
     return *this;
   }

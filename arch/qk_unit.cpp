@@ -30,6 +30,85 @@ void collect_survivors(RowData& row) {
   }
 }
 
+// The lanes' time for each pass of each segment: the pass's planes (pass1_cycles,
+// pass2_cycles) plus, with reuse_buffer.ports, the cycles a tile waits for the reuse
+// buffer (header of arch/qk_unit.h: a tile lasts max(its planes, its accesses' port time)).
+struct PassTimes {
+  std::vector<uint64_t> pass1, pass2, compared;
+  uint64_t port_wait = 0;   // cycles the lanes waited for reuse-buffer ports
+  uint64_t port_busy = 0;   // cycles the buffer's ports were in use (its busy)
+  uint64_t sram_wait = 0;   // cycles the lanes waited for K-buffer ports
+  void clear() {
+    pass1.clear(), pass2.clear(), compared.clear();
+    port_wait = port_busy = sram_wait = 0;
+  }
+};
+
+// K-buffer reads (sram.ports; absent: unlimited): each lane-cycle, every lane of a tile
+// reads its key's next W bits of the plane (bit-serial; W x B bits bit-parallel) from the
+// bank of key j, j mod banks: a = ceil(those bits / sram.width_bits) accesses. The
+// lane-cycle lasts max(1, max over banks of ceil(a x keys in the bank / ports)) cycles.
+uint64_t k_read_cycles(const QkSetup& s, int d, const int32_t* ids, size_t n) {
+  if (!s.sram.ports || n == 0) return 1;
+  const uint64_t width = std::min<uint64_t>(static_cast<uint64_t>(s.qk.lane_width.value_or(d)), d);
+  const uint64_t bits = s.qk.type == QkType::bit_parallel ? width * s.qk.bits : width;
+  const uint64_t accesses = ceil_div(bits, static_cast<uint64_t>(s.sram.width_bits));
+  const uint64_t banks = s.sram.banks;
+  thread_local std::vector<uint32_t> per_bank;
+  per_bank.assign(banks, 0);
+  uint32_t most = 0;
+  for (size_t i = 0; i < n; ++i) most = std::max(most, ++per_bank[static_cast<uint64_t>(ids[i]) % banks]);
+  return std::max<uint64_t>(1, ceil_div(accesses * most, static_cast<uint64_t>(*s.sram.ports)));
+}
+
+// One pass streaming `ids` (the keys, in order) in tiles of L, `planes` lane-cycles per
+// key (planes x c): a tile lasts planes x k_read_cycles(tile) and at least `reuse(tile)`,
+// its reuse-buffer port time (0 when none). Returns the pass's cycles; adds the waits.
+template <class Reuse>
+uint64_t pass_cycles(const QkSetup& s, int d, const int32_t* ids, size_t n, uint64_t planes, Reuse reuse,
+                     PassTimes& t) {
+  const uint64_t lanes = s.qk.lanes;
+  uint64_t total = 0;
+  for (size_t tile = 0, begin = 0; begin < n; ++tile, begin += lanes) {
+    const size_t len = std::min<size_t>(lanes, n - begin);
+    const uint64_t plain = planes;
+    const uint64_t with_k = planes * k_read_cycles(s, d, ids + begin, len);
+    const uint64_t r = reuse(tile);
+    t.port_busy += r;
+    const uint64_t tile_time = std::max(with_k, r);
+    t.sram_wait += with_k - plain;
+    t.port_wait += tile_time - with_k;
+    total += tile_time;
+  }
+  return total;
+}
+
+// Port time of one tile's accesses: the most any bank holds, ceil(count / ports) each.
+uint64_t port_cycles(const std::vector<uint32_t>& per_bank, uint64_t ports) {
+  uint32_t most = 0;
+  for (uint32_t c : per_bank) most = std::max(most, c);
+  return ceil_div(static_cast<uint64_t>(most), ports);
+}
+
+// early_term, lock-step tiles with K-buffer reads: plane b of a tile reads the keys still
+// running (planes_j >= b); it lasts c x k_read_cycles(those keys). Returns the cycles.
+uint64_t early_term_lockstep_reads(const QkSetup& s, int d, const int32_t* ids, const int* planes, size_t n) {
+  const uint64_t lanes = s.qk.lanes, chunks = s.qk.plane_cycles(d);
+  thread_local std::vector<int32_t> running;
+  uint64_t total = 0;
+  for (size_t begin = 0; begin < n; begin += lanes) {
+    const size_t end = std::min<size_t>(n, begin + lanes);
+    const int most = *std::max_element(planes + begin, planes + end);
+    for (int b = 1; b <= most; ++b) {
+      running.clear();
+      for (size_t j = begin; j < end; ++j)
+        if (planes[j] >= b) running.push_back(ids[j]);
+      total += chunks * k_read_cycles(s, d, running.data(), running.size());
+    }
+  }
+  return total;
+}
+
 QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
   QkRowCost c;
   const uint64_t n = row.candidates.size();
@@ -46,40 +125,12 @@ QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
     c.adder_tree_inputs = c.bitplane_ops * d;
     c.sram_read_bits = c.bitplane_ops * d;
   }
+  if (s.sram.ports) {  // the lanes wait for the K buffer (header: K-buffer reads)
+    const uint64_t per_key = (s.qk.type == QkType::bit_parallel ? 1 : static_cast<uint64_t>(bits)) * s.qk.plane_cycles(d);
+    PassTimes t;
+    c.sram_port_wait = pass_cycles(s, d, row.candidates.data(), n, per_key, [](uint64_t) -> uint64_t { return 0; }, t) - c.busy;
+  }
   return c;
-}
-
-// The lanes' time for each pass of each segment: the pass's planes (pass1_cycles,
-// pass2_cycles) plus, with reuse_buffer.ports, the cycles a tile waits for the reuse
-// buffer (header of arch/qk_unit.h: a tile lasts max(its planes, its accesses' port time)).
-struct PassTimes {
-  std::vector<uint64_t> pass1, pass2, compared;
-  uint64_t port_wait = 0;   // cycles the lanes waited for reuse-buffer ports
-  uint64_t port_busy = 0;   // cycles the buffer's ports were in use (its busy)
-  void clear() {
-    pass1.clear(), pass2.clear(), compared.clear();
-    port_wait = port_busy = 0;
-  }
-};
-
-// Port time of one tile's accesses: the most any bank holds, ceil(count / ports) each.
-uint64_t port_cycles(const std::vector<uint32_t>& per_bank, uint64_t ports) {
-  uint32_t most = 0;
-  for (uint32_t c : per_bank) most = std::max(most, c);
-  return ceil_div(static_cast<uint64_t>(most), ports);
-}
-
-// One pass's tiles against the ports: `tile_port` gives a tile's port cycles; the tile
-// lasts max(plane_time, that). Returns the pass's extra cycles.
-template <class TilePort>
-uint64_t port_wait(uint64_t tiles, uint64_t plane_time, TilePort tile_port, uint64_t& busy) {
-  uint64_t wait = 0;
-  for (uint64_t t = 0; t < tiles; ++t) {
-    const uint64_t ports = tile_port(t);
-    busy += ports;
-    wait += ports > plane_time ? ports - plane_time : 0;
-  }
-  return wait;
 }
 
 // The comparator schedule of a row's (or block's) segments (header of arch/qk_unit.h),
@@ -106,13 +157,14 @@ void schedule_passes(const QkSetup& s, const PassTimes& t, QkRowCost& c) {
     c.inner_advance += std::max(next_pass1, compare_done) + t.pass2[k];
   }
   c.reuse_port_wait += t.port_wait;
+  c.sram_port_wait += t.sram_wait;
 }
 
-// A row's passes: pass 1 writes each tile's L estimates at consecutive positions of the
-// segment (position p in bank p mod banks), pass 2 reads each tile's L survivors'
-// partial sums at their positions.
-void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, const std::vector<uint8_t>& keep,
-                PassTimes& t) {
+// A row's passes: pass 1 streams the segment's candidates and writes each tile's L
+// estimates at consecutive positions of the segment, pass 2 streams its survivors and reads
+// their partial sums at their positions (banks: reuse_buffer.mapping).
+void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, const std::vector<int32_t>& ids,
+                const std::vector<uint8_t>& keep, PassTimes& t) {
   t.clear();
   const uint64_t lanes = s.qk.lanes, chunks = s.qk.plane_cycles(d);
   const uint64_t p1_planes = static_cast<uint64_t>(s.qk.estimate_bits) * chunks;
@@ -121,30 +173,30 @@ void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, c
   const uint64_t banks = s.reuse.banks, ports = ported ? static_cast<uint64_t>(*s.reuse.ports) : 1;
   thread_local std::vector<uint32_t> per_bank;
   thread_local std::vector<uint32_t> positions;
+  thread_local std::vector<int32_t> survivors;
   size_t begin = 0;
   for (const qk::Segment& seg : segs) {
-    const uint64_t keys = seg.keys, survivors = seg.survivors;
-    uint64_t wait1 = 0, wait2 = 0;
-    if (ported) {
-      // Consecutive positions: a tile of len keys puts at most ceil(len / banks) in a bank.
-      wait1 = port_wait(ceil_div(keys, lanes), p1_planes, [&](uint64_t tile) {
-        const uint64_t len = std::min(lanes, keys - tile * lanes);
-        return ceil_div(ceil_div(len, banks), ports);
-      }, t.port_busy);
-      positions.clear();
-      for (size_t j = 0; j < keys; ++j)
-        if (keep[begin + j]) positions.push_back(static_cast<uint32_t>(j));
-      wait2 = port_wait(ceil_div(survivors, lanes), p2_planes, [&](uint64_t tile) {
-        per_bank.assign(banks, 0);
-        const size_t end = std::min<size_t>(positions.size(), (tile + 1) * lanes);
-        for (size_t i = tile * lanes; i < end; ++i) ++per_bank[s.reuse.bank(0, positions[i])];
-        return port_cycles(per_bank, ports);
-      }, t.port_busy);
-    }
-    t.pass1.push_back(ceil_div(keys, lanes) * p1_planes + wait1);
-    t.pass2.push_back(ceil_div(survivors, lanes) * p2_planes + wait2);
+    const uint64_t keys = seg.keys;
+    // Consecutive positions: a tile of len keys puts at most ceil(len / banks) in a bank.
+    const uint64_t pass1 = pass_cycles(s, d, ids.data() + begin, keys, p1_planes, [&](uint64_t tile) -> uint64_t {
+      if (!ported) return 0;
+      const uint64_t len = std::min(lanes, keys - tile * lanes);
+      return ceil_div(ceil_div(len, banks), ports);
+    }, t);
+    positions.clear();
+    survivors.clear();
+    for (size_t j = 0; j < keys; ++j)
+      if (keep[begin + j]) positions.push_back(static_cast<uint32_t>(j)), survivors.push_back(ids[begin + j]);
+    const uint64_t pass2 = pass_cycles(s, d, survivors.data(), survivors.size(), p2_planes, [&](uint64_t tile) -> uint64_t {
+      if (!ported) return 0;
+      per_bank.assign(banks, 0);
+      const size_t end = std::min<size_t>(positions.size(), (tile + 1) * lanes);
+      for (size_t i = tile * lanes; i < end; ++i) ++per_bank[s.reuse.bank(0, positions[i])];
+      return port_cycles(per_bank, ports);
+    }, t);
+    t.pass1.push_back(pass1);
+    t.pass2.push_back(pass2);
     t.compared.push_back(keys);
-    t.port_wait += wait1 + wait2;
     begin += keys;
   }
 }
@@ -167,7 +219,7 @@ QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowDa
   c.adder_tree_inputs = c.bitplane_ops * d;
   c.sram_read_bits = c.bitplane_ops * d;
   thread_local PassTimes passes;
-  row_passes(s, d, segs, row.keep, passes);
+  row_passes(s, d, segs, row.candidates, row.keep, passes);
   schedule_passes(s, passes, c);
   const uint64_t banks = s.reuse.banks;
   for (const qk::Segment& seg : segs) {
@@ -204,6 +256,8 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
   c.adder_tree_inputs = c.bitplane_ops * d;
   c.sram_read_bits = c.bitplane_ops * d;
   c.compares = c.bitplane_ops;  // one bound check per processed plane, inside the lane
+  if (s.sram.ports)  // lock-step only (independent lanes with ports: a config error)
+    c.sram_port_wait = early_term_lockstep_reads(s, d, row.candidates.data(), planes.data(), n) - c.busy;
   return c;
 }
 
@@ -275,6 +329,14 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
     const bool parallel = s.qk.type == QkType::bit_parallel;
     c.busy = ceil_div(keys, s.qk.lanes) * (parallel ? 1 : bits) * chunks;
     c.sram_read_bits = keys * d * bits + query_bits;
+    if (s.sram.ports) {  // the union in key-index order, against the K buffer
+      std::vector<int32_t> ids;
+      for (int32_t j = 0; j < m; ++j)
+        if (marks.stamp[j] == marks.epoch) ids.push_back(j);
+      PassTimes t;
+      c.sram_port_wait = pass_cycles(s, d, ids.data(), ids.size(), (parallel ? 1 : bits) * chunks,
+                                     [](uint64_t) -> uint64_t { return 0; }, t) - c.busy;
+    }
     return c;
   }
   if (s.qk.mode == QkMode::early_term) {
@@ -303,6 +365,7 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
                                                       : qk::early_term_lockstep_cycles(key_planes.data(), n, s.qk.lanes)) *
              chunks;
     c.sram_read_bits = streamed * d + query_bits;
+    if (s.sram.ports) c.sram_port_wait = early_term_lockstep_reads(s, d, keys.data(), key_planes.data(), keys.size()) - c.busy;
     return c;
   }
   // latte: the block's k-th segment is the union of its rows' k-th segments.
@@ -355,7 +418,6 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
     }
     std::sort(streamed.begin(), streamed.end());
     std::sort(kept.begin(), kept.end());
-    uint64_t wait1 = 0, wait2 = 0;
     if (ported) {
       for (size_t r = 0; r < rows.size(); ++r) {
         slot[r].assign(m, 0);
@@ -363,18 +425,17 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
         for (size_t j = begin; j < std::min(n, begin + entries); ++j)
           slot[r][(*rows[r].candidates)[j]] = static_cast<uint32_t>(j - begin + 1);
       }
-      wait1 = port_wait(ceil_div(streamed.size(), lanes), p1_planes, [&](uint64_t tile) {
-        return tile_port(streamed, tile, [](size_t, uint32_t) { return true; });
-      }, t.port_busy);
-      wait2 = port_wait(ceil_div(kept.size(), lanes), p2_planes, [&](uint64_t tile) {
-        return tile_port(kept, tile, [&](size_t r, uint32_t p) { return (*rows[r].keep)[begin + p] != 0; });
-      }, t.port_busy);
     }
+    const uint64_t pass1 = pass_cycles(s, d, streamed.data(), streamed.size(), p1_planes, [&](uint64_t tile) -> uint64_t {
+      return ported ? tile_port(streamed, tile, [](size_t, uint32_t) { return true; }) : 0;
+    }, t);
+    const uint64_t pass2 = pass_cycles(s, d, kept.data(), kept.size(), p2_planes, [&](uint64_t tile) -> uint64_t {
+      return ported ? tile_port(kept, tile, [&](size_t r, uint32_t p) { return (*rows[r].keep)[begin + p] != 0; }) : 0;
+    }, t);
     union_segs.push_back({static_cast<int>(streamed.size()), static_cast<int>(kept.size())});
-    t.pass1.push_back(ceil_div(streamed.size(), lanes) * p1_planes + wait1);
-    t.pass2.push_back(ceil_div(kept.size(), lanes) * p2_planes + wait2);
+    t.pass1.push_back(pass1);
+    t.pass2.push_back(pass2);
     t.compared.push_back(n_k);
-    t.port_wait += wait1 + wait2;
   }
   c.busy = qk::latte_cycles(union_segs, s.qk.lanes, static_cast<int>(bits), static_cast<int>(planes)) * chunks;
   c.sram_read_bits = qk::latte_bitplane_ops(union_segs, static_cast<int>(bits), static_cast<int>(planes)) * d + query_bits;
@@ -384,7 +445,7 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
 }
 
 QkRowTiming qk_row_timing(const QkRowCost& c, bool own_pass1_done, uint64_t next_first_pass1) {
-  if (!c.overlapped) return {c.busy, 0};
+  if (!c.overlapped) return {c.busy + c.sram_port_wait, 0};
   if (c.segments == 0) return {0, 0};
   QkRowTiming t;
   t.advance = (own_pass1_done ? 0 : c.first_pass1) + c.inner_advance +
@@ -471,7 +532,8 @@ void QkUnit::trace_row(const HeadWork& work, int row, const QkRowTiming& t) {
 }
 
 ModuleActivity QkUnit::activity() const {
-  ModuleActivity a{"qk_unit", total_.busy, comparator_wait_ + output_stall_ + total_.reuse_port_wait, {}};
+  ModuleActivity a{"qk_unit", total_.busy,
+                   comparator_wait_ + output_stall_ + total_.reuse_port_wait + total_.sram_port_wait, {}};
   if (setup_.qk.type == QkType::bit_parallel) {
     a.counters = {{"int8_macs", total_.int8_macs}};
   } else {

@@ -45,6 +45,15 @@
 // cycles lengthen the passes in the comparator schedule and count as QK unit stall
 // (busy stays the §4 formula); the reuse buffer's busy is then the sum of the tiles' T.
 //
+// K-buffer ports (sram.ports = R, sram.banks banks; absent: unlimited): key j lives in bank
+// j mod banks; every lane-cycle each lane of a tile reads a = ceil(its bits / sram.width_bits)
+// accesses of its key (W bits of a plane bit-serial, W x B bits bit-parallel). A lane-cycle
+// of a tile lasts max(1, max over banks of ceil(a x the tile's keys in the bank / R)), so
+// the tile's p planes take p x c x that (early_term lock-step: plane b reads only the keys
+// still running). The extra cycles are QK stall and lengthen the passes (LATTE: a tile
+// lasts the longer of that and its reuse-buffer port time). early_term with independent
+// lanes is not modelled with ports (a config error).
+//
 // Query blocks (qk_unit.query_block = Qb > 1; 1 is the rule above, row by row): the head's
 // rows are taken in blocks of Qb consecutive rows (the last may be shorter). Each lane has
 // Qb adder trees, one per row of the block: a bit-plane of a key read once from the K
@@ -227,6 +236,7 @@ struct QkSetup {
   QkUnitParams qk;
   ComparatorParams comparator;
   ReuseBufferParams reuse;
+  SramParams sram{1024, 64, 128};  // the K buffer's banks and ports (K reads)
   bool has_comparator() const { return qk.mode != QkMode::dense; }
   bool has_reuse_buffer() const { return qk.mode == QkMode::latte; }
 };

@@ -15,6 +15,7 @@
 // Params: SramParams below. Counters: read_words, write_words (one width_bits access of
 // one bank each; energy per access is that of one bank of capacity/banks).
 #include <algorithm>
+#include <optional>
 
 #include "core/activity.h"
 #include "core/cycles.h"
@@ -26,6 +27,7 @@ struct SramParams {
   int capacity_kib;
   int banks;
   int width_bits;
+  std::optional<int> ports{};  // accesses per bank per cycle; absent: unlimited (not modelled)
 
   static const ParamTable<SramParams>& table() {
     static const ParamTable<SramParams> t{
@@ -37,7 +39,11 @@ struct SramParams {
          field(&SramParams::width_bits, "width_bits", 128)
              .unit("bits")
              .doc("Width of one bank access (one energy event); banks x width_bits is the bits per cycle the buffers supply.")
-             .min(8)}};
+             .min(8),
+         field(&SramParams::ports, "ports", json())
+             .unit("accesses/cycle")
+             .doc("Accesses one bank serves per cycle, for the QK unit's K reads (key j in bank j mod banks): a lane-cycle of a tile lasts until every key's access got a port (docs/qk_unit.md). Absent: unlimited (not modelled). The DMA's fill and the AV unit's V reads are not arbitrated yet (busy is their port demand).")
+             .min(1)}};
     return t;
   }
 };

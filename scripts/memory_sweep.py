@@ -11,7 +11,8 @@ filter decision, so quality is that of the same config without them):
 - LATTE: `configs/latte.json`;
 each at query blocks Qb = 1, 2, 4, 8 with the same lanes (L = 64) and with the same adder
 trees (Qb x L = 64), and LATTE with the reuse buffer's ports unlimited, 2 or 1 per bank
-(16 banks, the default, and 64). Writes <out>/points/<name>.json (stats), <out>/table.md,
+(16 banks, the default, and 64); at L = 64 also dense and LATTE with the K buffer's ports
+(sram.ports = 1 on 64 and 16 banks). Writes <out>/points/<name>.json (stats), <out>/table.md,
 docs/img/memory_sweep.png and the part of docs/memory.md between the `memory:begin` and
 `memory:end` markers (not with --no-docs).
 """
@@ -46,6 +47,13 @@ def points():
                         sets["reuse_buffer.ports"] = ports
                     tag = "unl" if ports is None else f"p{ports}b{banks}"
                     out.append((f"latte-{family}-qb{qb}-{tag}", "configs/latte.json", sets))
+            # The K buffer's ports (sram.ports; the default 64 banks, and 16), reuse ports unlimited.
+            if family == "L64":
+                for banks in (64, 16):
+                    ksets = dict(base, **{"sram.ports": 1, "sram.banks": banks})
+                    out.append((f"latte-{family}-qb{qb}-k1b{banks}", "configs/latte.json", ksets))
+                    out.append((f"dense-serial-{family}-qb{qb}-k1b{banks}", "configs/latte.json",
+                                dict(ksets, **{"qk_unit.mode": "dense"})))
             # The skewed mapping on the default banks with one port.
             out.append((f"latte-{family}-qb{qb}-p1b16s", "configs/latte.json",
                         dict(base, **{"reuse_buffer.banks": 16, "reuse_buffer.ports": 1,
@@ -81,14 +89,16 @@ def summary(stats):
 
 
 def table(results):
-    rows = ["| design point | Qb | L | reuse ports | cycles | QK busy | QK stall | SRAM reads (words) | SRAM energy (uJ) | "
-            "energy (uJ) | LATTE speed-up over dense (same Qb, L) |", "|" + "---|" * 11]
+    rows = ["| design point | Qb | L | reuse ports | K-buffer ports | cycles | QK busy | QK stall | SRAM reads (words) | "
+            "SRAM energy (uJ) | energy (uJ) | LATTE speed-up over dense (same Qb, L, K ports) |", "|" + "---|" * 12]
     for name, (config, sets) in sorted(results["meta"].items(), key=lambda kv: order_key(kv[0])):
         s = results["summary"][name]
         qb, lanes = sets.get("qk_unit.query_block", 1), sets.get("qk_unit.lanes", 64 if "parallel" not in name else 8)
+        kports = f"{sets['sram.ports']} x {sets['sram.banks']} banks" if "sram.ports" in sets else "unlimited"
         if name.startswith("latte"):
             family = name.split("-")[1]
-            dense = results["summary"][f"dense-serial-{family if qb > 1 else 'L64'}-qb{qb}"]
+            ksuffix = "-" + name.split("-")[-1] if "sram.ports" in sets else ""
+            dense = results["summary"][f"dense-serial-{family if qb > 1 else 'L64'}-qb{qb}{ksuffix}"]
             versus = f"{dense['cycles'] / s['cycles']:.2f}x"
             ports = "unlimited" if "reuse_buffer.ports" not in sets else f"{sets['reuse_buffer.ports']} x {sets['reuse_buffer.banks']} banks"
             if sets.get("reuse_buffer.mapping") == "skewed":
@@ -97,7 +107,7 @@ def table(results):
         else:
             versus, ports = "", ""
             label = "dense bit-parallel" if "parallel" in name else "dense bit-serial"
-        rows.append(f"| {label} | {qb} | {lanes} | {ports} | {s['cycles']} | {s['qk_busy']} | {s['qk_stall']} | "
+        rows.append(f"| {label} | {qb} | {lanes} | {ports} | {kports} | {s['cycles']} | {s['qk_busy']} | {s['qk_stall']} | "
                     f"{s['sram_reads']} | {s['sram_uj']:.1f} | {s['energy_uj']:.1f} | {versus} |")
     return "\n".join(rows)
 
@@ -107,7 +117,8 @@ def order_key(name):
     parts = name.split("-")
     qb = int([p for p in parts if p.startswith("qb")][0][2:])
     family = 0 if "L64" in name else 1
-    port_rank = {"unl": 0, "p2b16": 1, "p2b64": 2, "p1b16": 3, "p1b64": 4, "p1b16s": 5}.get(parts[-1], 0)
+    port_rank = {"unl": 0, "p2b16": 1, "p2b64": 2, "p1b16": 3, "p1b64": 4, "p1b16s": 5, "k1b64": 6,
+                 "k1b16": 7}.get(parts[-1], 0)
     return (kind, family, qb, port_rank)
 
 
@@ -126,6 +137,9 @@ def plot(results, path):
                 out.append(s[f"{prefix}-{fam}-qb{qb}{suffix}"]["cycles"] / 1e6)
             return out
         ax.plot(QB, series("dense-serial"), "k--o", label="dense bit-serial")
+        if family == "L64":
+            ax.plot(QB, series("dense-serial", "-k1b16"), "k:x", label="dense bit-serial, K buffer 1 port x 16 banks")
+            ax.plot(QB, series("latte", "-k1b16"), "-x", label="LATTE, K buffer 1 port x 16 banks")
         for tag, style, label in (("unl", "-o", "LATTE, reuse ports unlimited"),
                                   ("p2b16", "-s", "LATTE, 2 ports x 16 banks"),
                                   ("p1b16", "-^", "LATTE, 1 port x 16 banks"),

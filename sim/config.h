@@ -66,7 +66,7 @@ struct Config {
   EnergyParams energy;
   QualityParams quality;
 
-  QkSetup qk_setup() const { return {qk_unit, comparator, reuse_buffer}; }
+  QkSetup qk_setup() const { return {qk_unit, comparator, reuse_buffer, sram}; }
   // Where the value of `key` came from: "--set" for an override, else the file.
   const std::string& origin_of(const std::string& key) const { return overridden.count(key) ? kSetOrigin : origin; }
   // A one-line ConfigError about config key `key` at JSON path `path` (default: the key),

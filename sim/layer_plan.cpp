@@ -237,9 +237,18 @@ void check_query_block(const Config& c, const Trace& trace) {
                                         std::to_string(c.qk_unit.query_block));
 }
 
+// With K-buffer ports the independent lanes would read different keys every cycle: a
+// cycle-by-cycle arbitration the model does not do (yet); refuse rather than guess.
+void check_sram_ports(const Config& c) {
+  if (c.sram.ports && c.qk_unit.mode == QkMode::early_term && c.qk_unit.lane_sync == LaneSync::independent)
+    c.fail("sram.ports", "not modelled with early_term and qk_unit.lane_sync = \"independent\" (each lane reads "
+                         "a different key every cycle); use \"lockstep\" or leave sram.ports out");
+}
+
 RunPlan plan_run(const Config& c, const Trace& trace) {
   check_skim_fits_trace(c, trace);
   check_query_block(c, trace);
+  check_sram_ports(c);
   RunPlan plan;
   resolve_mechanisms(c, trace, plan);
   plan.sram_slots = sram_slots(c, trace);

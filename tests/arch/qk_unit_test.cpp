@@ -483,3 +483,52 @@ TEST_CASE("reuse_buffer.mapping skewed: the block's rows' entries for a key in d
   s.reuse.mapping = ReuseMapping::linear;
   CHECK(s.reuse.bank(1, 3) == 1);  // (1 x 4 + 3) mod 2
 }
+
+TEST_CASE("sram.ports: the K buffer's banks and ports stretch a tile's lane-cycles") {
+  // d = 1 (a plane is 1 bit: one access per key per lane-cycle), 2 banks (key j in bank j
+  // mod 2), 1 port. Dense bit-serial, L = 4, keys 0..4 (estimates do not matter):
+  //   tile {0,1,2,3}: 2 keys per bank -> each of the 8 planes takes 2 cycles: 16;
+  //   tile {4}: 1 -> 8. 24 cycles against the §4 busy ceil(5/4) x 8 = 16: 8 of wait.
+  QkSetup s = setup(QkMode::dense, 4, 4096, 64, 1);
+  s.sram = SramParams{1024, 2, 128};
+  s.sram.ports = 1;
+  QkRowCost c = model_rows(s, one_dim_layer(1, {16, 32, 48, 64, 80}, 0))[0].qk;
+  CHECK(c.busy == 16);
+  CHECK(c.sram_port_wait == 8);
+  CHECK(qk_row_timing(c, false, 0).advance == 24);
+  // Bit-parallel, d = 10 at B = 8 is 80 bits: one 128-bit access per key per cycle:
+  // tile {0..3}: 2 per bank, 2 cycles; tile {4}: 1. 3 against ceil(5/4) = 2. With
+  // 64-bit words a key takes 2 accesses: 4 per bank in tile 0 (4 cycles), 2 in tile 1.
+  s.qk.type = QkType::bit_parallel;
+  c = model_rows(s, wide_layer(10, {16, 32, 48, 64, 80}, 0))[0].qk;
+  CHECK(c.busy == 2);
+  CHECK(c.sram_port_wait == 1);
+  s.sram.width_bits = 64;
+  CHECK(model_rows(s, wide_layer(10, {16, 32, 48, 64, 80}, 0))[0].qk.sram_port_wait == 4 + 2 - 2);
+  // LATTE: the keys of the three-segment row of the first test case (L = 1: one key per
+  // tile, never a conflict): no wait, whatever the ports.
+  QkSetup latte = setup(QkMode::latte, 1, 2, 1, 3);
+  latte.sram = SramParams{1024, 2, 128};
+  latte.sram.ports = 1;
+  CHECK(model_rows(latte, one_dim_layer(1, {16, 32, 48, 64, 80}, 0))[0].qk.sram_port_wait == 0);
+  // LATTE with L = 2 on the keys 16 80 16 80 (P = 4, margin 0 keeps keys 1 and 3, both in
+  // bank 1): pass 1 tiles {0,1}, {2,3} one key per bank: 4 + 4; pass 2 tile {1, 3}: both
+  // in bank 1, each of its 4 planes takes 2 cycles: 8 against 4.
+  latte = setup(QkMode::latte, 2, 4096, 64, 1);
+  latte.sram = SramParams{1024, 2, 128};
+  latte.sram.ports = 1;
+  c = model_rows(latte, one_dim_layer(1, {16, 80, 16, 80}, 0))[0].qk;
+  CHECK(c.busy == 8 + 4);
+  CHECK(c.sram_port_wait == 4);
+  CHECK(c.first_pass1 == 8);
+  CHECK(c.last_pass2 == 8);
+  // early_term lock-step, L = 2, keys {-80, 3} (theta 0, d = 1: 1 and 8 planes, the first
+  // test's case) in banks 0 and 1: no conflict; the tile {-80, 3, ...} with 1 bank: plane 1
+  // reads both keys (2 cycles), planes 2..8 only key 3: 2 + 7 = 9 against 8.
+  QkSetup et = setup(QkMode::early_term, 2, 4096, 64, 1);
+  et.sram = SramParams{1024, 1, 128};
+  et.sram.ports = 1;
+  c = model_rows(et, one_dim_layer(1, {-80, 3}, 0))[0].qk;
+  CHECK(c.busy == 8);
+  CHECK(c.sram_port_wait == 1);
+}

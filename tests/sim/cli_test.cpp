@@ -104,6 +104,15 @@ TEST_CASE("memory-system keys out of range: one line naming the key, no output")
   CHECK(r.out == "attnsim: --set qk_unit.lane_width: must be >= 1, got 0\n");
   CHECK_FALSE(fs::exists(out));
   CHECK(attnsim::test::run_attnsim(base + "qk_unit.query_block=48").code == 0);  // N itself is fine
+  fs::remove(out);
+  r = attnsim::test::run_attnsim(base + "sram.ports=0");
+  CHECK(r.out == "attnsim: --set sram.ports: must be >= 1, got 0\n");
+  r = attnsim::test::run_attnsim(base + "reuse_buffer.ports=0");
+  CHECK(r.out == "attnsim: --set reuse_buffer.ports: must be >= 1, got 0\n");
+  r = attnsim::test::run_attnsim(base + "sram.ports=1 --set qk_unit.mode=early_term --set qk_unit.lane_sync=independent");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("sram.ports: not modelled with early_term and qk_unit.lane_sync = \"independent\"") != std::string::npos);
+  CHECK_FALSE(fs::exists(out));
 }
 
 TEST_CASE("missing --trace and unknown options are usage errors") {
