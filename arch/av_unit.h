@@ -8,7 +8,14 @@
 //
 // Timing rule: a row of n survivors is busy ceil(n*d / av_unit.macs_per_cycle) cycles;
 // its output reaches the write-back av_unit.latency_cycles later. Stall = blocked on a
-// full output FIFO.
+// full output FIFO. With sram.ports the V reads are timed too (av_read_cycles below): V
+// row j lives in bank j mod sram.banks, the unit reads its survivors' rows in order,
+// g = max(1, floor(macs_per_cycle / d)) rows per read cycle, each row a = ceil(d*B /
+// sram.width_bits) accesses, and a group takes max over banks of ceil(a x its rows in the
+// bank / ports) cycles (a row wider than the MACs, d > macs_per_cycle, is read in
+// ceil(d / macs_per_cycle) cycles of ceil(macs_per_cycle*B / width_bits) accesses each, all
+// in its bank). Reads and MACs overlap: the row lasts max(busy, its read cycles), the
+// excess counted as stall.
 //
 // Params: AvUnitParams below (output_bits is the width of an output element, used by
 // the write-back).
@@ -41,6 +48,10 @@ struct AvUnitParams {
     return t;
   }
 };
+
+// The cycles the AV unit's V reads of one row take (rule above): survivors' value-row ids
+// in order. 0 when sram.ports is absent (not modelled).
+uint64_t av_read_cycles(const SramParams& sram, int macs_per_cycle, int d, int bits, const int32_t* ids, size_t n);
 
 class AvUnit : public Stage<RowToken> {
  public:

@@ -1,6 +1,7 @@
 #include "arch/head_model.h"
 
 #include "arch/attention_math.h"
+#include "arch/av_unit.h"
 #include "arch/qk_math.h"
 
 #include <algorithm>
@@ -105,6 +106,9 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
       out.qk = score_row(qk_, w, row);  // QK unit, comparator, reuse buffer
       out.candidates = static_cast<uint32_t>(row.candidates.size());
       out.survivors = out.value_rows = static_cast<uint32_t>(row.survivor_ids.size());
+      if (av_macs_per_cycle_ > 0 && qk_.sram.ports)
+        out.av_read_cycles = static_cast<uint32_t>(av_read_cycles(qk_.sram, av_macs_per_cycle_, d, qk_.qk.bits,
+                                                                  row.survivor_ids.data(), row.survivor_ids.size()));
       out.exact_scored = row.exact_scored;
       row.probs.resize(out.survivors);  // softmax unit
       const attn::SoftmaxSum sum =

@@ -76,6 +76,9 @@ class HeadModel {
   void compute(HeadWork& work) const;
 
   const QkSetup& qk() const { return qk_; }
+  // The AV unit's MACs per cycle, for the V reads' cycles with sram.ports (av_unit.h);
+  // without it the rows get none.
+  void set_av_macs_per_cycle(int macs) { av_macs_per_cycle_ = macs; }
 
  private:
   void compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, HeadDecisions* decisions,
@@ -87,6 +90,7 @@ class HeadModel {
   const QualityMeter* quality_;
   int threads_;
   const DecisionRecorder* decisions_;
+  int av_macs_per_cycle_ = 0;
 };
 
 }  // namespace attnsim

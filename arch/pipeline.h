@@ -102,6 +102,7 @@ struct RowOutcome {
   uint32_t survivors = 0;      // what the softmax and the AV unit work on
   uint32_t value_rows = 0;     // V rows the AV unit reads from the SRAM (TC: none, its node
                                // sums are the tree engine's)
+  uint32_t av_read_cycles = 0; // with sram.ports: cycles the AV unit's V reads take (av_unit.h)
   uint64_t exact_scored = 0;
   QkRowCost qk;
   uint64_t lowrank_macs = 0, lowrank_exps = 0;  // the low-rank unit's row work (when on)

@@ -42,7 +42,7 @@ struct SramParams {
              .min(8),
          field(&SramParams::ports, "ports", json())
              .unit("accesses/cycle")
-             .doc("Accesses one bank serves per cycle, for the QK unit's K reads (key j in bank j mod banks): a lane-cycle of a tile lasts until every key's access got a port (docs/qk_unit.md). Absent: unlimited (not modelled). The DMA's fill and the AV unit's V reads are not arbitrated yet (busy is their port demand).")
+             .doc("Accesses one bank serves per cycle, for the QK unit's K reads (key j in bank j mod banks: a lane-cycle of a tile lasts until every key's access got a port, docs/qk_unit.md) and the AV unit's V reads (row j in bank j mod banks, arch/av_unit.h). Absent: unlimited (not modelled). The DMA's fill is not arbitrated yet (busy is its port demand).")
              .min(1)}};
     return t;
   }

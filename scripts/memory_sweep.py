@@ -70,10 +70,9 @@ def run(attnsim, trace, out_dir, point):
            "-j", "1", "--set", "quality.enabled=false"]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
-    if not os.path.exists(path):
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"memory_sweep: {name}: {done.stderr.strip()}")
+    done = subprocess.run(cmd, capture_output=True, text=True)  # always: the binary may have changed
+    if done.returncode != 0:
+        raise SystemExit(f"memory_sweep: {name}: {done.stderr.strip()}")
     with open(path) as f:
         return name, json.load(f)
 

@@ -130,6 +130,7 @@ class Accelerator {
     qk_ = std::make_unique<QkUnit>("qk_unit", c_.qk_setup(), sram_);
     softmax_ = std::make_unique<SoftmaxUnit>("softmax", c_.softmax);
     av_ = std::make_unique<AvUnit>("av_unit", c_.av_unit, c_.qk_unit.bits, sram_, free_slots_);
+    model_.set_av_macs_per_cycle(c_.av_unit.macs_per_cycle);
     if (lowrank_params_.enabled) {
       combined_ = std::make_unique<sc_core::sc_fifo<RowToken>>("combined", c_.pipeline.fifo_depth);
       lowrank_rows_ = std::make_unique<LowRankQuerySide>("lowrank_rows", lowrank_params_);

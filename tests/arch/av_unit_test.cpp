@@ -93,3 +93,26 @@ TEST_CASE("the AV unit frees a head's SRAM slot when the head's last row finishe
   CHECK(h.unit.activity().counter("macs") == 3 * 8 + 2 + 4 + 12);
   CHECK(slots.get_value() == 0);
 }
+
+TEST_CASE("av_read_cycles: V rows read through the SRAM's banks and ports") {
+  // 4 banks, 1 port, 128-bit words; d = 16, B = 8: a row is 128 bits, one access.
+  // 64 MACs per cycle: g = 4 rows per read cycle. Survivors 0 1 2 3 | 4 8 12 | : the first
+  // group one row per bank (1 cycle), the second all in bank 0 (3 cycles): 4.
+  SramParams sram{1024, 4, 128};
+  sram.ports = 1;
+  const std::vector<int32_t> ids{0, 1, 2, 3, 4, 8, 12};
+  CHECK(av_read_cycles(sram, 64, 16, 8, ids.data(), ids.size()) == 1 + 3);
+  // 2 ports: ceil(3/2) = 2 for the second group.
+  sram.ports = 2;
+  CHECK(av_read_cycles(sram, 64, 16, 8, ids.data(), ids.size()) == 1 + 2);
+  // 64-bit words: 2 accesses a row; 1 port: 2 and 6.
+  sram.ports = 1;
+  sram.width_bits = 64;
+  CHECK(av_read_cycles(sram, 64, 16, 8, ids.data(), ids.size()) == 2 + 6);
+  // d = 128 > 64 MACs: a row at a time in 2 read cycles of ceil(64 x 8 / 64) = 8 accesses
+  // of its bank each: 7 rows x 2 x 8 = 112.
+  CHECK(av_read_cycles(sram, 64, 128, 8, ids.data(), ids.size()) == 7 * 2 * 8);
+  // No ports: not modelled.
+  sram.ports.reset();
+  CHECK(av_read_cycles(sram, 64, 16, 8, ids.data(), ids.size()) == 0);
+}
