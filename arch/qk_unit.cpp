@@ -177,6 +177,13 @@ void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, c
   size_t begin = 0;
   for (const qk::Segment& seg : segs) {
     const uint64_t keys = seg.keys;
+    if (!ported && !s.sram.ports) {  // no memory modelled: the planes alone (the hot path)
+      t.pass1.push_back(ceil_div(keys, lanes) * p1_planes);
+      t.pass2.push_back(ceil_div(static_cast<uint64_t>(seg.survivors), lanes) * p2_planes);
+      t.compared.push_back(keys);
+      begin += keys;
+      continue;
+    }
     // Consecutive positions: a tile of len keys puts at most ceil(len / banks) in a bank.
     const uint64_t pass1 = pass_cycles(s, d, ids.data() + begin, keys, p1_planes, [&](uint64_t tile) -> uint64_t {
       if (!ported) return 0;
