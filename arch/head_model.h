@@ -76,6 +76,9 @@ class HeadModel {
   void compute(HeadWork& work) const;
 
   const QkSetup& qk() const { return qk_; }
+  // K/V tiling (arch/kv_tiling.h): every head computed from now on gets its tile schedule
+  // and its rows' parts (HeadWork::tiled, parts); off (default): none.
+  void set_tiling(const KvTiling& t) { tiling_ = t; }
 
  private:
   void compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, HeadDecisions* decisions,
@@ -87,6 +90,7 @@ class HeadModel {
   const QualityMeter* quality_;
   int threads_;
   const DecisionRecorder* decisions_;
+  KvTiling tiling_;
 };
 
 }  // namespace attnsim

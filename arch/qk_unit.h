@@ -222,6 +222,17 @@ struct QkSetup {
 // call from several threads on different rows.
 QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row);
 
+// ---- K/V tiling (arch/kv_tiling.h) -----------------------------------------------------
+
+// The row's part in each of `tiles` key tiles of `key_tile` keys (parts[t]), from what
+// score_row left in `row` (candidates in key order, keep, early_term's planes): the
+// candidates and survivors in the tile and the QK unit's cost of them, the rule of the
+// header applied to the tile's candidates alone (latte: the row's segments within the
+// tile; a segment is cut at a tile edge only if key_tile is not a multiple of
+// reuse_buffer.entries or some key is not a candidate, which a tiled run rules out), plus
+// the query row's d*B bits read once per part. A part with no candidates costs nothing.
+void tile_parts(const QkSetup& setup, int d, const RowData& row, int key_tile, int tiles, TilePart* parts);
+
 // ---- query blocks (qk_unit.query_block = Qb > 1) ----------------------------------------
 
 // One row of a block as score_row left it: its candidates (ascending), the comparator's
@@ -278,6 +289,7 @@ class QkUnit : public sc_core::sc_module {
  private:
   void run();
   void run_blocks(const std::shared_ptr<HeadWork>& work);
+  void run_tiled(const std::shared_ptr<HeadWork>& work);
   void trace_row(const HeadWork& work, int row, const QkRowTiming& t);
 
   QkSetup setup_;
