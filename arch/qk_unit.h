@@ -69,6 +69,18 @@
 // lanes' static power scales with Qb (Qb trees per lane), the reuse buffer holds Qb rows'
 // segments (its capacity and static power x Qb).
 //
+// K/V tiling (arch/kv_tiling.h; a head that does not fit in the SRAM, or kv_tiling.mode
+// "always"): the unit works job by job, (query block b, key tile t) in that order, and
+// starts job j when the DMA has loaded it. In a job it takes the block's rows that have
+// candidates in the tile, in row order; each such part of a row costs the rule above on
+// the row's candidates within the tile (latte: the row's segments within the tile, which
+// are whole segments of SEMANTICS §3 since the key tile is a multiple of
+// reuse_buffer.entries; the running maximum is carried across tiles as across segments),
+// and the parts of a job follow one another by the comparator schedule above, the job's
+// parts in place of a head's rows: the chain of overlapped pass 1s ends with the job (its
+// last part pays its whole last compare). Each part reads its query row (d*B bits) again.
+// After the last part of a query block the block's Q buffer is free for the DMA.
+//
 // Params: QkUnitParams, ComparatorParams, ReuseBufferParams below.
 // Stats: qk_unit busy/stall; counters qk_unit.bitplane_ops (lane-planes processed),
 //  qk_unit.adder_tree_inputs (d per bit-plane op), qk_unit.int8_macs (bit_parallel);

@@ -309,7 +309,12 @@ RunPlan plan_run(const Config& c, const Trace& trace) {
   bool unfit = false;
   plan.sram_slots = sram_slots(c, trace, unfit);
   plan.tiling = resolve_tiling(c, trace, unfit);
-  if (plan.tiling.on) plan.sram_slots = 1;  // a tiled head's Q block and K/V tiles fill the SRAM
+  if (plan.tiling.on) {
+    plan.sram_slots = 1;  // a tiled head's Q block and K/V tiles fill the SRAM
+    // The tile sizes the run took for absent keys (the stats list them in config_from_trace).
+    if (!c.kv_tiling.key_tile) plan.from_trace["kv_tiling.key_tile"] = plan.tiling.key_tile;
+    if (!c.kv_tiling.query_tile) plan.from_trace["kv_tiling.query_tile"] = plan.tiling.query_tile;
+  }
   resolve_thresholds(c, trace, plan);
   resolve_fca_keep(c, trace, plan);
   // A bad metadata value is an error before the run, whether or not the GEMMs need it.

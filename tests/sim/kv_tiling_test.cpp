@@ -166,6 +166,9 @@ TEST_CASE("a head too large for the SRAM runs tiled in auto mode, and as if unti
   // = 68 rows per block.
   const nlohmann::json given =
       run_cli(trace, "given", sets + "--set sram.capacity_kib=8 --set kv_tiling.key_tile=64 --set kv_tiling.query_tile=68");
+  CHECK(small["config_from_trace"] == nlohmann::json{{"kv_tiling.key_tile", 64}, {"kv_tiling.query_tile", 68}});
+  CHECK_FALSE(given.contains("config_from_trace"));
+  CHECK_FALSE(big.contains("config_from_trace"));
   CHECK(given["cycles"] == small["cycles"]);
   CHECK(given["counters"] == small["counters"]);
 }
