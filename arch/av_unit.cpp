@@ -16,7 +16,10 @@ AvUnit::AvUnit(sc_core::sc_module_name name, const AvUnitParams& p, int bits, Sr
       free_slots_(free_slots) {}
 
 namespace {
-uint64_t row_macs(const RowToken& row) { return static_cast<uint64_t>(row.outcome().survivors) * row.head->d(); }
+// K/V tiling: a part after the row's first also rescales the partial output (d MACs).
+uint64_t row_macs(const RowToken& row) {
+  return (static_cast<uint64_t>(row.survivors()) + (row.first_part() ? 0 : 1)) * row.head->d();
+}
 }  // namespace
 
 uint64_t av_read_cycles(const SramParams& sram, int macs_per_cycle, int d, int bits, const int32_t* ids, size_t n) {
@@ -45,7 +48,12 @@ StageWork AvUnit::begin(RowToken& row) {
   const uint64_t macs = row_macs(row);
   // The survivors' V rows (none for a Treeformer TC row: its node sums are the tree
   // engine's, which counts their reads).
-  sram_.read_bits(static_cast<uint64_t>(row.outcome().value_rows) * row.head->d() * bits_);
+  sram_.read_bits(static_cast<uint64_t>(row.value_rows()) * row.head->d() * bits_);
+  if (row.part >= 0) {  // K/V tiling: the row state between its parts
+    const uint64_t state = static_cast<uint64_t>(row.head->d()) * p_.output_bits + 32 * kRowStateWords;
+    if (!row.first_part()) sram_.read_bits(state);
+    if (!row.last_part()) sram_.write_bits(state);
+  }
   return {Cycles(ceil_div(macs, p_.macs_per_cycle)), "row", {row.head->layer_index(), row.head->head, row.row}};
 }
 
@@ -58,7 +66,8 @@ void AvUnit::end(RowToken& row, const StageWork& work, bool) {
     add_stall(Cycles(reads - work.busy.count()));
   }
   // The head's V is no longer needed: its SRAM slot may take the next head.
-  if (row.row == row.head->n() - 1) free_slots_.post();
+  if (row.part >= 0) row.head->tiled->part_done(row.row, row.part);  // K/V tiling: the job's tile buffer
+  if (row.last_of_head()) free_slots_.post();
 }
 
 ModuleActivity AvUnit::activity() const { return {"av_unit", busy_cycles(), stall_cycles(), {{"macs", macs_}}}; }

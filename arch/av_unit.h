@@ -17,6 +17,13 @@
 // in its bank). Reads and MACs overlap: the row lasts max(busy, its read cycles), the
 // excess counted as stall.
 //
+// K/V tiling (arch/kv_tiling.h): the AV unit takes a row part by part (one per key tile);
+// a part of s survivors is busy ceil((s + 1)*d / macs_per_cycle), the + 1 being the
+// rescale of the partial output by exp(old max - new max) (none for the row's first part:
+// ceil(s*d / macs)); it reads the row state (d*output_bits + 96 bits) from the SRAM before
+// every part but the first and writes it after every part but the last. After the last
+// part of a job it frees the job's K/V tile buffer.
+//
 // Params: AvUnitParams below (output_bits is the width of an output element, used by
 // the write-back).
 // Counters: macs (n*d). SRAM: reads n*d*B bits of V per row (a Treeformer TC row weights

@@ -38,6 +38,15 @@ void Dma::run() {
 
       std::shared_ptr<HeadWork> work = model_.compute(layer, h);
       work->last_head_of_layer = (h == heads - 1);
+      if (work->tiled) {
+        // K/V tiling: the head goes to the QK unit at once; it waits for each job's data.
+        const Cycles before_push = now_cycles();
+        head_out->write(work);
+        dram_.add_stall(now_cycles() - before_push);
+        load_tiles(*work, traced);
+        if (traced) trace_->close(TraceUnit::dma);
+        continue;
+      }
       if (traced) trace_->open(TraceUnit::dma, kBusy, "load Q K V", tag);
       load_head(*work, traced);
 
@@ -47,6 +56,54 @@ void Dma::run() {
       dram_.add_stall(now_cycles() - before_push);
       if (traced) trace_->close(TraceUnit::dma);
     }
+  }
+}
+
+void Dma::transfer(const HeadWork& work, uint64_t bytes, const char* what, bool traced) {
+  dram_.count_read(bytes);
+  const uint64_t burst = static_cast<uint64_t>(dram_.params().burst_bytes);
+  while (bytes > 0) {
+    const uint64_t b = std::min(burst, bytes);
+    const DramChannel::Transfer t = dram_.reserve(now_cycles(), b);
+    if (traced) trace_->interval(TraceUnit::dram, kBusy, t.start, t.end, what, {work.layer_index(), work.head, -1});
+    wait_until(t.end);
+    bytes -= b;
+  }
+  wait_cycles(dram_.latency());
+}
+
+// K/V tiling (arch/kv_tiling.h): per job (b, t) in order, Q block b before its block's
+// first job (once its buffer is free: the QK unit has passed on the previous block), then
+// K and V of tile t (once a tile buffer is free: the AV unit has finished a previous job).
+// Waiting for a buffer is dram stall.
+void Dma::load_tiles(HeadWork& work, bool traced) {
+  TileState& ts = *work.tiled;
+  const uint64_t row_bits = static_cast<uint64_t>(work.d()) * bits_;
+  const TraceTag tag{work.layer_index(), work.head, -1};
+  for (size_t j = 0; j < ts.jobs.size(); ++j) {
+    const TileJob& job = ts.jobs[j];
+    if (j == 0 || ts.jobs[j - 1].block != job.block) {
+      if (traced) trace_->open(TraceUnit::dma, kStall, "wait: Q block buffer", tag);
+      const Cycles before = now_cycles();
+      ts.wait_for([&] { return ts.q_free; });
+      dram_.add_stall(now_cycles() - before);
+      ts.q_free = false;
+      if (traced) trace_->open(TraceUnit::dma, kBusy, "load Q block", tag);
+      const uint64_t bits = static_cast<uint64_t>(job.end_row - job.first_row) * row_bits;
+      transfer(work, ceil_div(bits, 8), "read Q block", traced);
+      sram_.write_bits(bits);
+    }
+    if (traced) trace_->open(TraceUnit::dma, kStall, "wait: K/V tile buffer", tag);
+    const Cycles before = now_cycles();
+    ts.wait_for([&] { return ts.tile_free > 0; });
+    dram_.add_stall(now_cycles() - before);
+    --ts.tile_free;
+    if (traced) trace_->open(TraceUnit::dma, kBusy, "load K V tile", tag);
+    const uint64_t bits = 2 * static_cast<uint64_t>(job.end_key - job.first_key) * row_bits;
+    transfer(work, ceil_div(bits, 8), "read K V tile", traced);
+    sram_.write_bits(bits);
+    ++ts.loaded;
+    ts.signal();
   }
 }
 

@@ -10,6 +10,14 @@
 // one, else to the QK unit). When a head is loaded, the head model (arch/head_model.h)
 // runs its functional datapath: functional first, then time.
 //
+// K/V tiling (arch/kv_tiling.h, a head that does not fit): the head goes to the QK unit
+// as soon as it has a slot (a tiled run has one); the DMA then loads, job (b, t) by job,
+// Q block b (ceil(rows * d * B / 8) bytes) before the block's first job, once the QK unit
+// has passed on the previous block's last part, and K and V of tile t (ceil(2 * keys * d
+// * B / 8) bytes) once a tile buffer is free (the AV unit has finished every part of the
+// job that used it). Each load is its bursts, then dram.latency_cycles; the QK unit
+// starts job j when its loads have arrived. Waiting for a buffer is `dram` stall.
+//
 // Timing rule: head bytes = ceil((N + 2M) * d * B / 8), plus the head's parameters for
 // the candidate generator and the low-rank unit (HeadWork::param_bytes: a tree's nodes,
 // LSH directions, a Performer matrix, 32-bit words); each burst is reserved on the channel
@@ -68,6 +76,9 @@ class Dma : public sc_core::sc_module {
  private:
   void run();
   void load_head(const HeadWork& work, bool traced);
+  void load_tiles(HeadWork& work, bool traced);
+  // `bytes` through the channel in bursts, then the latency; counted as read.
+  void transfer(const HeadWork& work, uint64_t bytes, const char* what, bool traced);
 
   int bits_;
   DramChannel& dram_;

@@ -64,6 +64,25 @@ void accumulate_abar(const HeadWork& w, const RowData& row) {
   for (size_t j = 0; j < row.survivor_ids.size(); ++j) out[row.survivor_ids[j]] += share * row.probs[j];
 }
 
+// K/V tiling: the jobs (b, t) in loop order, those where some row of block b has
+// candidates in tile t, and each job's last such row.
+void plan_jobs(HeadWork& w) {
+  TileState& ts = *w.tiled;
+  const int n = w.n(), m = w.m(), qb = ts.geometry.query_tile, kt = ts.geometry.key_tile;
+  const int blocks = (n + qb - 1) / qb;
+  ts.job_last_row.assign(static_cast<size_t>(blocks) * ts.tiles, -1);
+  for (int b = 0; b < blocks; ++b) {
+    const int first = b * qb, end = std::min(n, first + qb);
+    for (int i = first; i < end; ++i)
+      for (int t = 0; t < ts.tiles; ++t)
+        if (w.parts[static_cast<size_t>(i) * ts.tiles + t].candidates > 0)
+          ts.job_last_row[static_cast<size_t>(b) * ts.tiles + t] = i;
+    for (int t = 0; t < ts.tiles; ++t)
+      if (ts.job_last_row[static_cast<size_t>(b) * ts.tiles + t] >= 0)
+        ts.jobs.push_back({b, t, first, end, t * kt, std::min(m, (t + 1) * kt)});
+  }
+}
+
 }  // namespace
 
 void dequantize_rows(HeadWork& w) {
@@ -110,6 +129,16 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
         out.av_read_cycles = static_cast<uint32_t>(av_read_cycles(qk_.sram, av_macs_per_cycle_, d, qk_.qk.bits,
                                                                   row.survivor_ids.data(), row.survivor_ids.size()));
       out.exact_scored = row.exact_scored;
+      if (w.tiled) {  // K/V tiling: the row's part in each key tile
+        TileState& ts = *w.tiled;
+        TilePart* parts = w.parts.data() + static_cast<size_t>(i) * ts.tiles;
+        tile_parts(qk_, d, row, ts.geometry.key_tile, ts.tiles, parts);
+        for (int t = 0; t < ts.tiles; ++t) {
+          if (parts[t].candidates == 0) continue;
+          if (ts.first_tile[i] < 0) ts.first_tile[i] = t;
+          ts.last_tile[i] = t;
+        }
+      }
       row.probs.resize(out.survivors);  // softmax unit
       const attn::SoftmaxSum sum =
           attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
@@ -151,6 +180,16 @@ void HeadModel::compute(HeadWork& w) const {
   const int block = std::max(1, qk_.qk.query_block);
   const int blocks = (n + block - 1) / block;
   w.blocks.assign(block > 1 ? blocks : 0, QkRowCost{});
+  if (tiling_.on) {
+    auto ts = std::make_shared<TileState>();
+    ts->geometry = tiling_;
+    ts->tiles = (w.m() + tiling_.key_tile - 1) / tiling_.key_tile;
+    ts->tile_free = tiling_.tile_buffers;
+    ts->first_tile.assign(n, -1);
+    ts->last_tile.assign(n, -1);
+    w.parts.assign(static_cast<size_t>(n) * ts->tiles, TilePart{});
+    w.tiled = std::move(ts);
+  }
   const auto first_row = [&](int b) { return std::min(n, b * block); };
   const int threads = std::max(1, std::min(threads_, std::min(n / 16, blocks)));
   if (threads == 1) {
@@ -164,6 +203,7 @@ void HeadModel::compute(HeadWork& w) const {
       });
     for (auto& th : pool) th.join();
   }
+  if (w.tiled) plan_jobs(w);
   std::vector<int16_t>().swap(w.k_msb);
   std::vector<double>().swap(w.v_deq);
   std::vector<double>().swap(w.q_deq);

@@ -79,6 +79,9 @@ class HeadModel {
   // The AV unit's MACs per cycle, for the V reads' cycles with sram.ports (av_unit.h);
   // without it the rows get none.
   void set_av_macs_per_cycle(int macs) { av_macs_per_cycle_ = macs; }
+  // K/V tiling (arch/kv_tiling.h): every head computed from now on gets its tile schedule
+  // and its rows' parts (HeadWork::tiled, parts); off (default): none.
+  void set_tiling(const KvTiling& t) { tiling_ = t; }
 
  private:
   void compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, HeadDecisions* decisions,
@@ -91,6 +94,7 @@ class HeadModel {
   int threads_;
   const DecisionRecorder* decisions_;
   int av_macs_per_cycle_ = 0;
+  KvTiling tiling_;
 };
 
 }  // namespace attnsim

@@ -8,6 +8,7 @@
 // softmax, weighted_sum) on real data, in parallel over rows, and keeps per row only what
 // the timing needs (RowOutcome). The SystemC units then advance time by the cycles their
 // rules give for those outcomes. RowData is the head model's per-row scratch.
+#include "arch/kv_tiling.h"
 #include "core/params.h"
 #include "workloads/skim_types.h"
 #include "workloads/trace.h"
@@ -112,6 +113,14 @@ struct RowOutcome {
   double err_sq = 0, ref_sq = 0, mass = 0, qerr_sq = 0, qref_sq = 0;
 };
 
+// K/V tiling (arch/kv_tiling.h): a row's candidates within one key tile, and what the
+// QK unit, the softmax and the AV unit spend on them.
+struct TilePart {
+  uint32_t candidates = 0;
+  uint32_t survivors = 0;
+  QkRowCost qk;  // the row's segments within the tile, scheduled as a row of their own
+};
+
 struct HeadWork {
   std::shared_ptr<const LayerContext> layer;
   int head = 0;
@@ -136,6 +145,10 @@ struct HeadWork {
   // (block_cost, arch/qk_unit.h); empty with query_block = 1, where each row's own cost
   // times it.
   std::vector<QkRowCost> blocks;
+  // K/V tiling (null: the head is not tiled): the schedule, and every row's part in every
+  // key tile, parts[row * tiles + t] (candidates 0: the row has none in tile t).
+  std::shared_ptr<TileState> tiled;
+  std::vector<TilePart> parts;
 
   const HeadData& data() const { return layer->view.head[head]; }
   int n() const { return layer->view.n; }
@@ -149,8 +162,17 @@ struct RowToken {
   std::shared_ptr<HeadWork> head;
   int row = 0;
   sc_core::sc_time ready;  // when the producing unit's pipeline delivers it
+  int part = -1;           // K/V tiling: the key tile of this part of the row (-1: the whole row)
   const RowOutcome& outcome() const { return head->rows[row]; }
-  bool operator==(const RowToken& o) const { return head == o.head && row == o.row; }
+  const TilePart& tile_part() const { return head->parts[static_cast<size_t>(row) * head->tiled->tiles + part]; }
+  // What the softmax and the AV unit work on: the row's survivors, or those of its part.
+  uint32_t survivors() const { return part < 0 ? outcome().survivors : tile_part().survivors; }
+  uint32_t value_rows() const { return part < 0 ? outcome().value_rows : tile_part().survivors; }
+  bool first_part() const { return part < 0 || part == head->tiled->first_tile[row]; }
+  bool last_part() const { return part < 0 || part == head->tiled->last_tile[row]; }
+  // The last token of its head (the AV unit frees the head's SRAM slot after it).
+  bool last_of_head() const { return row == head->n() - 1 && last_part(); }
+  bool operator==(const RowToken& o) const { return head == o.head && row == o.row && part == o.part; }
 };
 inline std::ostream& operator<<(std::ostream& os, const RowToken& t) {
   return os << "row " << t.row;

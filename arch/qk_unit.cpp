@@ -160,11 +160,12 @@ void schedule_passes(const QkSetup& s, const PassTimes& t, QkRowCost& c) {
   c.sram_port_wait += t.sram_wait;
 }
 
-// A row's passes: pass 1 streams the segment's candidates and writes each tile's L
-// estimates at consecutive positions of the segment, pass 2 streams its survivors and reads
-// their partial sums at their positions (banks: reuse_buffer.mapping).
-void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, const std::vector<int32_t>& ids,
-                const std::vector<uint8_t>& keep, PassTimes& t) {
+// A row's (or a tile part's) passes: pass 1 streams the segment's candidates `ids` and
+// writes each tile's L estimates at consecutive positions of the segment, pass 2 streams
+// its survivors and reads their partial sums at their positions (banks:
+// reuse_buffer.mapping). keep[] and ids[] are the candidates' in order.
+void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, const int32_t* ids,
+                const uint8_t* keep, PassTimes& t) {
   t.clear();
   const uint64_t lanes = s.qk.lanes, chunks = s.qk.plane_cycles(d);
   const uint64_t p1_planes = static_cast<uint64_t>(s.qk.estimate_bits) * chunks;
@@ -185,7 +186,7 @@ void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, c
       continue;
     }
     // Consecutive positions: a tile of len keys puts at most ceil(len / banks) in a bank.
-    const uint64_t pass1 = pass_cycles(s, d, ids.data() + begin, keys, p1_planes, [&](uint64_t tile) -> uint64_t {
+    const uint64_t pass1 = pass_cycles(s, d, ids + begin, keys, p1_planes, [&](uint64_t tile) -> uint64_t {
       if (!ported) return 0;
       const uint64_t len = std::min(lanes, keys - tile * lanes);
       return ceil_div(ceil_div(len, banks), ports);
@@ -208,6 +209,30 @@ void row_passes(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, c
   }
 }
 
+// The cost of a row's (or a tile part's) segments: ids[] their candidates in order, keep[]
+// the comparator's decisions of them.
+QkRowCost latte_cost(const QkSetup& s, int d, const std::vector<qk::Segment>& segs, const int32_t* ids,
+                     const uint8_t* keep) {
+  QkRowCost c;
+  const int bits = s.qk.bits, planes = s.qk.estimate_bits;
+  c.busy = qk::latte_cycles(segs, s.qk.lanes, bits, planes) * s.qk.plane_cycles(d);
+  c.bitplane_ops = qk::latte_bitplane_ops(segs, bits, planes);
+  c.adder_tree_inputs = c.bitplane_ops * d;
+  c.sram_read_bits = c.bitplane_ops * d;
+  thread_local PassTimes passes;
+  row_passes(s, d, segs, ids, keep, passes);
+  schedule_passes(s, passes, c);
+  const uint64_t banks = s.reuse.banks;
+  for (const qk::Segment& seg : segs) {
+    c.compares += seg.keys;
+    c.reuse_writes += seg.keys;
+    c.reuse_reads += seg.survivors;
+    if (!s.reuse.ports) c.reuse_busy += ceil_div(seg.keys, banks) + ceil_div(seg.survivors, banks);
+  }
+  if (s.reuse.ports) c.reuse_busy = passes.port_busy;
+  return c;
+}
+
 QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row) {
   QkRowCost c;
   const int d = w.d();
@@ -219,24 +244,8 @@ QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowDa
   const int64_t margin = w.layer->margin[w.head];
   const std::vector<qk::Segment> segs =
       qk::latte_filter(estimates.data(), n, s.reuse.entries, margin, row.keep.data());
-
-  const int bits = s.qk.bits, planes = s.qk.estimate_bits;
-  c.busy = qk::latte_cycles(segs, s.qk.lanes, bits, planes) * s.qk.plane_cycles(d);
-  c.bitplane_ops = qk::latte_bitplane_ops(segs, bits, planes);
-  c.adder_tree_inputs = c.bitplane_ops * d;
-  c.sram_read_bits = c.bitplane_ops * d;
-  thread_local PassTimes passes;
-  row_passes(s, d, segs, row.candidates, row.keep, passes);
-  schedule_passes(s, passes, c);
-  const uint64_t banks = s.reuse.banks;
-  for (const qk::Segment& seg : segs) {
-    c.compares += seg.keys;
-    c.reuse_writes += seg.keys;
-    c.reuse_reads += seg.survivors;
-    if (!s.reuse.ports) c.reuse_busy += ceil_div(seg.keys, banks) + ceil_div(seg.survivors, banks);
-    row.exact_scored += seg.survivors;
-  }
-  if (s.reuse.ports) c.reuse_busy = passes.port_busy;
+  c = latte_cost(s, d, segs, row.candidates.data(), row.keep.data());
+  for (const qk::Segment& seg : segs) row.exact_scored += seg.survivors;
   return c;
 }
 
@@ -286,6 +295,67 @@ QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
   c.sram_read_bits += static_cast<uint64_t>(d) * s.qk.bits;  // the query row
   collect_survivors(row);
   return c;
+}
+
+void tile_parts(const QkSetup& s, int d, const RowData& row, int key_tile, int tiles, TilePart* parts) {
+  const std::vector<int32_t>& ids = row.candidates;
+  const size_t n = ids.size(), entries = static_cast<size_t>(s.reuse.entries);
+  const uint64_t chunks = s.qk.plane_cycles(d);
+  size_t begin = 0;
+  for (int t = 0; t < tiles; ++t) {
+    TilePart& part = parts[t];
+    part = TilePart{};
+    const int32_t end_key = static_cast<int32_t>(std::min<int64_t>(static_cast<int64_t>(t + 1) * key_tile, INT32_MAX));
+    size_t end = begin;
+    while (end < n && ids[end] < end_key) ++end;
+    if (end == begin) continue;
+    const uint64_t keys = end - begin;
+    part.candidates = static_cast<uint32_t>(keys);
+    for (size_t j = begin; j < end; ++j) part.survivors += row.keep[j];
+    QkRowCost& c = part.qk;
+    switch (s.qk.mode) {
+      case QkMode::latte: {
+        // The row's segments (positions [kE, (k+1)E)) cut at the tile's edges; with
+        // key_tile a multiple of E and every key a candidate, none is cut.
+        std::vector<qk::Segment> segs;
+        for (size_t p = begin; p < end;) {
+          const size_t seg_end = std::min(end, (p / entries + 1) * entries);
+          int kept = 0;
+          for (size_t j = p; j < seg_end; ++j) kept += row.keep[j];
+          segs.push_back({static_cast<int>(seg_end - p), kept});
+          p = seg_end;
+        }
+        c = latte_cost(s, d, segs, ids.data() + begin, row.keep.data() + begin);
+        break;
+      }
+      case QkMode::early_term: {
+        const int* planes = row.planes.data() + begin;
+        const int count = static_cast<int>(keys);
+        c.busy = (s.qk.lane_sync == LaneSync::independent ? qk::early_term_independent_cycles(planes, count, s.qk.lanes)
+                                                            : qk::early_term_lockstep_cycles(planes, count, s.qk.lanes)) *
+                 chunks;
+        c.bitplane_ops = qk::early_term_bitplane_ops(planes, count);
+        c.adder_tree_inputs = c.bitplane_ops * d;
+        c.sram_read_bits = c.bitplane_ops * d;
+        c.compares = c.bitplane_ops;
+        break;
+      }
+      case QkMode::dense:
+        if (s.qk.type == QkType::bit_parallel) {
+          c.busy = qk::bit_parallel_cycles(keys, s.qk.lanes) * chunks;
+          c.int8_macs = keys * d;
+          c.sram_read_bits = keys * d * s.qk.bits;
+        } else {
+          c.busy = qk::dense_bit_serial_cycles(keys, s.qk.lanes, s.qk.bits) * chunks;
+          c.bitplane_ops = qk::dense_bitplane_ops(keys, s.qk.bits);
+          c.adder_tree_inputs = c.bitplane_ops * d;
+          c.sram_read_bits = c.bitplane_ops * d;
+        }
+        break;
+    }
+    c.sram_read_bits += static_cast<uint64_t>(d) * s.qk.bits;  // the query row, once per part
+    begin = end;
+  }
 }
 
 void KeyMarks::reset(int m) {
@@ -474,6 +544,10 @@ void QkUnit::run() {
       run_blocks(work);
       continue;
     }
+    if (work->tiled) {
+      run_tiled(work);
+      continue;
+    }
     const bool traced = trace_ && trace_->in_window(work->layer_index(), work->head);
     const std::vector<RowOutcome>& rows = work->rows;
     bool own_pass1_done = false;  // the first row of a head starts with its own pass 1
@@ -524,6 +598,53 @@ void QkUnit::run_blocks(const std::shared_ptr<HeadWork>& work) {
       row_out->write(RowToken{work, i, sc_core::sc_time_stamp()});
       output_stall_ += (now_cycles() - before).count();
       if (traced) trace_->close(TraceUnit::qk_unit);
+    }
+  }
+}
+
+// K/V tiling: job by job (arch/kv_tiling.h), the rows of the job's query block that have
+// candidates in its key tile, in row order, each part timed as a row of its own by the
+// comparator schedule; the chain of overlapped pass 1s stays within the job (its last
+// part pays its whole last compare). Job j starts when the DMA has loaded it; after the
+// last part of a query block the block's Q buffer is free.
+void QkUnit::run_tiled(const std::shared_ptr<HeadWork>& work) {
+  TileState& ts = *work->tiled;
+  const bool traced = trace_ && trace_->in_window(work->layer_index(), work->head);
+  const auto part = [&](int row, int tile) -> const TilePart& {
+    return work->parts[static_cast<size_t>(row) * ts.tiles + tile];
+  };
+  std::vector<int> rows;
+  for (size_t j = 0; j < ts.jobs.size(); ++j) {
+    const TileJob& job = ts.jobs[j];
+    ts.wait_for([&] { return ts.loaded > static_cast<int>(j); });
+    rows.clear();
+    for (int i = job.first_row; i < job.end_row; ++i)
+      if (part(i, job.tile).candidates > 0) rows.push_back(i);
+    bool own_pass1_done = false;
+    for (size_t k = 0; k < rows.size(); ++k) {
+      const int i = rows[k];
+      const QkRowCost& c = part(i, job.tile).qk;
+      const bool next_overlapped = c.segments > 0 && k + 1 < rows.size() && part(rows[k + 1], job.tile).qk.segments > 0;
+      const QkRowTiming t =
+          qk_row_timing(c, own_pass1_done, next_overlapped ? part(rows[k + 1], job.tile).qk.first_pass1 : 0);
+      own_pass1_done = next_overlapped;
+      sram_.read_bits(c.sram_read_bits);
+      if (traced) trace_row(*work, i, t);
+      wait_cycles(Cycles(t.advance));
+      total_ += c;
+      comparator_wait_ += t.comparator_wait;
+      if (traced)
+        trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full", {work->layer_index(), work->head, i});
+      const Cycles before = now_cycles();
+      RowToken token{work, i, sc_core::sc_time_stamp()};
+      token.part = job.tile;
+      row_out->write(token);
+      output_stall_ += (now_cycles() - before).count();
+      if (traced) trace_->close(TraceUnit::qk_unit);
+    }
+    if (j + 1 == ts.jobs.size() || ts.jobs[j + 1].block != job.block) {
+      ts.q_free = true;
+      ts.signal();
     }
   }
 }

@@ -80,6 +80,18 @@
 // lanes' static power scales with Qb (Qb trees per lane), the reuse buffer holds Qb rows'
 // segments (its capacity and static power x Qb).
 //
+// K/V tiling (arch/kv_tiling.h; a head that does not fit in the SRAM, or kv_tiling.mode
+// "always"): the unit works job by job, (query block b, key tile t) in that order, and
+// starts job j when the DMA has loaded it. In a job it takes the block's rows that have
+// candidates in the tile, in row order; each such part of a row costs the rule above on
+// the row's candidates within the tile (latte: the row's segments within the tile, which
+// are whole segments of SEMANTICS §3 since the key tile is a multiple of
+// reuse_buffer.entries; the running maximum is carried across tiles as across segments),
+// and the parts of a job follow one another by the comparator schedule above, the job's
+// parts in place of a head's rows: the chain of overlapped pass 1s ends with the job (its
+// last part pays its whole last compare). Each part reads its query row (d*B bits) again.
+// After the last part of a query block the block's Q buffer is free for the DMA.
+//
 // Params: QkUnitParams, ComparatorParams, ReuseBufferParams below.
 // Stats: qk_unit busy/stall; counters qk_unit.bitplane_ops (lane-planes processed),
 //  qk_unit.adder_tree_inputs (d per bit-plane op), qk_unit.int8_macs (bit_parallel);
@@ -249,6 +261,17 @@ struct QkSetup {
 // call from several threads on different rows.
 QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row);
 
+// ---- K/V tiling (arch/kv_tiling.h) -----------------------------------------------------
+
+// The row's part in each of `tiles` key tiles of `key_tile` keys (parts[t]), from what
+// score_row left in `row` (candidates in key order, keep, early_term's planes): the
+// candidates and survivors in the tile and the QK unit's cost of them, the rule of the
+// header applied to the tile's candidates alone (latte: the row's segments within the
+// tile; a segment is cut at a tile edge only if key_tile is not a multiple of
+// reuse_buffer.entries or some key is not a candidate, which a tiled run rules out), plus
+// the query row's d*B bits read once per part. A part with no candidates costs nothing.
+void tile_parts(const QkSetup& setup, int d, const RowData& row, int key_tile, int tiles, TilePart* parts);
+
 // ---- query blocks (qk_unit.query_block = Qb > 1) ----------------------------------------
 
 // One row of a block as score_row left it: its candidates (ascending), the comparator's
@@ -305,6 +328,7 @@ class QkUnit : public sc_core::sc_module {
  private:
   void run();
   void run_blocks(const std::shared_ptr<HeadWork>& work);
+  void run_tiled(const std::shared_ptr<HeadWork>& work);
   void trace_row(const HeadWork& work, int row, const QkRowTiming& t);
 
   QkSetup setup_;

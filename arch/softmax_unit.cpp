@@ -7,20 +7,21 @@ SoftmaxUnit::SoftmaxUnit(sc_core::sc_module_name name, const SoftmaxParams& p)
       p_(p) {}
 
 StageWork SoftmaxUnit::begin(RowToken& row) {
-  const uint64_t n = row.outcome().survivors;
+  const uint64_t n = row.survivors();
   return {Cycles(ceil_div(n, p_.elements_per_cycle)), "row", {row.head->layer_index(), row.head->head, row.row}};
 }
 
 void SoftmaxUnit::end(RowToken& row, const StageWork&, bool) {
-  const uint64_t n = row.outcome().survivors;
+  const uint64_t n = row.survivors();
   elements_ += n;
-  rows_ += n > 0 ? 1 : 0;
+  rescales_ += row.first_part() ? 0 : 1;  // K/V tiling: exp(old max - new max)
+  rows_ += row.last_part() && row.outcome().survivors > 0 ? 1 : 0;
 }
 
 ModuleActivity SoftmaxUnit::activity() const {
   return {"softmax", busy_cycles(), stall_cycles(),
           {{"max_compares", elements_},
-           {"exps", elements_},
+           {"exps", elements_ + rescales_},
            {"sum_adds", elements_},
            {"reciprocals", rows_},
            {"normalizes", elements_}}};

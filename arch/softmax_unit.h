@@ -10,6 +10,11 @@
 // cycles (0 for n = 0); its probabilities reach the next unit softmax.latency_cycles
 // later (pipelined: the next row starts at once). Stall = blocked on a full output FIFO.
 //
+// K/V tiling (arch/kv_tiling.h): a row comes part by part (its survivors in one key tile
+// each), online: a part of n survivors is busy ceil(n / elements_per_cycle); every part
+// after the row's first also takes one exp (the correction exp(old max - new max)), no
+// cycle; the reciprocal is taken once, after the row's last part.
+//
 // Params: SoftmaxParams below.
 // Counters: max_compares (n), exps (n), sum_adds (n), reciprocals (1 per non-empty row),
 // normalizes (n).
@@ -44,7 +49,7 @@ class SoftmaxUnit : public Stage<RowToken> {
   StageWork begin(RowToken& row) override;
   void end(RowToken& row, const StageWork& work, bool traced) override;
   SoftmaxParams p_;
-  uint64_t elements_ = 0, rows_ = 0;
+  uint64_t elements_ = 0, rows_ = 0, rescales_ = 0;
 };
 
 }  // namespace attnsim

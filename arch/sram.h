@@ -6,7 +6,8 @@
 // holds: two (double buffering: the DMA loads head h+1 while head h is computed), plus one
 // per head-level stage between the DMA and the QK unit (a candidate generator's unit, the
 // low-rank unit's key side), which works on a head of its own; fewer when fewer fit; when
-// not even one fits the run is rejected at start with a config error.
+// not even one fits the run is K/V-tiled (arch/kv_tiling.h: one slot holding a Q block,
+// its rows' state and one or two K/V tiles).
 //
 // Timing rule: the buffers are assumed to deliver what the units ask each cycle (the
 // units' own rules bound the run time); busy counts port occupancy:

@@ -16,6 +16,7 @@ void Writeback::run() {
   Cycles landed(0);  // when the latest write of the current layer lands
   while (true) {
     RowToken row = row_in->read();
+    if (!row.last_part()) continue;  // K/V tiling: the row's partial state stays on chip
     if (row.ready > sc_core::sc_time_stamp()) sc_core::wait(row.ready - sc_core::sc_time_stamp());
     const HeadWork& w = *row.head;
     const uint64_t bytes = ceil_div(static_cast<uint64_t>(w.d()) * output_bits_, 8);

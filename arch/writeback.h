@@ -8,6 +8,7 @@
 // lands dram.latency_cycles after the transfer ends. After the last row of a layer the
 // write-back waits until every write of the layer has landed and then releases the next
 // layer (LayerBarrier). The run ends when the last write of the last layer lands.
+// K/V tiling: only a row's last part is written (its earlier parts end in the AV unit).
 #include "arch/dma.h"
 #include "arch/dram.h"
 #include "arch/pipeline.h"

@@ -83,6 +83,7 @@ class Accelerator {
         free_slots_("free_slots", plan_.sram_slots),
         sink_(metrics, plan_.rows, o.on_progress),
         planner_(c, trace, plan_, metrics) {
+    model_.set_tiling(plan_.tiling);
     build();
     wire();
   }

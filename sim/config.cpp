@@ -330,6 +330,7 @@ const std::vector<ConfigSection>& config_sections() {
       {top_level_table().spec(), [](Config& c, const json& s) { top_level_table().load(c, s); }},
       section_of(DramParams::table(), &Config::dram),
       section_of(SramParams::table(), &Config::sram),
+      section_of(KvTilingParams::table(), &Config::kv_tiling),
       section_of(CandidatesParams::table(), &Config::candidates),
       section_of(TreeEngineParams::table(), &Config::tree_engine),
       section_of(LshUnitParams::table(), &Config::lsh_unit),
@@ -364,7 +365,8 @@ const std::vector<std::string>& cross_field_rules() {
       "`comparator.margin`, when given, overrides `comparator.gamma`.",
       "`lowrank_unit.features` must be even.",
       "`candidates.source: \"none\"` needs `lowrank_unit.enabled: true`.",
-      "`tree_engine.attention: \"tc\"` (with `candidates.source: \"tree\"`) composes with neither the low-rank unit nor FCA."};
+      "`tree_engine.attention: \"tc\"` (with `candidates.source: \"tree\"`) composes with neither the low-rank unit nor FCA.",
+      "A K/V-tiled run (`kv_tiling.mode: \"always\"`, or a head that does not fit in `sram.capacity_kib`) needs `candidates.source: \"all\"`, `lowrank_unit.enabled: false`, `skim_controller.mode` other than `\"fca\"` and `qk_unit.query_block: 1`; in latte mode `kv_tiling.key_tile` must be a multiple of `reuse_buffer.entries`; one K/V tile and one query row (Q and row state) must fit in `sram.capacity_kib` (checked when the trace is known)."};
   return rules;
 }
 

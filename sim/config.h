@@ -8,6 +8,7 @@
 #include "arch/candidates.h"
 #include "arch/dram.h"
 #include "arch/gemm_math.h"
+#include "arch/kv_tiling.h"
 #include "arch/lowrank_unit.h"
 #include "arch/lsh_unit.h"
 #include "arch/pipeline.h"
@@ -50,6 +51,7 @@ struct Config {
   // one member per section
   DramParams dram;
   SramParams sram;
+  KvTilingParams kv_tiling;
   CandidatesParams candidates;
   TreeEngineParams tree_engine;
   LshUnitParams lsh_unit;

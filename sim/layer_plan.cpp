@@ -87,25 +87,91 @@ void resolve_thresholds(const Config& c, const Trace& trace, RunPlan& plan) {
 
 // Heads the SRAM holds at once: two (double buffering) plus one per head-level stage
 // between the DMA and the QK unit (the tree engine or LSH unit, the low-rank key side),
-// as many as fit of the largest head; none is an error.
-int sram_slots(const Config& c, const Trace& trace) {
+// as many as fit of the largest head. When not one fits (or kv_tiling.mode is "always")
+// the run is K/V-tiled (resolve_tiling) and has one slot.
+int sram_slots(const Config& c, const Trace& trace, bool& unfit) {
   const SramBuffers sram(c.sram);
   const int stages = (c.candidates.source == "tree" || c.candidates.source == "lsh" ? 1 : 0) +
                      (c.lowrank_unit.enabled ? 1 : 0);
   const int wanted = 2 + stages;
   int slots = wanted;
+  unfit = false;
   for (int l = 0; l < trace.layers(); ++l) {
     const LayerShape& s = trace.shape(l);
     const uint64_t bits = head_bits(s.n, s.m, s.d, c.qk_unit.bits);
     if (sram.slots_for(bits) == 0) {
-      std::ostringstream msg;
-      msg << "too small for one head's Q, K and V of layer " << l << " (need "
-          << ceil_div(bits, 8 * 1024) << " KiB, have " << c.sram.capacity_kib << ")";
-      c.fail("sram.capacity_kib", msg.str());
+      unfit = true;
+      continue;
     }
     slots = std::min(slots, sram.slots_for(bits, wanted));
   }
   return slots;
+}
+
+// K/V tiling geometry (arch/kv_tiling.h), and what a tiled run rules out.
+KvTiling resolve_tiling(const Config& c, const Trace& trace, bool unfit) {
+  KvTiling t;
+  if (!unfit && c.kv_tiling.mode != TilingMode::always) return t;
+  int d = 1, n = 1, m = 1, unfit_layer = -1;
+  const SramBuffers sram(c.sram);
+  for (int l = 0; l < trace.layers(); ++l) {
+    const LayerShape& s = trace.shape(l);
+    d = std::max(d, s.d), n = std::max(n, s.n), m = std::max(m, s.m);
+    if (unfit_layer < 0 && sram.slots_for(head_bits(s.n, s.m, s.d, c.qk_unit.bits)) == 0) unfit_layer = l;
+  }
+  // Why the run is tiled, for the messages below.
+  std::ostringstream why;
+  if (unfit_layer >= 0) {
+    const LayerShape& s = trace.shape(unfit_layer);
+    why << " when heads are K/V-tiled (a head of layer " << unfit_layer << " needs "
+        << ceil_div(head_bits(s.n, s.m, s.d, c.qk_unit.bits), 8 * 1024) << " KiB, sram.capacity_kib is "
+        << c.sram.capacity_kib << ")";
+  } else {
+    why << " when heads are K/V-tiled (kv_tiling.mode is \"always\")";
+  }
+  if (c.candidates.source != "all") c.fail("candidates.source", "must be \"all\"" + why.str());
+  if (c.lowrank_unit.enabled) c.fail("lowrank_unit.enabled", "must be false" + why.str());
+  if (c.skim_controller.mode == SkimMode::fca) c.fail("skim_controller.mode", "must not be \"fca\"" + why.str());
+  if (c.qk_unit.query_block != 1) c.fail("qk_unit.query_block", "must be 1" + why.str());
+  // The SRAM ports' rules (the QK unit's and the AV unit's reads) are written for whole rows.
+  if (c.sram.ports) c.fail("sram.ports", "must be left out (not modelled yet)" + why.str());
+  const int entries = c.reuse_buffer.entries;
+  const int key_tile = c.kv_tiling.key_tile.value_or(entries);
+  if (c.qk_unit.mode == QkMode::latte && key_tile % entries != 0)
+    c.fail("kv_tiling.key_tile", "must be a multiple of reuse_buffer.entries (" + std::to_string(entries) +
+                                     ") in latte mode, so that no segment straddles two tiles, got " +
+                                     std::to_string(key_tile));
+  const uint64_t bits = c.qk_unit.bits;
+  const uint64_t keys = static_cast<uint64_t>(std::min(key_tile, m));
+  const uint64_t tile_bits = 2 * keys * d * bits;
+  const uint64_t state_bits = static_cast<uint64_t>(d) * c.av_unit.output_bits + 32 * kRowStateWords;
+  const uint64_t row_bits = static_cast<uint64_t>(d) * bits + state_bits;
+  const uint64_t capacity = sram.capacity_bits();
+  if (tile_bits + row_bits > capacity) {
+    std::ostringstream msg;
+    msg << "too small for one K/V tile of " << keys << " keys and one query row (need "
+        << ceil_div(tile_bits + row_bits, 8 * 1024) << " KiB, have " << c.sram.capacity_kib << ")";
+    c.fail(c.kv_tiling.key_tile ? "kv_tiling.key_tile" : "sram.capacity_kib", msg.str());
+  }
+  const uint64_t probe = c.kv_tiling.query_tile ? static_cast<uint64_t>(*c.kv_tiling.query_tile)
+                                                : std::min<uint64_t>(n, keys);
+  t.on = true;
+  t.key_tile = key_tile;
+  t.tile_buffers = 2 * tile_bits + probe * row_bits <= capacity ? 2 : 1;
+  t.row_state_bits = static_cast<int>(state_bits);
+  if (c.kv_tiling.query_tile) {
+    const uint64_t rows = static_cast<uint64_t>(*c.kv_tiling.query_tile);
+    if (tile_bits + rows * row_bits > capacity) {
+      std::ostringstream msg;
+      msg << "too large: one K/V tile of " << keys << " keys and " << rows << " query rows need "
+          << ceil_div(tile_bits + rows * row_bits, 8 * 1024) << " KiB, sram.capacity_kib is " << c.sram.capacity_kib;
+      c.fail("kv_tiling.query_tile", msg.str());
+    }
+    t.query_tile = static_cast<int>(std::min<uint64_t>(rows, n));
+  } else {
+    t.query_tile = static_cast<int>(std::min<uint64_t>(n, (capacity - t.tile_buffers * tile_bits) / row_bits));
+  }
+  return t;
 }
 
 void resolve_fca_keep(const Config& c, const Trace& trace, RunPlan& plan) {
@@ -251,7 +317,15 @@ RunPlan plan_run(const Config& c, const Trace& trace) {
   check_sram_ports(c);
   RunPlan plan;
   resolve_mechanisms(c, trace, plan);
-  plan.sram_slots = sram_slots(c, trace);
+  bool unfit = false;
+  plan.sram_slots = sram_slots(c, trace, unfit);
+  plan.tiling = resolve_tiling(c, trace, unfit);
+  if (plan.tiling.on) {
+    plan.sram_slots = 1;  // a tiled head's Q block and K/V tiles fill the SRAM
+    // The tile sizes the run took for absent keys (the stats list them in config_from_trace).
+    if (!c.kv_tiling.key_tile) plan.from_trace["kv_tiling.key_tile"] = plan.tiling.key_tile;
+    if (!c.kv_tiling.query_tile) plan.from_trace["kv_tiling.query_tile"] = plan.tiling.query_tile;
+  }
   resolve_thresholds(c, trace, plan);
   resolve_fca_keep(c, trace, plan);
   // A bad metadata value is an error before the run, whether or not the GEMMs need it.

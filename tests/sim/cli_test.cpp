@@ -85,10 +85,33 @@ TEST_CASE("a per-head list that does not fit the trace names the config path") {
   CHECK(r.out == "attnsim: " + cfg + ": comparator.gamma: has 3 values, the trace has 2 heads\n");
 }
 
-TEST_CASE("an SRAM too small for one head is a config error") {
-  const Result r = attnsim::test::run_attnsim("run --trace " + small_trace() + " --set sram.capacity_kib=1");
+TEST_CASE("an SRAM too small for one K/V tile and one query row is a config error") {
+  // A head that does not fit is K/V-tiled (arch/kv_tiling.h); one tile of the 48 keys
+  // (K and V at d = 16, B = 8: 1.5 KiB) and a row do not fit in 1 KiB.
+  const fs::path out = scratch() / "small-sram.json";
+  const Result r = attnsim::test::run_attnsim("run --trace " + small_trace() + " --out " + out.string() +
+                                              " --set sram.capacity_kib=1");
   CHECK(r.code != 0);
-  CHECK(r.out.find("sram.capacity_kib: too small for one head's Q, K and V of layer 0") != std::string::npos);
+  CHECK(r.out == "attnsim: --set sram.capacity_kib: too small for one K/V tile of 48 keys and one query row (need 2 KiB, have 1)\n");
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("K/V tiling: bad keys are one line naming the key, no output") {
+  const fs::path out = scratch() / "tiling.json";
+  const std::string base = "run --trace " + small_trace() + " --out " + out.string() + " --set kv_tiling.mode=always --set ";
+  Result r = attnsim::test::run_attnsim(base + "kv_tiling.key_tile=100");
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: --set kv_tiling.key_tile: must be a multiple of reuse_buffer.entries (4096) in latte mode, so that no segment straddles two tiles, got 100\n");
+  r = attnsim::test::run_attnsim(base + "candidates.source=tree");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("candidates.source: must be \"all\" when heads are K/V-tiled (kv_tiling.mode is \"always\")") != std::string::npos);
+  r = attnsim::test::run_attnsim(base + "kv_tiling.query_tile=100000");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("kv_tiling.query_tile: too large") != std::string::npos);
+  r = attnsim::test::run_attnsim(base + "kv_tiling.mode=sometimes");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("kv_tiling.mode") != std::string::npos);
+  CHECK_FALSE(fs::exists(out));
 }
 
 TEST_CASE("memory-system keys out of range: one line naming the key, no output") {

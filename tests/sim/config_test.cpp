@@ -74,7 +74,7 @@ int run_config_cli(std::vector<std::string> args, std::string& out, std::string&
 TEST_CASE("schema lists the top-level keys then the unit sections in order") {
   std::vector<std::string> names;
   for (const SectionSpec& s : config_schema()) names.push_back(s.name);
-  CHECK(names == std::vector<std::string>{"", "dram", "sram", "candidates", "tree_engine", "lsh_unit",
+  CHECK(names == std::vector<std::string>{"", "dram", "sram", "kv_tiling", "candidates", "tree_engine", "lsh_unit",
                                           "qk_unit", "comparator", "reuse_buffer", "softmax", "av_unit",
                                           "lowrank_unit", "skim_controller", "gemm_engine", "model",
                                           "pipeline", "energy", "quality"});

@@ -289,3 +289,28 @@ TEST_CASE("bad windows are one-line usage errors and leave no file") {
   CHECK_THAT(r.out, Catch::Contains("--trace-heads '2:': " + trace + " has 2 heads (0 to 1)"));
   CHECK(fs::is_empty(dir));
 }
+
+TEST_CASE("with forced K/V tiling the timeline adds up and tracing changes nothing") {
+  // 8 tokens in key tiles of 4 (segments of 2) and query blocks of 3 rows: 3 blocks x 2
+  // tiles, two tile buffers; the slow channel makes the DMA wait for them and the write-back
+  // stall.
+  const std::string trace = tiny_trace();
+  const std::string machine = kSlowDram + " --set reuse_buffer.entries=2 --set kv_tiling.mode=always"
+                                          " --set kv_tiling.key_tile=4 --set kv_tiling.query_tile=3";
+  json plain = run_stats(trace, machine, "tiled_plain");
+  const fs::path timeline = scratch() / "tiled.json";
+  json traced = run_stats(trace, machine + " --trace-layers all --timeline " + timeline.string(), "tiled_traced");
+  plain.erase("sim");
+  traced.erase("sim");
+  CHECK(plain.dump() == traced.dump());
+  const Timeline t = read_timeline(timeline);
+  const json& m = traced["cycles"]["by_module"];
+  for (const char* unit : {"qk_unit", "softmax", "av_unit"}) {
+    INFO(unit);
+    CHECK(t.of(unit, "busy") == m[unit]["busy"].get<uint64_t>());
+    CHECK(t.of(unit, "stall") == m[unit]["stall"].get<uint64_t>());
+  }
+  CHECK(t.of("dram", "busy") == m["dram"]["busy"].get<uint64_t>());
+  CHECK(t.of("dma", "stall") + t.of("writeback", "stall") == m["dram"]["stall"].get<uint64_t>());
+  CHECK(m["dram"]["stall"].get<uint64_t>() > 0);
+}
