@@ -42,6 +42,9 @@ run dense-tree-no-quality configs/dense-baseline.json --set candidates.source=tr
 run dense-lsh-no-quality configs/dense-baseline.json --set candidates.source=lsh --set quality.enabled=false
 run treeformer configs/treeformer.json
 run scatterbrain configs/scatterbrain.json
+# The memory system modelled (docs/memory.md): SRAM and reuse-buffer ports, one each per
+# bank, and query blocks of 4; against the latte run, what the port bookkeeping costs.
+run latte-ports configs/latte.json --set sram.ports=1 --set reuse_buffer.ports=1 --set qk_unit.query_block=4
 build/attnsim kernel --trace "$trace"
 echo
 build/attnsim compare "$out/dense.json" "$out/latte.json"
@@ -52,6 +55,9 @@ print('%-12s active tokens %s  cycles %d vs %d without skimming (%.2fx), energy 
   k['active_tokens'], s['cycles']['total'], k['cycles_without_skim'], k['cycles_without_skim'] / s['cycles']['total'],
   k['energy_pj_without_skim'] / s['energy_pj']['total']))" "$out/$run.json" "$run"
 done
+/usr/bin/python3 -c "import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2]))
+print('latte-ports: wall %.2fx the latte run\'s, %d cycles against %d' % (b['sim']['wall_seconds'] / a['sim']['wall_seconds'],
+  b['cycles']['total'], a['cycles']['total']))" "$out/latte.json" "$out/latte-ports.json"
 echo
 # Wall time of each candidate-generator run relative to the dense run (each run's own
 # sim.wall_seconds: the whole run, trace hashing and quality metrics included).
