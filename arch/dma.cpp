@@ -114,14 +114,28 @@ void Dma::load_head(const HeadWork& work, bool traced) {
   uint64_t remaining = ceil_div(bits, 8) + work.param_bytes;
   dram_.count_read(remaining);
   const uint64_t burst = static_cast<uint64_t>(dram_.params().burst_bytes);
+  // With sram.ports each burst's words are written into the slot when its data has arrived
+  // (end + latency) and the previous burst's writes are done: written = max(arrived,
+  // previous written) + fill_write_cycles (arch/sram.h). The head is ready when the last
+  // burst is written; without ports, when its data has arrived.
+  uint64_t offset = 0;
+  Cycles written{0}, arrived{0};
   while (remaining > 0) {
     const uint64_t bytes = std::min(burst, remaining);
     const DramChannel::Transfer t = dram_.reserve(now_cycles(), bytes);
     if (traced) trace_->interval(TraceUnit::dram, kBusy, t.start, t.end, "read Q K V", {work.layer_index(), work.head, -1});
     wait_until(t.end);
+    arrived = t.end + dram_.latency();
+    written = max(arrived, written) +
+              Cycles(sram_.fill_write_cycles(offset, bytes, work.n(), work.m(), work.d(), bits_, slots_));
+    offset += bytes;
     remaining -= bytes;
   }
   wait_cycles(dram_.latency());
+  if (written > now_cycles()) {  // the fill waits for the slot's ports (dram stall)
+    dram_.add_stall(written - now_cycles());
+    wait_until(written);
+  }
   sram_.write_bits(bits);
 }
 

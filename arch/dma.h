@@ -22,7 +22,11 @@
 // the candidate generator and the low-rank unit (HeadWork::param_bytes: a tree's nodes,
 // LSH directions, a Performer matrix, 32-bit words); each burst is reserved on the channel
 // in turn (DramChannel's rule) and the head is ready dram.latency_cycles after its last
-// burst ends. Waiting for a slot or on a full head queue is `dram` stall.
+// burst ends. Waiting for a slot or on a full head queue is `dram` stall. With sram.ports
+// the bursts' words are also written into the slot's banks at sram.ports per bank per
+// cycle (SramBuffers::fill_write_cycles): burst k is written at w_k = max(its data's
+// arrival, w_{k-1}) + its write cycles, and the head is ready at the last w; the wait
+// beyond the data's arrival is `dram` stall too.
 // With pipeline.overlap_gemm (encoder scope) the layer arrives before its Q, K and V are
 // projected: the DMA starts on head h only when the layer scheduler has marked head h's
 // projection done (ProjectionGate), and only then waits for a slot. Waiting for the
@@ -69,6 +73,8 @@ class Dma : public sc_core::sc_module {
       sc_core::sc_semaphore& free_slots, const HeadModel& model);
   // Activity tracing (arch/activity_trace.h); null when off.
   void set_tracer(ActivityRecorder* t) { trace_ = t; }
+  // The SRAM's slots (with sram.ports the fill writes into banks / slots banks).
+  void set_slots(int slots) { slots_ = slots; }
   // pipeline.overlap_gemm: load a head only once the gate says it is projected. Null
   // (default): every head of a layer is ready when the layer arrives.
   void set_projection_gate(const ProjectionGate* g) { gate_ = g; }
@@ -81,6 +87,7 @@ class Dma : public sc_core::sc_module {
   void transfer(const HeadWork& work, uint64_t bytes, const char* what, bool traced);
 
   int bits_;
+  int slots_ = 2;  // SRAM slots: with sram.ports each has banks / slots banks
   DramChannel& dram_;
   SramBuffers& sram_;
   sc_core::sc_semaphore& free_slots_;

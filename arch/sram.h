@@ -9,14 +9,20 @@
 // not even one fits the run is K/V-tiled (arch/kv_tiling.h: one slot holding a Q block,
 // its rows' state and one or two K/V tiles).
 //
-// Timing rule: the buffers are assumed to deliver what the units ask each cycle (the
-// units' own rules bound the run time); busy counts port occupancy:
-// ceil(words / sram.banks) per access batch, where a word is sram.width_bits.
+// Timing rule: without sram.ports the buffers are assumed to deliver what the units ask
+// each cycle (the units' own rules bound the run time); busy counts port occupancy:
+// ceil(words / sram.banks) per access batch, where a word is sram.width_bits. With
+// sram.ports = R the SRAM's slots are bank-disjoint (slot s owns banks / slots banks), so
+// the DMA's fill of the next head never meets the datapath's reads of the current one:
+// the QK unit's K reads and the AV unit's V reads wait for their slot's ports (their
+// rules: arch/qk_unit.h, arch/av_unit.h) and the DMA writes each burst into its slot at R
+// per bank per cycle (fill_write_cycles; arch/dma.h).
 //
 // Params: SramParams below. Counters: read_words, write_words (one width_bits access of
 // one bank each; energy per access is that of one bank of capacity/banks).
 #include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "core/activity.h"
 #include "core/cycles.h"
@@ -43,7 +49,7 @@ struct SramParams {
              .min(8),
          field(&SramParams::ports, "ports", json())
              .unit("accesses/cycle")
-             .doc("Accesses one bank serves per cycle, for the QK unit's K reads (key j in bank j mod banks: a lane-cycle of a tile lasts until every key's access got a port, docs/qk_unit.md) and the AV unit's V reads (row j in bank j mod banks, arch/av_unit.h). Absent: unlimited (not modelled). The DMA's fill is not arbitrated yet (busy is its port demand).")
+             .doc("Accesses one bank serves per cycle. When given, the slots are bank-disjoint (banks / slots each) and row j of Q, K or V is in bank j mod (banks / slots): the QK unit's K reads (docs/qk_unit.md), the AV unit's V reads (arch/av_unit.h) and the DMA's burst writes (arch/dma.h) wait for ports. Absent: unlimited (not modelled).")
              .min(1)}};
     return t;
   }
@@ -58,6 +64,17 @@ class SramBuffers {
   int slots_for(uint64_t head_bits, int wanted = 2) const {
     return static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(wanted), capacity_bits() / head_bits));
   }
+
+  // With ports modelled the slots are bank-disjoint: each has banks / slots banks (at
+  // least 1), so the DMA's fill of one never meets the datapath's reads of another.
+  int slot_banks(int slots) const { return std::max(1, p_.banks / std::max(1, slots)); }
+
+  // The cycles the DMA's writes of one burst take in its slot (sram.ports): the burst
+  // covers bytes [offset, offset + bytes) of the head's Q (n rows), K and V (m rows each),
+  // rows of d elements of B bits; row r of a tensor is in bank r mod slot_banks, its
+  // ceil(d B / width_bits) words all there. max over banks of ceil(words / ports), at
+  // least 1; bytes past V (the mechanism parameters) go to the units' own buffers.
+  uint64_t fill_write_cycles(uint64_t offset, uint64_t bytes, int n, int m, int d, int bits, int slots) const;
 
   void read_bits(uint64_t bits) { access(bits, read_words_); }
   void write_bits(uint64_t bits) { access(bits, write_words_); }
@@ -77,5 +94,24 @@ class SramBuffers {
   SramParams p_;
   uint64_t busy_ = 0, read_words_ = 0, write_words_ = 0;
 };
+
+inline uint64_t SramBuffers::fill_write_cycles(uint64_t offset, uint64_t bytes, int n, int m, int d, int bits,
+                                               int slots) const {
+  if (!p_.ports || bytes == 0) return 0;
+  const uint64_t banks = static_cast<uint64_t>(slot_banks(slots));
+  const uint64_t row_bits = static_cast<uint64_t>(d) * bits;
+  const uint64_t row_words = ceil_div(row_bits, static_cast<uint64_t>(p_.width_bits));
+  const uint64_t rows = static_cast<uint64_t>(n) + 2 * static_cast<uint64_t>(m);
+  // The rows the burst writes (a row split between bursts counts in both: its words are
+  // written when its last byte arrives, a partial row's words when they do; taken whole).
+  const uint64_t first = offset * 8 / row_bits, last = std::min(rows, ceil_div((offset + bytes) * 8, row_bits));
+  std::vector<uint64_t> per_bank(banks, 0);
+  uint64_t most = 0;
+  for (uint64_t r = first; r < last; ++r) {
+    const uint64_t within = r < static_cast<uint64_t>(n) ? r : (r - n) % static_cast<uint64_t>(m);
+    most = std::max(most, per_bank[within % banks] += row_words);
+  }
+  return std::max<uint64_t>(1, ceil_div(most, static_cast<uint64_t>(*p_.ports)));
+}
 
 }  // namespace attnsim

@@ -252,3 +252,33 @@ TEST_CASE("a head already projected when the DMA reaches it loads at once") {
   sc_core::sc_start();
   CHECK(h.received == std::vector<Received>{{0, false, 17}, {1, true, 32}});
 }
+
+TEST_CASE("sram.ports: the DMA's burst writes into its slot's banks") {
+  // 4 banks, 2 slots: 2 banks per slot; 1 port; 128-bit words. A head of n = 2, m = 2,
+  // d = 16, B = 8: rows of 128 bits (one word each): Q0 Q1 K0 K1 V0 V1 = 96 bytes.
+  // Q row r, K row j and V row j are in bank r (j) mod 2.
+  SramParams p{1, 4, 128};
+  p.ports = 1;
+  const SramBuffers sram(p);
+  CHECK(sram.slot_banks(2) == 2);
+  // The whole head in one burst: bank 0 gets Q0 K0 V0, bank 1 Q1 K1 V1: 3 cycles.
+  CHECK(sram.fill_write_cycles(0, 96, 2, 2, 16, 8, 2) == 3);
+  // Bursts of 32 bytes (two rows each): Q0 Q1 | K0 K1 | V0 V1: one word per bank, 1 cycle each.
+  CHECK(sram.fill_write_cycles(0, 32, 2, 2, 16, 8, 2) == 1);
+  CHECK(sram.fill_write_cycles(32, 32, 2, 2, 16, 8, 2) == 1);
+  // One slot of 4 banks: rows 0 of Q, K and V are still all in bank 0: 3 cycles.
+  CHECK(sram.fill_write_cycles(0, 96, 2, 2, 16, 8, 1) == 3);
+  // 2 ports: ceil(3 / 2) = 2. 64-bit words: 2 words a row, 6 in bank 0, 1 port: 6.
+  SramParams two = p;
+  two.ports = 2;
+  CHECK(SramBuffers(two).fill_write_cycles(0, 96, 2, 2, 16, 8, 2) == 2);
+  SramParams narrow = p;
+  narrow.width_bits = 64;
+  CHECK(SramBuffers(narrow).fill_write_cycles(0, 96, 2, 2, 16, 8, 2) == 6);
+  // Bytes past V (mechanism parameters) go to the units' buffers: the 1-cycle minimum only.
+  // No ports: not modelled (0).
+  CHECK(sram.fill_write_cycles(96, 64, 2, 2, 16, 8, 2) == 1);
+  SramParams none = p;
+  none.ports.reset();
+  CHECK(SramBuffers(none).fill_write_cycles(0, 96, 2, 2, 16, 8, 2) == 0);
+}
