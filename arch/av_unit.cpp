@@ -38,8 +38,8 @@ uint64_t av_read_cycles(const SramParams& sram, int macs_per_cycle, int d, int b
     per_bank.assign(banks, 0);
     uint32_t most = 0;
     for (size_t i = begin; i < std::min(n, begin + group); ++i)
-      most = std::max(most, ++per_bank[static_cast<uint64_t>(ids[i]) % banks]);
-    total += std::max<uint64_t>(1, ceil_div(accesses * most, ports));
+      most = std::max(most, sram.add_row(per_bank, banks, static_cast<uint64_t>(ids[i]), accesses));
+    total += std::max<uint64_t>(1, ceil_div(static_cast<uint64_t>(most), ports));
   }
   return total;
 }

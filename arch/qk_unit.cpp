@@ -46,8 +46,9 @@ struct PassTimes {
 
 // K-buffer reads (sram.ports; absent: unlimited): each lane-cycle, every lane of a tile
 // reads its key's next W bits of the plane (bit-serial; W x B bits bit-parallel) from the
-// bank of key j, j mod banks: a = ceil(those bits / sram.width_bits) accesses. The
-// lane-cycle lasts max(1, max over banks of ceil(a x keys in the bank / ports)) cycles.
+// banks of key j (sram.mapping: all in bank j mod banks, or striped from bank j x a):
+// a = ceil(those bits / sram.width_bits) accesses. The lane-cycle lasts max(1, max over
+// banks of ceil(accesses in the bank / ports)) cycles.
 uint64_t k_read_cycles(const QkSetup& s, int d, const int32_t* ids, size_t n) {
   if (!s.sram.ports || n == 0) return 1;
   const uint64_t width = std::min<uint64_t>(static_cast<uint64_t>(s.qk.lane_width.value_or(d)), d);
@@ -57,8 +58,8 @@ uint64_t k_read_cycles(const QkSetup& s, int d, const int32_t* ids, size_t n) {
   thread_local std::vector<uint32_t> per_bank;
   per_bank.assign(banks, 0);
   uint32_t most = 0;
-  for (size_t i = 0; i < n; ++i) most = std::max(most, ++per_bank[static_cast<uint64_t>(ids[i]) % banks]);
-  return std::max<uint64_t>(1, ceil_div(accesses * most, static_cast<uint64_t>(*s.sram.ports)));
+  for (size_t i = 0; i < n; ++i) most = std::max(most, s.sram.add_row(per_bank, banks, static_cast<uint64_t>(ids[i]), accesses));
+  return std::max<uint64_t>(1, ceil_div(static_cast<uint64_t>(most), static_cast<uint64_t>(*s.sram.ports)));
 }
 
 // One pass streaming `ids` (the keys, in order) in tiles of L, `planes` lane-cycles per

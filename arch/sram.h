@@ -30,11 +30,28 @@
 
 namespace attnsim {
 
+enum class SramMapping { row, striped };
+inline const Choices<SramMapping>& sram_mappings() {
+  static const Choices<SramMapping> c{{"row", SramMapping::row}, {"striped", SramMapping::striped}};
+  return c;
+}
+
 struct SramParams {
   int capacity_kib;
   int banks;
   int width_bits;
   std::optional<int> ports{};  // accesses per bank per cycle; absent: unlimited (not modelled)
+  SramMapping mapping = SramMapping::row;
+
+  // Adds the `words` accesses of row r (of Q, K or V, within its slot of `banks` banks) to
+  // per_bank and returns the largest count among the banks it touched: "row" puts them
+  // all in bank r mod banks; "striped" in banks (r x words + w) mod banks, w < words.
+  uint32_t add_row(std::vector<uint32_t>& per_bank, uint64_t banks, uint64_t r, uint64_t words) const {
+    uint32_t most = 0;
+    if (mapping == SramMapping::row) return per_bank[r % banks] += static_cast<uint32_t>(words);
+    for (uint64_t w = 0; w < words; ++w) most = std::max(most, ++per_bank[(r * words + w) % banks]);
+    return most;
+  }
 
   static const ParamTable<SramParams>& table() {
     static const ParamTable<SramParams> t{
@@ -50,7 +67,9 @@ struct SramParams {
          field(&SramParams::ports, "ports", json())
              .unit("accesses/cycle")
              .doc("Accesses one bank serves per cycle. When given, the slots are bank-disjoint (banks / slots each) and row j of Q, K or V is in bank j mod (banks / slots): the QK unit's K reads (docs/qk_unit.md), the AV unit's V reads (arch/av_unit.h) and the DMA's burst writes (arch/dma.h) wait for ports. Absent: unlimited (not modelled).")
-             .min(1)}};
+             .min(1),
+         choice(&SramParams::mapping, "mapping", SramMapping::row, sram_mappings())
+             .doc("Banks of a row's words (with sram.ports): row, all in bank r mod banks; striped, word w in bank (r x words + w) mod banks (a row's accesses spread over consecutive banks).")}};
     return t;
   }
 };
@@ -105,11 +124,11 @@ inline uint64_t SramBuffers::fill_write_cycles(uint64_t offset, uint64_t bytes, 
   // The rows the burst writes (a row split between bursts counts in both: its words are
   // written when its last byte arrives, a partial row's words when they do; taken whole).
   const uint64_t first = offset * 8 / row_bits, last = std::min(rows, ceil_div((offset + bytes) * 8, row_bits));
-  std::vector<uint64_t> per_bank(banks, 0);
+  std::vector<uint32_t> per_bank(banks, 0);
   uint64_t most = 0;
   for (uint64_t r = first; r < last; ++r) {
     const uint64_t within = r < static_cast<uint64_t>(n) ? r : (r - n) % static_cast<uint64_t>(m);
-    most = std::max(most, per_bank[within % banks] += row_words);
+    most = std::max<uint64_t>(most, p_.add_row(per_bank, banks, within, row_words));
   }
   return std::max<uint64_t>(1, ceil_div(most, static_cast<uint64_t>(*p_.ports)));
 }

@@ -49,10 +49,13 @@ def points():
                     out.append((f"latte-{family}-qb{qb}-{tag}", "configs/latte.json", sets))
             # The K buffer's ports (sram.ports; the default 64 banks, and 16), reuse ports unlimited.
             if family == "L64":
-                for banks in (64, 16):
+                for banks, mapping in ((64, "row"), (16, "row"), (64, "striped")):
                     ksets = dict(base, **{"sram.ports": 1, "sram.banks": banks})
-                    out.append((f"latte-{family}-qb{qb}-k1b{banks}", "configs/latte.json", ksets))
-                    out.append((f"dense-serial-{family}-qb{qb}-k1b{banks}", "configs/latte.json",
+                    tag = f"k1b{banks}" + ("s" if mapping == "striped" else "")
+                    if mapping == "striped":
+                        ksets["sram.mapping"] = '"striped"'
+                    out.append((f"latte-{family}-qb{qb}-{tag}", "configs/latte.json", ksets))
+                    out.append((f"dense-serial-{family}-qb{qb}-{tag}", "configs/latte.json",
                                 dict(ksets, **{"qk_unit.mode": "dense"})))
             # The skewed mapping on the default banks with one port.
             out.append((f"latte-{family}-qb{qb}-p1b16s", "configs/latte.json",
@@ -94,6 +97,8 @@ def table(results):
         s = results["summary"][name]
         qb, lanes = sets.get("qk_unit.query_block", 1), sets.get("qk_unit.lanes", 64 if "parallel" not in name else 8)
         kports = f"{sets['sram.ports']} x {sets['sram.banks']} banks" if "sram.ports" in sets else "unlimited"
+        if sets.get("sram.mapping") == '"striped"':
+            kports += ", striped"
         if name.startswith("latte"):
             family = name.split("-")[1]
             ksuffix = "-" + name.split("-")[-1] if "sram.ports" in sets else ""
@@ -117,7 +122,7 @@ def order_key(name):
     qb = int([p for p in parts if p.startswith("qb")][0][2:])
     family = 0 if "L64" in name else 1
     port_rank = {"unl": 0, "p2b16": 1, "p2b64": 2, "p1b16": 3, "p1b64": 4, "p1b16s": 5, "k1b64": 6,
-                 "k1b16": 7}.get(parts[-1], 0)
+                 "k1b16": 7, "k1b64s": 8}.get(parts[-1], 0)
     return (kind, family, qb, port_rank)
 
 

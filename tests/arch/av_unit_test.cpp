@@ -116,3 +116,25 @@ TEST_CASE("av_read_cycles: V rows read through the SRAM's banks and ports") {
   sram.ports.reset();
   CHECK(av_read_cycles(sram, 64, 16, 8, ids.data(), ids.size()) == 0);
 }
+
+TEST_CASE("sram.mapping striped: a row's words spread over consecutive banks") {
+  // 8 banks, 1 port, 64-bit words; d = 16, B = 8: a row is 2 words. 64 MACs per cycle:
+  // groups of 4 rows. Rows 0 1 2 3: "row" puts 2 words in each of banks 0..3 (2 cycles);
+  // "striped" puts row r's words in banks 2r, 2r + 1: one each (1 cycle).
+  SramParams sram{1024, 8, 64};
+  sram.ports = 1;
+  const std::vector<int32_t> ids{0, 1, 2, 3};
+  CHECK(av_read_cycles(sram, 64, 16, 8, ids.data(), ids.size()) == 2);
+  sram.mapping = SramMapping::striped;
+  CHECK(av_read_cycles(sram, 64, 16, 8, ids.data(), ids.size()) == 1);
+  // Rows 0 and 4 striped: banks 0, 1 and 8 mod 8 = 0, 9 mod 8 = 1: 2 per bank, 2 cycles.
+  const std::vector<int32_t> clash{0, 4};
+  CHECK(av_read_cycles(sram, 64, 16, 8, clash.data(), clash.size()) == 2);
+  // The DMA's fill of Q0 Q1 K0 K1 V0 V1 (n = m = 2) into one slot of 8 banks: row mapping
+  // puts Q0 K0 V0 (6 words) in bank 0: 6 cycles; striped puts rows 0 in banks 0, 1 and rows
+  // 1 in banks 2, 3: 3 words each, 3 cycles.
+  SramParams row = sram;
+  row.mapping = SramMapping::row;
+  CHECK(SramBuffers(row).fill_write_cycles(0, 96, 2, 2, 16, 8, 1) == 6);
+  CHECK(SramBuffers(sram).fill_write_cycles(0, 96, 2, 2, 16, 8, 1) == 3);
+}
