@@ -66,7 +66,7 @@ struct SramParams {
              .min(8),
          field(&SramParams::ports, "ports", json())
              .unit("accesses/cycle")
-             .doc("Accesses one bank serves per cycle. When given, the slots are bank-disjoint (banks / slots each) and row j of Q, K or V is in bank j mod (banks / slots): the QK unit's K reads (docs/qk_unit.md), the AV unit's V reads (arch/av_unit.h) and the DMA's burst writes (arch/dma.h) wait for ports. Absent: unlimited (not modelled).")
+             .doc("Accesses one bank serves per cycle. When given, the slots are bank-disjoint (banks / slots each) and row j of Q, K or V is in bank j mod (banks / slots): the QK unit's K reads (docs/qk_unit.md), the AV unit's V reads (arch/av_unit.h) and the DMA's burst writes (arch/dma.h) wait for ports. Absent: unlimited (not modelled). With ports, sram.width_bits must be a multiple of qk_unit.bits (whole elements per access).")
              .min(1),
          choice(&SramParams::mapping, "mapping", SramMapping::row, sram_mappings())
              .doc("Banks of a row's words (with sram.ports): row, all in bank r mod banks; striped, word w in bank (r x words + w) mod banks (a row's accesses spread over consecutive banks).")}};

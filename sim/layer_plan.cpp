@@ -306,6 +306,12 @@ void check_query_block(const Config& c, const Trace& trace) {
 // With K-buffer ports the independent lanes would read different keys every cycle: a
 // cycle-by-cycle arbitration the model does not do (yet); refuse rather than guess.
 void check_sram_ports(const Config& c) {
+  // With ports modelled a bank access holds whole elements of B bits: a width that does not
+  // divide into them would split an element between two accesses (the rules count a row's
+  // accesses as ceil(d B / width_bits)). Without ports rows are bit-packed, any width works.
+  if (c.sram.ports && c.sram.width_bits % c.qk_unit.bits != 0)
+    c.fail("sram.width_bits", "must be a multiple of qk_unit.bits (" + std::to_string(c.qk_unit.bits) +
+                                  "-bit elements), got " + std::to_string(c.sram.width_bits));
   if (c.sram.ports && c.qk_unit.mode == QkMode::early_term && c.qk_unit.lane_sync == LaneSync::independent)
     c.fail("sram.ports", "not modelled with early_term and qk_unit.lane_sync = \"independent\" (each lane reads "
                          "a different key every cycle); use \"lockstep\" or leave sram.ports out");

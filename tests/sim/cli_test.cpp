@@ -130,6 +130,8 @@ TEST_CASE("memory-system keys out of range: one line naming the key, no output")
   fs::remove(out);
   r = attnsim::test::run_attnsim(base + "sram.ports=0");
   CHECK(r.out == "attnsim: --set sram.ports: must be >= 1, got 0\n");
+  r = attnsim::test::run_attnsim(base + "sram.width_bits=12 --set sram.ports=2");
+  CHECK(r.out == "attnsim: --set sram.width_bits: must be a multiple of qk_unit.bits (8-bit elements), got 12\n");
   r = attnsim::test::run_attnsim(base + "reuse_buffer.ports=0");
   CHECK(r.out == "attnsim: --set reuse_buffer.ports: must be >= 1, got 0\n");
   r = attnsim::test::run_attnsim(base + "sram.ports=1 --set qk_unit.mode=early_term --set qk_unit.lane_sync=independent");
