@@ -248,7 +248,7 @@ struct QkSetup {
   QkUnitParams qk;
   ComparatorParams comparator;
   ReuseBufferParams reuse;
-  SramParams sram{1024, 64, 128};  // the K buffer's banks and ports (K reads)
+  SramParams sram = SramParams::table().defaults();  // the SRAM's banks and ports (K and V reads)
   bool has_comparator() const { return qk.mode != QkMode::dense; }
   bool has_reuse_buffer() const { return qk.mode == QkMode::latte; }
 };

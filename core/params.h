@@ -134,6 +134,13 @@ class ParamTable {
     load(p, section);
     return p;
   }
+  // The params with every default of the table (for code that needs a section's values
+  // without a config, so that no default is written a second time).
+  P defaults() const {
+    json section = json::object();
+    for (const ParamSpec& s : spec_.params) section[s.name] = s.default_value;
+    return from(section);
+  }
 
  private:
   SectionSpec spec_;

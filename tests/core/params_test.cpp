@@ -73,6 +73,17 @@ TEST_CASE("the same rows store a resolved section into the struct, choices as en
   CHECK(d.absent.is_null());  // an absent optional value stays null
 }
 
+TEST_CASE("defaults() gives every row's declared default, optional rows absent") {
+  const Demo d = Demo::table().defaults();
+  CHECK(d.count == 3);
+  CHECK(d.rate == 0.5);
+  CHECK(d.on);
+  CHECK(d.label == "x");
+  CHECK(d.colour == Colour::green);
+  CHECK(d.per_head == 0.25);
+  CHECK(d.absent.is_null());
+}
+
 TEST_CASE("choices map names and values both ways") {
   CHECK(choice_name(colours(), Colour::green) == "green");
   CHECK(choice_value(colours(), "red") == Colour::red);
