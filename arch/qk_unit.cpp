@@ -538,6 +538,34 @@ QkUnit::QkUnit(sc_core::sc_module_name name, const QkSetup& setup, SramBuffers& 
   SC_THREAD(run);
 }
 
+// One row, block or tile part through the lanes: its timing joined with the next one's
+// first pass 1 (the comparator schedule of the header; `next` null when there is none),
+// the K reads counted, the cycles waited. `own_pass1_done` carries along the chain.
+void QkUnit::process(const HeadWork& work, int row, const QkRowCost& c, const QkRowCost* next,
+                     bool& own_pass1_done, bool traced) {
+  // The comparator of this one's last segment overlaps the next one's first pass 1.
+  const bool next_overlapped = c.segments > 0 && next && next->segments > 0;
+  const QkRowTiming t = qk_row_timing(c, own_pass1_done, next_overlapped ? next->first_pass1 : 0);
+  own_pass1_done = next_overlapped;
+  sram_.read_bits(c.sram_read_bits);
+  if (traced) trace_row(work, row, t);
+  // It leaves when its last pass 2 ends (see the comparator schedule in the header).
+  wait_cycles(Cycles(t.advance));
+  total_ += c;
+  comparator_wait_ += t.comparator_wait;
+}
+
+// Hands a row on; time blocked on the full output FIFO is stall.
+void QkUnit::emit(const RowToken& token, bool traced) {
+  if (traced)
+    trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full",
+                 {token.head->layer_index(), token.head->head, token.row});
+  const Cycles before = now_cycles();
+  row_out->write(token);
+  output_stall_ += (now_cycles() - before).count();
+  if (traced) trace_->close(TraceUnit::qk_unit);
+}
+
 void QkUnit::run() {
   while (true) {
     std::shared_ptr<HeadWork> work = head_in->read();
@@ -553,23 +581,8 @@ void QkUnit::run() {
     const std::vector<RowOutcome>& rows = work->rows;
     bool own_pass1_done = false;  // the first row of a head starts with its own pass 1
     for (int i = 0; i < work->n(); ++i) {
-      const QkRowCost& c = rows[i].qk;
-      // The comparator of this row's last segment overlaps the next row's first pass 1.
-      const bool next_overlapped = c.segments > 0 && i + 1 < work->n() && rows[i + 1].qk.segments > 0;
-      const QkRowTiming t = qk_row_timing(c, own_pass1_done, next_overlapped ? rows[i + 1].qk.first_pass1 : 0);
-      own_pass1_done = next_overlapped;
-      sram_.read_bits(c.sram_read_bits);
-      if (traced) trace_row(*work, i, t);
-      // The row leaves when its last pass 2 ends (see the comparator schedule in the header).
-      wait_cycles(Cycles(t.advance));
-      total_ += c;
-      comparator_wait_ += t.comparator_wait;
-      if (traced)
-        trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full", {work->layer_index(), work->head, i});
-      const Cycles before = now_cycles();
-      row_out->write(RowToken{work, i, sc_core::sc_time_stamp()});
-      output_stall_ += (now_cycles() - before).count();
-      if (traced) trace_->close(TraceUnit::qk_unit);
+      process(*work, i, rows[i].qk, i + 1 < work->n() ? &rows[i + 1].qk : nullptr, own_pass1_done, traced);
+      emit(RowToken{work, i, sc_core::sc_time_stamp()}, traced);
     }
   }
 }
@@ -582,24 +595,9 @@ void QkUnit::run_blocks(const std::shared_ptr<HeadWork>& work) {
   const int block = setup_.qk.query_block, n = work->n();
   bool own_pass1_done = false;
   for (size_t b = 0; b < blocks.size(); ++b) {
-    const QkRowCost& c = blocks[b];
-    const bool next_overlapped = c.segments > 0 && b + 1 < blocks.size() && blocks[b + 1].segments > 0;
-    const QkRowTiming t = qk_row_timing(c, own_pass1_done, next_overlapped ? blocks[b + 1].first_pass1 : 0);
-    own_pass1_done = next_overlapped;
-    sram_.read_bits(c.sram_read_bits);
     const int first = static_cast<int>(b) * block, last = std::min(n, first + block);
-    if (traced) trace_row(*work, first, t);
-    wait_cycles(Cycles(t.advance));
-    total_ += c;
-    comparator_wait_ += t.comparator_wait;
-    for (int i = first; i < last; ++i) {
-      if (traced)
-        trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full", {work->layer_index(), work->head, i});
-      const Cycles before = now_cycles();
-      row_out->write(RowToken{work, i, sc_core::sc_time_stamp()});
-      output_stall_ += (now_cycles() - before).count();
-      if (traced) trace_->close(TraceUnit::qk_unit);
-    }
+    process(*work, first, blocks[b], b + 1 < blocks.size() ? &blocks[b + 1] : nullptr, own_pass1_done, traced);
+    for (int i = first; i < last; ++i) emit(RowToken{work, i, sc_core::sc_time_stamp()}, traced);
   }
 }
 
@@ -624,24 +622,11 @@ void QkUnit::run_tiled(const std::shared_ptr<HeadWork>& work) {
     bool own_pass1_done = false;
     for (size_t k = 0; k < rows.size(); ++k) {
       const int i = rows[k];
-      const QkRowCost& c = part(i, job.tile).qk;
-      const bool next_overlapped = c.segments > 0 && k + 1 < rows.size() && part(rows[k + 1], job.tile).qk.segments > 0;
-      const QkRowTiming t =
-          qk_row_timing(c, own_pass1_done, next_overlapped ? part(rows[k + 1], job.tile).qk.first_pass1 : 0);
-      own_pass1_done = next_overlapped;
-      sram_.read_bits(c.sram_read_bits);
-      if (traced) trace_row(*work, i, t);
-      wait_cycles(Cycles(t.advance));
-      total_ += c;
-      comparator_wait_ += t.comparator_wait;
-      if (traced)
-        trace_->open(TraceUnit::qk_unit, kStall, "stall: output FIFO full", {work->layer_index(), work->head, i});
-      const Cycles before = now_cycles();
+      process(*work, i, part(i, job.tile).qk, k + 1 < rows.size() ? &part(rows[k + 1], job.tile).qk : nullptr,
+              own_pass1_done, traced);
       RowToken token{work, i, sc_core::sc_time_stamp()};
       token.part = job.tile;
-      row_out->write(token);
-      output_stall_ += (now_cycles() - before).count();
-      if (traced) trace_->close(TraceUnit::qk_unit);
+      emit(token, traced);
     }
     if (j + 1 == ts.jobs.size() || ts.jobs[j + 1].block != job.block) {
       ts.q_free = true;

@@ -328,6 +328,9 @@ class QkUnit : public sc_core::sc_module {
  private:
   void run();
   void run_blocks(const std::shared_ptr<HeadWork>& work);
+  void process(const HeadWork& work, int row, const QkRowCost& c, const QkRowCost* next, bool& own_pass1_done,
+               bool traced);
+  void emit(const RowToken& token, bool traced);
   void run_tiled(const std::shared_ptr<HeadWork>& work);
   void trace_row(const HeadWork& work, int row, const QkRowTiming& t);
 
