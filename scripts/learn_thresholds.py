@@ -82,6 +82,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import mechanisms  # noqa: E402
 import models  # noqa: E402
+import doc_markers  # noqa: E402
 import tasks  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -757,10 +758,7 @@ def write_table(path, table):
     text = table + "\n"
     if os.path.exists(path):
         with open(path) as f:
-            old = f.read()
-        if TABLE_BEGIN in old and TABLE_END in old:
-            head, rest = old.split(TABLE_BEGIN, 1)
-            text = head + TABLE_BEGIN + "\n" + table + "\n" + TABLE_END + rest.split(TABLE_END, 1)[1]
+            text = doc_markers.splice(f.read(), TABLE_BEGIN, TABLE_END, table) or text
     with open(path, "w") as f:
         f.write(text)
 

@@ -24,6 +24,9 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import doc_markers  # noqa: E402
 BEGIN, END = "<!-- memory:begin -->", "<!-- memory:end -->"
 QB = [1, 2, 4, 8]
 PORTS = [None, 2, 1]
@@ -168,14 +171,10 @@ def plot(results, path):
 def write_docs(text):
     doc = os.path.join(ROOT, "docs", "memory.md")
     with open(doc) as f:
-        old = f.read()
-    if BEGIN not in old or END not in old:
+        new = doc_markers.splice(f.read(), BEGIN, END, text)
+    if new is None:
         raise SystemExit(f"memory_sweep: {doc}: no {BEGIN} / {END} markers")
-    head, rest = old.split(BEGIN, 1)
-    new = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
-    with open(doc + ".tmp", "w") as f:
-        f.write(new)
-    os.replace(doc + ".tmp", doc)
+    doc_markers.write_atomically(doc, new)
 
 
 def main(argv=None):

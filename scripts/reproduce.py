@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import doc_markers  # noqa: E402
 import eval_mechanisms  # noqa: E402
 import export_trace  # noqa: E402
 import mechanisms  # noqa: E402
@@ -869,16 +870,10 @@ def write_report(setup, summary):
     text = generated_markdown(setup, summary, [rel + "reproduction_quality.png", rel + "reproduction_energy.png"])
     if os.path.exists(doc):
         with open(doc) as f:
-            old = f.read()
-        if BEGIN in old and END in old:
-            head, rest = old.split(BEGIN, 1)
-            text = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
+            text = doc_markers.splice(f.read(), BEGIN, END, text) or text
     elif not setup.quick:
         text = f"# Reproducing the papers\n\n{BEGIN}\n{text}\n{END}\n"
-    tmp = doc + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text + ("" if text.endswith("\n") else "\n"))
-    os.replace(tmp, doc)
+    doc_markers.write_atomically(doc, text + ("" if text.endswith("\n") else "\n"))
     return [doc, q_path, e_path]
 
 
