@@ -1,6 +1,6 @@
 """Generated parts of hand-written docs: the text between two marker lines is rewritten,
 the rest of the file kept (docs/reproduction.md, docs/memory.md,
-docs/learned_thresholds.md)."""
+docs/learned_thresholds.md, docs/candidates.md)."""
 import os
 
 
@@ -16,6 +16,6 @@ def splice(text, begin, end, body):
 def write_atomically(path, text):
     """Writes `text` to `path` through a temporary file and a rename (no half-written doc)."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)

@@ -21,7 +21,6 @@ results/quick/ (docs untouched): the chain CI runs so that it keeps working.
 import argparse
 import concurrent.futures
 import json
-import math
 import multiprocessing
 import os
 import subprocess
@@ -35,6 +34,7 @@ import torch  # noqa: E402
 
 import doc_markers  # noqa: E402
 import eval_mechanisms  # noqa: E402
+from attnsim_runner import Runner  # noqa: E402
 import export_trace  # noqa: E402
 import mechanisms  # noqa: E402
 import models  # noqa: E402
@@ -136,28 +136,11 @@ def early_term_thetas(trace_path, tau, bits=8):
 # ------------------------------------------------------------------------ simulating
 
 
-def run_attnsim(setup, job):
-    """job: (name, config dict, trace path) -> stats dict (or raises with attnsim's message)."""
-    name, config, trace = job
-    cfg_path = os.path.join(setup.out, "configs", name + ".json")
-    out_path = os.path.join(setup.out, "runs", name + ".json")
-    with open(cfg_path, "w") as f:
-        json.dump(config, f, indent=1)
-    done = subprocess.run([setup.attnsim, "run", "--config", cfg_path, "--trace", trace, "--out", out_path,
-                           "-q", "-j", "1"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"attnsim run {name}: {done.stderr.strip()}")
-    with open(out_path) as f:
-        return json.load(f)
-
-
 def simulate_all(setup, jobs):
-    results = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=setup.jobs) as pool:
-        futures = {pool.submit(run_attnsim, setup, job): job[0] for job in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            results[futures[future]] = future.result()
-    return results
+    """jobs [(name, config, trace)] -> {name: stats}; configs and stats under setup.out
+    (configs/, runs/)."""
+    return Runner(setup.attnsim, setup.out, setup.jobs, stats_dir="runs").run(
+        {name: (config, trace) for name, config, trace in jobs})
 
 
 def preset(name, **overrides):
