@@ -60,7 +60,7 @@ StageWork AvUnit::begin(RowToken& row) {
 void AvUnit::end(RowToken& row, const StageWork& work, bool) {
   macs_ += row_macs(row);
   // V reads slower than the MACs (sram.ports): the row waits for them.
-  const uint64_t reads = row.outcome().av_read_cycles;
+  const uint64_t reads = row.part < 0 ? row.outcome().av_read_cycles : row.tile_part().av_read_cycles;
   if (reads > work.busy.count()) {
     wait_cycles(Cycles(reads - work.busy.count()));
     add_stall(Cycles(reads - work.busy.count()));

@@ -22,7 +22,8 @@
 // rescale of the partial output by exp(old max - new max) (none for the row's first part:
 // ceil(s*d / macs)); it reads the row state (d*output_bits + 96 bits) from the SRAM before
 // every part but the first and writes it after every part but the last. After the last
-// part of a job it frees the job's K/V tile buffer.
+// part of a job it frees the job's K/V tile buffer. With sram.ports a part's V reads are
+// timed by the rule above on its survivors in the tile (TilePart::av_read_cycles).
 //
 // Params: AvUnitParams below (output_bits is the width of an output element, used by
 // the write-back).

@@ -59,19 +59,6 @@ void Dma::run() {
   }
 }
 
-void Dma::transfer(const HeadWork& work, uint64_t bytes, const char* what, bool traced) {
-  dram_.count_read(bytes);
-  const uint64_t burst = static_cast<uint64_t>(dram_.params().burst_bytes);
-  while (bytes > 0) {
-    const uint64_t b = std::min(burst, bytes);
-    const DramChannel::Transfer t = dram_.reserve(now_cycles(), b);
-    if (traced) trace_->interval(TraceUnit::dram, kBusy, t.start, t.end, what, {work.layer_index(), work.head, -1});
-    wait_until(t.end);
-    bytes -= b;
-  }
-  wait_cycles(dram_.latency());
-}
-
 // K/V tiling (arch/kv_tiling.h): per job (b, t) in order, Q block b before its block's
 // first job (once its buffer is free: the QK unit has passed on the previous block), then
 // K and V of tile t (once a tile buffer is free: the AV unit has finished a previous job).
@@ -90,7 +77,7 @@ void Dma::load_tiles(HeadWork& work, bool traced) {
       ts.q_free = false;
       if (traced) trace_->open(TraceUnit::dma, kBusy, "load Q block", tag);
       const uint64_t bits = static_cast<uint64_t>(job.end_row - job.first_row) * row_bits;
-      transfer(work, ceil_div(bits, 8), "read Q block", traced);
+      fill(work, ceil_div(bits, 8), job.end_row - job.first_row, 0, "read Q block", traced);
       sram_.write_bits(bits);
     }
     if (traced) trace_->open(TraceUnit::dma, kStall, "wait: K/V tile buffer", tag);
@@ -100,7 +87,7 @@ void Dma::load_tiles(HeadWork& work, bool traced) {
     --ts.tile_free;
     if (traced) trace_->open(TraceUnit::dma, kBusy, "load K V tile", tag);
     const uint64_t bits = 2 * static_cast<uint64_t>(job.end_key - job.first_key) * row_bits;
-    transfer(work, ceil_div(bits, 8), "read K V tile", traced);
+    fill(work, ceil_div(bits, 8), 0, job.end_key - job.first_key, "read K V tile", traced);
     sram_.write_bits(bits);
     ++ts.loaded;
     ts.signal();
@@ -111,32 +98,35 @@ void Dma::load_head(const HeadWork& work, bool traced) {
   const uint64_t bits = head_bits(work.n(), work.m(), work.d(), bits_);
   // Q, K, V into the SRAM slot, and the head's parameters for the candidate generator and
   // the low-rank unit (trees, directions, W) into those units' own buffers.
-  uint64_t remaining = ceil_div(bits, 8) + work.param_bytes;
-  dram_.count_read(remaining);
+  fill(work, ceil_div(bits, 8) + work.param_bytes, work.n(), work.m(), "read Q K V", traced);
+  sram_.write_bits(bits);
+}
+
+void Dma::fill(const HeadWork& work, uint64_t bytes, int q_rows, int kv_rows, const char* what, bool traced) {
+  dram_.count_read(bytes);
   const uint64_t burst = static_cast<uint64_t>(dram_.params().burst_bytes);
   // With sram.ports each burst's words are written into the slot when its data has arrived
   // (end + latency) and the previous burst's writes are done: written = max(arrived,
-  // previous written) + fill_write_cycles (arch/sram.h). The head is ready when the last
+  // previous written) + fill_write_cycles (arch/sram.h). The data is ready when the last
   // burst is written; without ports, when its data has arrived.
   uint64_t offset = 0;
   Cycles written{0}, arrived{0};
-  while (remaining > 0) {
-    const uint64_t bytes = std::min(burst, remaining);
-    const DramChannel::Transfer t = dram_.reserve(now_cycles(), bytes);
-    if (traced) trace_->interval(TraceUnit::dram, kBusy, t.start, t.end, "read Q K V", {work.layer_index(), work.head, -1});
+  while (bytes > 0) {
+    const uint64_t b = std::min(burst, bytes);
+    const DramChannel::Transfer t = dram_.reserve(now_cycles(), b);
+    if (traced) trace_->interval(TraceUnit::dram, kBusy, t.start, t.end, what, {work.layer_index(), work.head, -1});
     wait_until(t.end);
     arrived = t.end + dram_.latency();
     written = max(arrived, written) +
-              Cycles(sram_.fill_write_cycles(offset, bytes, work.n(), work.m(), work.d(), bits_, slots_));
-    offset += bytes;
-    remaining -= bytes;
+              Cycles(sram_.fill_write_cycles(offset, b, q_rows, kv_rows, work.d(), bits_, slots_));
+    offset += b;
+    bytes -= b;
   }
   wait_cycles(dram_.latency());
   if (written > now_cycles()) {  // the fill waits for the slot's ports (dram stall)
     dram_.add_stall(written - now_cycles());
     wait_until(written);
   }
-  sram_.write_bits(bits);
 }
 
 }  // namespace attnsim

@@ -16,7 +16,10 @@
 // has passed on the previous block's last part, and K and V of tile t (ceil(2 * keys * d
 // * B / 8) bytes) once a tile buffer is free (the AV unit has finished every part of the
 // job that used it). Each load is its bursts, then dram.latency_cycles; the QK unit
-// starts job j when its loads have arrived. Waiting for a buffer is `dram` stall.
+// starts job j when its loads have arrived. Waiting for a buffer is `dram` stall. With
+// sram.ports the bursts are written as below, into the Q block buffer (row r of the block
+// in bank r mod banks / T) or the tile's K and V buffers (key j of tile t at row j - t*KT),
+// T = the tile buffers (arch/sram.h).
 //
 // Timing rule: head bytes = ceil((N + 2M) * d * B / 8), plus the head's parameters for
 // the candidate generator and the low-rank unit (HeadWork::param_bytes: a tree's nodes,
@@ -73,7 +76,8 @@ class Dma : public sc_core::sc_module {
       sc_core::sc_semaphore& free_slots, const HeadModel& model);
   // Activity tracing (arch/activity_trace.h); null when off.
   void set_tracer(ActivityRecorder* t) { trace_ = t; }
-  // The SRAM's slots (with sram.ports the fill writes into banks / slots banks).
+  // The SRAM's slots, or a tiled run's K/V tile buffers (with sram.ports the fill writes
+  // into banks / slots banks).
   void set_slots(int slots) { slots_ = slots; }
   // pipeline.overlap_gemm: load a head only once the gate says it is projected. Null
   // (default): every head of a layer is ready when the layer arrives.
@@ -83,11 +87,14 @@ class Dma : public sc_core::sc_module {
   void run();
   void load_head(const HeadWork& work, bool traced);
   void load_tiles(HeadWork& work, bool traced);
-  // `bytes` through the channel in bursts, then the latency; counted as read.
-  void transfer(const HeadWork& work, uint64_t bytes, const char* what, bool traced);
+  // `bytes` through the channel in bursts into a slot (or tile buffer) holding q_rows rows
+  // of Q, then kv_rows of K and of V (bytes past them: parameters for the units' own
+  // buffers); ready dram.latency_cycles after the last burst and, with sram.ports, when
+  // the last burst is written (the wait beyond the data's arrival is dram stall).
+  void fill(const HeadWork& work, uint64_t bytes, int q_rows, int kv_rows, const char* what, bool traced);
 
   int bits_;
-  int slots_ = 2;  // SRAM slots: with sram.ports each has banks / slots banks
+  int slots_ = 2;  // SRAM slots (tiled: K/V tile buffers): with sram.ports each has banks / slots banks
   DramChannel& dram_;
   SramBuffers& sram_;
   sc_core::sc_semaphore& free_slots_;

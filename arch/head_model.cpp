@@ -64,6 +64,23 @@ void accumulate_abar(const HeadWork& w, const RowData& row) {
   for (size_t j = 0; j < row.survivor_ids.size(); ++j) out[row.survivor_ids[j]] += share * row.probs[j];
 }
 
+// K/V tiling with sram.ports: each part's V reads (av_unit.h), its survivors' rows of the
+// tile (key j of tile t is row j - t*key_tile of the tile's V buffer; the absolute ids give
+// the same bank counts, a shift of every row only permuting the banks).
+void part_av_reads(const QkSetup& s, int macs_per_cycle, int d, const RowData& row, int key_tile, int tiles,
+                   TilePart* parts) {
+  const std::vector<int32_t>& ids = row.survivor_ids;  // ascending
+  size_t begin = 0;
+  for (int t = 0; t < tiles; ++t) {
+    const int64_t end_key = static_cast<int64_t>(t + 1) * key_tile;
+    size_t end = begin;
+    while (end < ids.size() && ids[end] < end_key) ++end;
+    parts[t].av_read_cycles =
+        static_cast<uint32_t>(av_read_cycles(s.sram, macs_per_cycle, d, s.qk.bits, ids.data() + begin, end - begin));
+    begin = end;
+  }
+}
+
 // K/V tiling: the jobs (b, t) in loop order, those where some row of block b has
 // candidates in tile t, and each job's last such row.
 void plan_jobs(HeadWork& w) {
@@ -133,6 +150,7 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
         TileState& ts = *w.tiled;
         TilePart* parts = w.parts.data() + static_cast<size_t>(i) * ts.tiles;
         tile_parts(qk_, d, row, ts.geometry.key_tile, ts.tiles, parts);
+        if (av_macs_per_cycle_ > 0 && qk_.sram.ports) part_av_reads(qk_, av_macs_per_cycle_, d, row, ts.geometry.key_tile, ts.tiles, parts);
         for (int t = 0; t < ts.tiles; ++t) {
           if (parts[t].candidates == 0) continue;
           if (ts.first_tile[i] < 0) ts.first_tile[i] = t;

@@ -30,6 +30,11 @@
 // "part" of the row); the row's state carries the running maximum, the normalizer and the
 // partial output across tiles; the write-back writes a row after its last part.
 //
+// With sram.ports the tile buffers are bank-disjoint like an untiled run's slots (banks / T
+// each, T = tile_buffers), key j of tile t at row j - t*KT; the QK unit's K reads and the
+// AV unit's V reads of a part and the DMA's writes of a load wait for ports by the untiled
+// rules (arch/qk_unit.h, arch/av_unit.h, arch/dma.h).
+//
 // Candidates must be all keys (candidates.source "all"), the low-rank unit off, no FCA
 // and qk_unit.query_block = 1 when a run is tiled: config errors otherwise.
 #include "core/params.h"

@@ -119,6 +119,7 @@ struct TilePart {
   uint32_t candidates = 0;
   uint32_t survivors = 0;
   QkRowCost qk;  // the row's segments within the tile, scheduled as a row of their own
+  uint32_t av_read_cycles = 0;  // with sram.ports: the AV unit's V reads of the part (av_unit.h)
 };
 
 struct HeadWork {

@@ -110,12 +110,10 @@ uint64_t early_term_lockstep_reads(const QkSetup& s, int d, const int32_t* ids, 
   return total;
 }
 
-QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
+// Dense (every candidate scored exactly) over keys ids[0, n) in order.
+QkRowCost dense_cost(const QkSetup& s, int d, const int32_t* ids, uint64_t n) {
   QkRowCost c;
-  const uint64_t n = row.candidates.size();
   const int bits = s.qk.bits;
-  row.keep.assign(n, 1);
-  row.exact_scored = n;
   if (s.qk.type == QkType::bit_parallel) {
     c.busy = qk::bit_parallel_cycles(n, s.qk.lanes) * s.qk.plane_cycles(d);
     c.int8_macs = n * d;
@@ -129,9 +127,16 @@ QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
   if (s.sram.ports) {  // the lanes wait for the K buffer (header: K-buffer reads)
     const uint64_t per_key = (s.qk.type == QkType::bit_parallel ? 1 : static_cast<uint64_t>(bits)) * s.qk.plane_cycles(d);
     PassTimes t;
-    c.sram_port_wait = pass_cycles(s, d, row.candidates.data(), n, per_key, [](uint64_t) -> uint64_t { return 0; }, t) - c.busy;
+    c.sram_port_wait = pass_cycles(s, d, ids, n, per_key, [](uint64_t) -> uint64_t { return 0; }, t) - c.busy;
   }
   return c;
+}
+
+QkRowCost dense_row(const QkSetup& s, int d, RowData& row) {
+  const uint64_t n = row.candidates.size();
+  row.keep.assign(n, 1);
+  row.exact_scored = n;
+  return dense_cost(s, d, row.candidates.data(), n);
 }
 
 // The comparator schedule of a row's (or block's) segments (header of arch/qk_unit.h),
@@ -250,14 +255,28 @@ QkRowCost latte_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowDa
   return c;
 }
 
-QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row) {
+// early_term over keys ids[0, n) in order, planes[j] the planes key j ran.
+QkRowCost early_term_cost(const QkSetup& s, int d, const int32_t* ids, const int* planes, int n) {
   QkRowCost c;
+  c.busy = (s.qk.lane_sync == LaneSync::independent ? qk::early_term_independent_cycles(planes, n, s.qk.lanes)
+                                                      : qk::early_term_lockstep_cycles(planes, n, s.qk.lanes)) *
+           s.qk.plane_cycles(d);
+  c.bitplane_ops = qk::early_term_bitplane_ops(planes, n);
+  c.adder_tree_inputs = c.bitplane_ops * d;
+  c.sram_read_bits = c.bitplane_ops * d;
+  c.compares = c.bitplane_ops;  // one bound check per processed plane, inside the lane
+  if (s.sram.ports)  // lock-step only (independent lanes with ports: a config error)
+    c.sram_port_wait = early_term_lockstep_reads(s, d, ids, planes, static_cast<size_t>(n)) - c.busy;
+  return c;
+}
+
+QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, RowData& row) {
   const int d = w.d();
   const int n = static_cast<int>(row.candidates.size());
   const int bits = s.qk.bits;
   const int64_t qpos = qk::positive_sum(q, d);
   const int64_t theta = w.layer->theta[w.head];
-  std::vector<int>& planes = row.planes;  // kept for a query block's cost (block_cost)
+  std::vector<int>& planes = row.planes;  // kept for a query block's cost (block_cost) and tile parts
   planes.resize(n);
   row.keep.assign(n, 0);
   for (int j = 0; j < n; ++j) {
@@ -266,16 +285,7 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
     row.keep[j] = t.survives ? 1 : 0;
     if (t.planes == bits) ++row.exact_scored;
   }
-  c.busy = (s.qk.lane_sync == LaneSync::independent ? qk::early_term_independent_cycles(planes.data(), n, s.qk.lanes)
-                                                      : qk::early_term_lockstep_cycles(planes.data(), n, s.qk.lanes)) *
-           s.qk.plane_cycles(d);
-  c.bitplane_ops = qk::early_term_bitplane_ops(planes.data(), n);
-  c.adder_tree_inputs = c.bitplane_ops * d;
-  c.sram_read_bits = c.bitplane_ops * d;
-  c.compares = c.bitplane_ops;  // one bound check per processed plane, inside the lane
-  if (s.sram.ports)  // lock-step only (independent lanes with ports: a config error)
-    c.sram_port_wait = early_term_lockstep_reads(s, d, row.candidates.data(), planes.data(), n) - c.busy;
-  return c;
+  return early_term_cost(s, d, row.candidates.data(), planes.data(), n);
 }
 
 }  // namespace
@@ -301,7 +311,8 @@ QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
 void tile_parts(const QkSetup& s, int d, const RowData& row, int key_tile, int tiles, TilePart* parts) {
   const std::vector<int32_t>& ids = row.candidates;
   const size_t n = ids.size(), entries = static_cast<size_t>(s.reuse.entries);
-  const uint64_t chunks = s.qk.plane_cycles(d);
+  // With sram.ports key j of tile t sits in row j - t*key_tile of its tile buffer; the
+  // absolute ids give the same bank counts (a shift of every row only permutes the banks).
   size_t begin = 0;
   for (int t = 0; t < tiles; ++t) {
     TilePart& part = parts[t];
@@ -313,6 +324,7 @@ void tile_parts(const QkSetup& s, int d, const RowData& row, int key_tile, int t
     const uint64_t keys = end - begin;
     part.candidates = static_cast<uint32_t>(keys);
     for (size_t j = begin; j < end; ++j) part.survivors += row.keep[j];
+    const int32_t* tile_ids = ids.data() + begin;
     QkRowCost& c = part.qk;
     switch (s.qk.mode) {
       case QkMode::latte: {
@@ -326,33 +338,13 @@ void tile_parts(const QkSetup& s, int d, const RowData& row, int key_tile, int t
           segs.push_back({static_cast<int>(seg_end - p), kept});
           p = seg_end;
         }
-        c = latte_cost(s, d, segs, ids.data() + begin, row.keep.data() + begin);
+        c = latte_cost(s, d, segs, tile_ids, row.keep.data() + begin);
         break;
       }
-      case QkMode::early_term: {
-        const int* planes = row.planes.data() + begin;
-        const int count = static_cast<int>(keys);
-        c.busy = (s.qk.lane_sync == LaneSync::independent ? qk::early_term_independent_cycles(planes, count, s.qk.lanes)
-                                                            : qk::early_term_lockstep_cycles(planes, count, s.qk.lanes)) *
-                 chunks;
-        c.bitplane_ops = qk::early_term_bitplane_ops(planes, count);
-        c.adder_tree_inputs = c.bitplane_ops * d;
-        c.sram_read_bits = c.bitplane_ops * d;
-        c.compares = c.bitplane_ops;
+      case QkMode::early_term:
+        c = early_term_cost(s, d, tile_ids, row.planes.data() + begin, static_cast<int>(keys));
         break;
-      }
-      case QkMode::dense:
-        if (s.qk.type == QkType::bit_parallel) {
-          c.busy = qk::bit_parallel_cycles(keys, s.qk.lanes) * chunks;
-          c.int8_macs = keys * d;
-          c.sram_read_bits = keys * d * s.qk.bits;
-        } else {
-          c.busy = qk::dense_bit_serial_cycles(keys, s.qk.lanes, s.qk.bits) * chunks;
-          c.bitplane_ops = qk::dense_bitplane_ops(keys, s.qk.bits);
-          c.adder_tree_inputs = c.bitplane_ops * d;
-          c.sram_read_bits = c.bitplane_ops * d;
-        }
-        break;
+      case QkMode::dense: c = dense_cost(s, d, tile_ids, keys); break;
     }
     c.sram_read_bits += static_cast<uint64_t>(d) * s.qk.bits;  // the query row, once per part
     begin = end;

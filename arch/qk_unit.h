@@ -90,7 +90,9 @@
 // and the parts of a job follow one another by the comparator schedule above, the job's
 // parts in place of a head's rows: the chain of overlapped pass 1s ends with the job (its
 // last part pays its whole last compare). Each part reads its query row (d*B bits) again.
-// After the last part of a query block the block's Q buffer is free for the DMA.
+// With sram.ports and reuse_buffer.ports a part's lane tiles wait by the rules above (key
+// j of tile t in row j - t*KT of the tile buffer's banks). After the last part of a query
+// block the block's Q buffer is free for the DMA.
 //
 // Params: QkUnitParams, ComparatorParams, ReuseBufferParams below.
 // Stats: qk_unit busy/stall; counters qk_unit.bitplane_ops (lane-planes processed),

@@ -16,7 +16,8 @@
 // the DMA's fill of the next head never meets the datapath's reads of the current one:
 // the QK unit's K reads and the AV unit's V reads wait for their slot's ports (their
 // rules: arch/qk_unit.h, arch/av_unit.h) and the DMA writes each burst into its slot at R
-// per bank per cycle (fill_write_cycles; arch/dma.h).
+// per bank per cycle (fill_write_cycles; arch/dma.h). A K/V-tiled run's T tile buffers
+// take the slots' place (banks / T each, and the Q block's too; arch/kv_tiling.h).
 //
 // Params: SramParams below. Counters: read_words, write_words (one width_bits access of
 // one bank each; energy per access is that of one bank of capacity/banks).
@@ -66,7 +67,7 @@ struct SramParams {
              .min(8),
          field(&SramParams::ports, "ports", json())
              .unit("accesses/cycle")
-             .doc("Accesses one bank serves per cycle. When given, the slots are bank-disjoint (banks / slots each) and row j of Q, K or V is in bank j mod (banks / slots): the QK unit's K reads (docs/qk_unit.md), the AV unit's V reads (arch/av_unit.h) and the DMA's burst writes (arch/dma.h) wait for ports. Absent: unlimited (not modelled). With ports, sram.width_bits must be a multiple of qk_unit.bits (whole elements per access).")
+             .doc("Accesses one bank serves per cycle. When given, the slots (a K/V-tiled run: its tile buffers) are bank-disjoint (banks / slots each) and row j of Q, K or V is in bank j mod (banks / slots): the QK unit's K reads (docs/qk_unit.md), the AV unit's V reads (arch/av_unit.h) and the DMA's burst writes (arch/dma.h) wait for ports. Absent: unlimited (not modelled). With ports, sram.width_bits must be a multiple of qk_unit.bits (whole elements per access).")
              .min(1),
          choice(&SramParams::mapping, "mapping", SramMapping::row, sram_mappings())
              .doc("Banks of a row's words (with sram.ports): row, all in bank r mod banks; striped, word w in bank (r x words + w) mod banks (a row's accesses spread over consecutive banks).")}};

@@ -63,8 +63,9 @@ void check_trace_window(const TraceOptions& t, const Trace& trace) {
 }
 
 // The design of one run: its units, the channels between them, and what they report.
-// With sram.ports the SRAM's slots are bank-disjoint (arch/sram.h): a head's K and V are
-// read from its slot's banks only, so the units see sram.banks / slots banks.
+// With sram.ports the SRAM's slots (a tiled run's K/V tile buffers) are bank-disjoint
+// (arch/sram.h): a head's K and V are read from its slot's banks only, so the units see
+// sram.banks / slots banks.
 QkSetup slot_setup(const Config& c, int slots) {
   QkSetup s = c.qk_setup();
   if (c.sram.ports) s.sram.banks = SramBuffers(c.sram).slot_banks(slots);
@@ -84,7 +85,7 @@ class Accelerator {
         generator_(make_candidate_generator(o.candidates.empty() ? c.candidates.source : o.candidates, plan_.config)),
         lowrank_params_(LowRankParams::table().from(plan_.config.at("lowrank_unit"))),
         lowrank_(lowrank_params_),
-        model_(slot_setup(c, plan_.sram_slots), *generator_, lowrank_params_.enabled ? &lowrank_ : nullptr,
+        model_(slot_setup(c, plan_.bank_groups()), *generator_, lowrank_params_.enabled ? &lowrank_ : nullptr,
                c.quality.enabled ? &quality_ : nullptr, o.threads, o.decisions),
         dram_(c.dram),
         sram_(c.sram),
@@ -128,7 +129,7 @@ class Accelerator {
     skim_done_ = std::make_unique<sc_core::sc_fifo<SkimJob>>("skim_done", 1);
 
     dma_ = std::make_unique<Dma>("dma", c_.qk_unit.bits, dram_, sram_, free_slots_, model_);
-    dma_->set_slots(plan_.sram_slots);
+    dma_->set_slots(plan_.bank_groups());
     if (!generator_->unit().empty()) {
       loaded_ = std::make_unique<sc_core::sc_fifo<std::shared_ptr<HeadWork>>>("loaded", plan_.sram_slots);
       candidate_unit_ = std::make_unique<CandidateStage>("candidate_unit", *generator_);
@@ -137,7 +138,7 @@ class Accelerator {
       summarized_ = std::make_unique<sc_core::sc_fifo<std::shared_ptr<HeadWork>>>("summarized", plan_.sram_slots);
       lowrank_keys_ = std::make_unique<LowRankKeySide>("lowrank_keys", lowrank_params_);
     }
-    qk_ = std::make_unique<QkUnit>("qk_unit", slot_setup(c_, plan_.sram_slots), sram_);
+    qk_ = std::make_unique<QkUnit>("qk_unit", slot_setup(c_, plan_.bank_groups()), sram_);
     softmax_ = std::make_unique<SoftmaxUnit>("softmax", c_.softmax);
     av_ = std::make_unique<AvUnit>("av_unit", c_.av_unit, c_.qk_unit.bits, sram_, free_slots_);
     model_.set_av_macs_per_cycle(c_.av_unit.macs_per_cycle);

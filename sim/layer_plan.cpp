@@ -133,8 +133,6 @@ KvTiling resolve_tiling(const Config& c, const Trace& trace, bool unfit) {
   if (c.lowrank_unit.enabled) c.fail("lowrank_unit.enabled", "must be false" + why.str());
   if (c.skim_controller.mode == SkimMode::fca) c.fail("skim_controller.mode", "must not be \"fca\"" + why.str());
   if (c.qk_unit.query_block != 1) c.fail("qk_unit.query_block", "must be 1" + why.str());
-  // The SRAM ports' rules (the QK unit's and the AV unit's reads) are written for whole rows.
-  if (c.sram.ports) c.fail("sram.ports", "must be left out (not modelled yet)" + why.str());
   const int entries = c.reuse_buffer.entries;
   const int key_tile = c.kv_tiling.key_tile.value_or(entries);
   if (c.qk_unit.mode == QkMode::latte && key_tile % entries != 0)

@@ -40,6 +40,9 @@ struct RunPlan {
   int d_model = 0, d_ff = 0;  // D and d_ff: config, else trace metadata, else H*d and 4*D
   int sram_slots = 2;         // heads the SRAM holds at once (2: double buffering)
   KvTiling tiling;            // K/V tiling (arch/kv_tiling.h): on when a head does not fit, or forced
+  // The bank-disjoint parts of the SRAM with sram.ports (arch/sram.h): the head slots, or
+  // a tiled run's K/V tile buffers.
+  int bank_groups() const { return tiling.on ? tiling.tile_buffers : sram_slots; }
   double qk_lane_fraction = 1;  // qk_unit.lane_width / d x query_block: the QK lanes' static power factor
   uint64_t rows = 0;          // query rows of the unreduced trace (heads x N over layers)
   // comparator thresholds per [layer][head]

@@ -17,17 +17,24 @@
 using namespace attnsim;
 namespace fs = std::filesystem;
 
-TEST_CASE("forced K/V tiling of the tiny trace: jobs, loads, parts and cycles by hand") {
-  // The tiny machine of accelerator_test.cpp in latte mode with segments of 2 keys (the
-  // case "a row longer than the reuse buffer is processed in segments"), tiled: key tiles
-  // of 2 keys (one segment each), query blocks of 2 rows.
-  const std::vector<std::string> sets = {
+namespace {
+// The tiny machine of accelerator_test.cpp in latte mode with segments of 2 keys (the
+// case "a row longer than the reuse buffer is processed in segments"), tiled: key tiles
+// of 2 keys (one segment each), query blocks of 2 rows.
+std::vector<std::string> tiny_tiled(std::vector<std::string> more = {}) {
+  std::vector<std::string> sets = {
       "qk_unit.type=\"bit_serial\"", "qk_unit.mode=\"latte\"", "qk_unit.lanes=2", "dram.bytes_per_cycle=4",
       "dram.latency_cycles=10", "dram.burst_bytes=2048", "sram.capacity_kib=1", "sram.banks=2",
       "sram.width_bits=64", "softmax.elements_per_cycle=2", "softmax.latency_cycles=1", "av_unit.macs_per_cycle=8",
       "av_unit.latency_cycles=1", "av_unit.output_bits=8", "comparator.margin=0", "reuse_buffer.entries=2",
       "kv_tiling.mode=\"always\"", "kv_tiling.key_tile=2", "kv_tiling.query_tile=2"};
-  const Config c = resolve_config(json{{"schema", kConfigSchema}}, "test.json", sets);
+  sets.insert(sets.end(), more.begin(), more.end());
+  return sets;
+}
+}  // namespace
+
+TEST_CASE("forced K/V tiling of the tiny trace: jobs, loads, parts and cycles by hand") {
+  const Config c = resolve_config(json{{"schema", kConfigSchema}}, "test.json", tiny_tiled());
   const nlohmann::json s = run_simulation(c, test::write_tiny_trace(), 1).stats;
   // Geometry: a K/V tile is 2 keys x (K + V) x d = 4 x 8 bits = 128 bits; a query row 32
   // bits of Q + its state 4 x 8 + 3 x 32 = 128 bits. Two tiles and the block of 2 rows
@@ -79,6 +86,42 @@ TEST_CASE("forced K/V tiling of the tiny trace: jobs, loads, parts and cycles by
   // 5 x 1; row state before each second part 4 x 2.
   CHECK(k["sram"]["write_words"] == 2 + 8 + 8);
   CHECK(k["sram"]["read_words"] == 13 + 5 + 8);
+}
+
+TEST_CASE("forced K/V tiling with sram.ports: K reads and tile fills wait for the banks, by hand") {
+  // The machine above with one port per bank. The two tile buffers are bank-disjoint, one
+  // bank each of the 2 (arch/sram.h), and so is the Q block buffer: a row (d x B = 32
+  // bits) is one 64-bit word, every row of a buffer in its one bank.
+  const Config c = resolve_config(json{{"schema", kConfigSchema}}, "test.json", tiny_tiled({"sram.ports=1"}));
+  const nlohmann::json s = run_simulation(c, test::write_tiny_trace(), 1).stats;
+  // QK: a lane reads its key's 4 bits of a plane per lane-cycle (1 access); the tile's
+  //   2 keys share the bank: 2 cycles per lane-cycle. Pass 1 of every part: 4 planes x 2 =
+  //   8 (4 waited); pass 2 of one survivor: 4 (no wait). Compare 1 + latency 1 = 2.
+  // DMA: Q block (2 rows, 2 words in one bank): [0,2) + 10 -> 12, written 14 (stall 2).
+  //   K/V tile (4 rows, 4 words): [14,18) + 10 -> 28, written 32 (stall 4): job 0 at 32;
+  //   tile 1 [32,36) -> 46, written 50 (stall 4): job 1 at 50.
+  // QK job 0 from 32: r0 P1 8, r1 P1 8 (> compare 2), r0 P2 4 -> 52; r1 wait 2 + P2 4 -> 58.
+  //   Job 1 from 58: r0 8 + 8 + 0 -> 74; r1 2 + 4 -> 80: block 0's Q buffer free at 80.
+  // Softmax / AV (one survivor per part: its V read is 1 cycle <= the part's busy 1):
+  //   (r0,t0) 52 -> 53, 54 -> 55; (r1,t0) 58, 60 -> 61 frees tile buffer 0; (r0,t1) 74,
+  //   75 -> 76 ready 77; (r1,t1) 80, 82 -> 83 ready 84, frees tile buffer 1.
+  // DMA job 2 waits for the Q buffer 50 -> 80 (stall 30): Q block 1 [80,82) -> 92, written
+  //   94 (stall 2); tile 0 [94,98) -> 108, written 112 (stall 4); tile 1 [112,116) -> 126,
+  //   written 130 (stall 4).
+  // QK job 2 from 112: r2 8 + 8 + 4 -> 132, r3 2 + 4 -> 138; job 3 from 138: r2 8 + 8 + 0 ->
+  //   154, r3 2 + 0 -> 156. Softmax/AV: (r2,t1) 154, 155 -> 156 ready 157; (r3,t1) 156,
+  //   157 -> 158 ready 159. Write-back of the last row [159,160) lands at 170.
+  CHECK(s["cycles"]["total"] == 170);
+  const auto& m = s["cycles"]["by_module"];
+  CHECK(m["qk_unit"]["busy"] == 52);           // the §4 formula, as without ports
+  CHECK(m["qk_unit"]["stall"] == 4 * 2 + 8 * 4);  // compare waits + each part's pass-1 K waits
+  CHECK(m["dram"]["busy"] == 2 * 2 + 4 * 4 + 4);
+  CHECK(m["dram"]["stall"] == 2 * 2 + 4 * 4 + 30);
+  CHECK(m["av_unit"]["busy"] == 8);
+  CHECK(m["av_unit"]["stall"] == 0);
+  // Filter and traffic as without ports.
+  CHECK(s["filter"]["filtered_keys"] == 11);
+  CHECK(s["counters"]["dram"]["read_bits"] == 2 * 64 + 4 * 128);
 }
 
 namespace {
@@ -171,4 +214,30 @@ TEST_CASE("a head too large for the SRAM runs tiled in auto mode, and as if unti
   CHECK_FALSE(big.contains("config_from_trace"));
   CHECK(given["cycles"] == small["cycles"]);
   CHECK(given["counters"] == small["counters"]);
+}
+
+TEST_CASE("sram.ports: one K/V tile and one query block wait for the banks exactly as the untiled head") {
+  // key_tile >= M and query_tile = N: one job per head, whose parts are whole rows, in two
+  // tile buffers as the untiled run has two slots (the same banks each). The QK unit's K
+  // reads and the AV unit's V reads then wait exactly as untiled (the same busy and stall);
+  // only the DMA's loads differ (Q, then K and V, each written into its own buffer).
+  const std::string trace = synth(false);
+  const std::string tiled = "--set kv_tiling.mode=always --set kv_tiling.key_tile=320 --set kv_tiling.query_tile=300 ";
+  for (const std::string mapping : {"row", "striped"}) {
+    for (const std::string mode : {"latte", "early_term", "dense"}) {
+      INFO(mode << " " << mapping);
+      const std::string sets = "--set reuse_buffer.entries=64 --set comparator.gamma=0.05 --set comparator.theta=-50 "
+                               "--set sram.banks=8 --set sram.width_bits=64 --set sram.ports=1 --set av_unit.macs_per_cycle=64 "
+                               "--set sram.mapping=" + mapping + " --set qk_unit.mode=" + mode + " ";
+      const nlohmann::json u = run_cli(trace, mode + mapping + "-pu", sets);
+      const nlohmann::json t = run_cli(trace, mode + mapping + "-pt", sets + tiled);
+      same_function(u, t);
+      for (const char* unit : {"qk_unit", "av_unit"}) {
+        CHECK(u["cycles"]["by_module"][unit]["busy"] == t["cycles"]["by_module"][unit]["busy"]);
+        CHECK(u["cycles"]["by_module"][unit]["stall"] == t["cycles"]["by_module"][unit]["stall"]);
+      }
+      CHECK(u["cycles"]["by_module"]["qk_unit"]["stall"] > 0);  // the ports do bind
+      CHECK(u["cycles"]["by_module"]["av_unit"]["stall"] > 0);
+    }
+  }
 }
