@@ -5,6 +5,7 @@
 #include "sim/config.h"
 
 #include "core/did_you_mean.h"
+#include "core/json_input.h"
 
 #include <algorithm>
 #include <climits>
@@ -224,20 +225,31 @@ void check_structure(const json& root, const std::string& origin) {
   throw ConfigError("--set " + text + ": malformed override, expected section.key=value");
 }
 
+// The value of "a.b=value": JSON when it parses, else the text as a string (a bare
+// bit_parallel). JSON that breaks a rule (too deep, duplicate key, a number beyond a
+// double) is an error naming the key rather than a string.
+json override_value(const std::string& path, const std::string& value_text) {
+  try {
+    return parse_json(value_text);
+  } catch (const JsonInputError& e) {
+    if (e.path().empty() && e.reason().rfind("not valid JSON", 0) == 0) return value_text;
+    const std::string at = e.path().empty() ? path : path + (e.path()[0] == '[' ? "" : ".") + e.path();
+    throw ConfigError("--set " + at + ": " + e.reason());
+  }
+}
+
 // Applies one "a.b=value" to `root`; returns the dotted path it set.
 std::string apply_override(json& root, const std::string& text) {
   const size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) malformed_override(text);
   const std::string path = text.substr(0, eq);
   const std::string value_text = text.substr(eq + 1);
-  json value = json::parse(value_text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = value_text;  // not JSON: a bare string such as bit_parallel
 
   const size_t dot = path.find('.');
   const SectionSpec& top = config_schema().front();
   if (dot == std::string::npos) {  // a top-level key (clock_ghz)
     if (find_param(top, path)) {
-      root[path] = value;
+      root[path] = override_value(path, value_text);
       return path;
     }
     if (find_section(path)) malformed_override(text);  // a whole section: no key named
@@ -255,7 +267,7 @@ std::string apply_override(json& root, const std::string& text) {
   }
   if (!find_param(*section, key))
     throw ConfigError("--set " + path + ": " + unknown_key_rule(key, key_names(*section)));
-  root[section_name][key] = value;
+  root[section_name][key] = override_value(path, value_text);
   return path;
 }
 
@@ -386,19 +398,15 @@ Config resolve_config(const json& j, const std::string& origin,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot open config file");
+  std::stringstream text;
+  text << in.rdbuf();
   json j;
   try {
-    j = json::parse(in);
-  } catch (const json::parse_error& e) {
-    std::string message = e.what();
-    // Drop nlohmann's "[json.exception.parse_error.101] " tag; keep the position and reason.
-    const size_t tag_end = message.find("] ");
-    if (message.rfind("[json.exception", 0) == 0 && tag_end != std::string::npos)
-      message = message.substr(tag_end + 2);
-    std::replace(message.begin(), message.end(), '\n', ' ');
-    throw ConfigError(path + ": not valid JSON: " + message);
+    j = parse_json(text.str());
+  } catch (const JsonInputError& e) {
+    throw ConfigError(json_error_text(path, e));
   }
   return resolve_config(j, path, overrides);
 }

@@ -89,9 +89,10 @@ std::string config_reference_markdown() {
   md += std::string("- `\"schema\": \"") + kConfigSchema +
         "\"` is required; every other key has a default, so\n"
         "  `{\"schema\": \"" + kConfigSchema + "\"}` alone is a valid config.\n";
-  md += "- Unknown sections and keys are errors (with a did-you-mean for near misses). Every\n"
-        "  error is one line naming the file, the JSON path and the rule, e.g.\n"
-        "  `c.json: qk_unit.lanes: must be >= 1, got 0`.\n";
+  md += "- Unknown sections and keys are errors (with a did-you-mean for near misses), and so\n"
+        "  are a key given twice in one object, values nested deeper than 64 levels and numbers\n"
+        "  beyond a double (`1e309`). Every error is one line naming the file, the JSON path and\n"
+        "  the rule, e.g. `c.json: qk_unit.lanes: must be >= 1, got 0`.\n";
   md += "- `--set section.key=value` (on `attnsim run` and `attnsim config --resolve`)\n"
         "  overrides one key before validation; top-level keys take no section\n"
         "  (`--set clock_ghz=2`). The value is parsed as JSON and, when that fails, taken as a\n"

@@ -2,6 +2,7 @@
 // (see docs/energy.md for the formula, the table format and every recipe).
 #include "sim/energy.h"
 
+#include "core/json_input.h"
 #include "sim/config.h"
 
 #include <algorithm>
@@ -262,9 +263,9 @@ bool looks_like_path(const std::string& s) {
 
 nlohmann::json parse_json_text(const std::string& text, const std::string& origin) {
   try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw EnergyError(origin + ": invalid JSON: " + e.what());
+    return parse_json(text);
+  } catch (const JsonInputError& e) {
+    throw EnergyError(json_error_text(origin, e));
   }
 }
 

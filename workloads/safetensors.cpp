@@ -1,5 +1,8 @@
 #include "workloads/safetensors.h"
 
+#include "core/json_input.h"
+#include "core/json_text.h"
+
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -89,7 +92,7 @@ TensorInfo parse_tensor_entry(const std::string& path, const std::string& name,
   for (const json& dim : *sh) {
     uint64_t v = 0;
     if (!json_to_u64(dim, &v) || v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-      fail(path, name, "shape " + sh->dump() + " is not a list of non-negative integers");
+      fail(path, name, "shape " + shown(*sh) + " is not a list of non-negative integers");
     t.shape.push_back(static_cast<int64_t>(v));
   }
 
@@ -97,20 +100,20 @@ TensorInfo parse_tensor_entry(const std::string& path, const std::string& name,
   if (off == entry.end() || !off->is_array() || off->size() != 2 ||
       !json_to_u64((*off)[0], &t.begin) || !json_to_u64((*off)[1], &t.end))
     fail(path, name, "data_offsets must be [begin, end] with non-negative integers");
-  if (t.begin > t.end) fail(path, name, "data_offsets " + off->dump() + " has begin > end");
+  if (t.begin > t.end) fail(path, name, "data_offsets " + shown(*off) + " has begin > end");
   if (t.end > data_size)
-    fail(path, name, "data_offsets " + off->dump() + " reach past the end of the data section (" +
+    fail(path, name, "data_offsets " + shown(*off) + " reach past the end of the data section (" +
                          std::to_string(data_size) +
                          " bytes): file is shorter than its header says");
 
   uint64_t elements = 0;
   if (!checked_elements(t.shape, &elements) ||
       elements > std::numeric_limits<uint64_t>::max() / dtype_size(t.dtype))
-    fail(path, name, "shape " + sh->dump() + " is too large");
+    fail(path, name, "shape " + shown(*sh) + " is too large");
   const uint64_t expected = elements * dtype_size(t.dtype);
   if (t.end - t.begin != expected)
-    fail(path, name, "data_offsets " + off->dump() + " span " + std::to_string(t.end - t.begin) +
-                         " bytes but shape " + sh->dump() + " x " + dtype_name(t.dtype) +
+    fail(path, name, "data_offsets " + shown(*off) + " span " + std::to_string(t.end - t.begin) +
+                         " bytes but shape " + shown(*sh) + " x " + dtype_name(t.dtype) +
                          " needs " + std::to_string(expected));
   return t;
 }
@@ -124,6 +127,18 @@ std::map<std::string, std::string> parse_metadata(const std::string& path, const
     out[it.key()] = it->get<std::string>();
   }
   return out;
+}
+
+// The header as JSON: nesting bounded and keys unique (core/json_input.h), so that a
+// hostile header fails here, naming the tensor, rather than later in a printer.
+json parse_header(const std::string& path, std::string_view text) {
+  try {
+    return parse_json(text);
+  } catch (const JsonInputError& e) {
+    if (e.path().empty() && e.reason().rfind("not valid JSON", 0) == 0) fail(path, "header is not JSON");
+    if (e.path().empty()) fail(path, "header: " + e.reason());
+    fail(path, e.path(), e.reason());
+  }
 }
 
 uint64_t read_le64(const uint8_t* p) {
@@ -251,8 +266,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                      std::to_string(size_) + " bytes): file is shorter than its header says");
     data_start_ = 8 + header_len;
     const char* hb = reinterpret_cast<const char*>(map_ + 8);
-    json header = json::parse(hb, hb + header_len, nullptr, /*allow_exceptions=*/false);
-    if (header.is_discarded()) fail(path, "header is not JSON");
+    const json header = parse_header(path, std::string_view(hb, header_len));
     if (!header.is_object()) fail(path, "header is not a JSON object");
 
     const uint64_t data_size = size_ - data_start_;

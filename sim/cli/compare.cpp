@@ -2,11 +2,14 @@
 // against the first (speedup, energy reduction, filtering, quality).
 #include "sim/cli/commands.h"
 
+#include "core/json_input.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,11 +31,13 @@ namespace {
 nlohmann::json read_stats(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error(path + ": cannot open stats file");
+  std::stringstream text;
+  text << f.rdbuf();
   nlohmann::json j;
   try {
-    f >> j;
-  } catch (const nlohmann::json::exception&) {
-    throw std::runtime_error(path + ": not valid JSON");
+    j = parse_json(text.str());
+  } catch (const JsonInputError& e) {
+    throw std::runtime_error(json_error_text(path, e));
   }
   if (j.value("schema", "") != "attnsim.stats/1")
     throw std::runtime_error(path + ": schema: expected \"attnsim.stats/1\"");

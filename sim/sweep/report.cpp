@@ -1,11 +1,14 @@
 // The results of a sweep: collecting the rows, summary.csv, status counts, the Pareto front.
 #include "sim/sweep/report.h"
 
+#include "core/json_input.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <sstream>
 
 namespace attnsim {
 
@@ -31,7 +34,9 @@ std::optional<json> read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) return std::nullopt;
   try {
-    return json::parse(in);
+    std::stringstream text;
+    text << in.rdbuf();
+    return parse_json(text.str());  // bounded depth: a hostile point file is only unreadable
   } catch (const std::exception&) {
     return std::nullopt;
   }

@@ -3,6 +3,7 @@
 #include "sim/sweep/spec.h"
 
 #include "sim/sweep/conditions.h"
+#include "core/json_input.h"
 #include "core/json_text.h"
 
 #include <algorithm>
@@ -25,15 +26,6 @@ std::string read_text(const std::string& path, const std::string& what) {
   return s.str();
 }
 
-// nlohmann's parse error without its "[json.exception...] " tag.
-std::string parse_message(const std::exception& e) {
-  std::string m = e.what();
-  const size_t tag_end = m.find("] ");
-  if (m.rfind("[json.exception", 0) == 0 && tag_end != std::string::npos) m = m.substr(tag_end + 2);
-  std::replace(m.begin(), m.end(), '\n', ' ');
-  return m;
-}
-
 std::string absolute_from(const fs::path& dir, const std::string& p) {
   const fs::path path(p);
   return (path.is_absolute() ? path : fs::absolute(dir / path)).lexically_normal().string();
@@ -54,17 +46,16 @@ json config_json(const ojson& v, const fs::path& dir, const std::string& sweep_p
     origin = absolute_from(dir, v.get<std::string>());
     const std::string text = read_text(origin, "config file (" + sweep_path + ": " + key + ")");
     try {
-      return json::parse(text);
-    } catch (const json::parse_error& e) {
-      throw SweepError(origin + ": not valid JSON: " + parse_message(e));
+      return parse_json(text);
+    } catch (const JsonInputError& e) {
+      throw SweepError(json_error_text(origin, e));
     }
   }
   if (v.is_object()) {
     origin = sweep_path + ": " + key;
-    return json::parse(v.dump());
+    return json(v);
   }
-  throw SweepError(sweep_path + ": " + key + ": must be a config file path or a config object, got " +
-                   shown(json::parse(v.dump())));
+  throw SweepError(sweep_path + ": " + key + ": must be a config file path or a config object, got " + shown(v));
 }
 
 void check_key_path(const std::string& sweep_path, const std::string& where, const std::string& key) {
@@ -82,7 +73,7 @@ std::vector<std::pair<std::string, std::vector<json>>> value_lists(const ojson& 
     if (!it.value().is_array() || it.value().empty())
       throw SweepError(sweep_path + ": " + where + "." + it.key() + ": must be a non-empty list of values");
     std::vector<json> values;
-    for (const ojson& v : it.value()) values.push_back(json::parse(v.dump()));
+    for (const ojson& v : it.value()) values.push_back(json(v));
     out.emplace_back(it.key(), std::move(values));
   }
   return out;
@@ -114,9 +105,9 @@ void check_zip_lengths(const SweepSpec& s) {
 SweepSpec parse_sweep(const std::string& text, const std::string& path) {
   ojson j;
   try {
-    j = ojson::parse(text);
-  } catch (const ojson::parse_error& e) {
-    throw SweepError(path + ": not valid JSON: " + parse_message(e));
+    j = parse_ordered_json(text);
+  } catch (const JsonInputError& e) {
+    throw SweepError(json_error_text(path, e));
   }
   if (!j.is_object()) throw SweepError(path + ": a sweep file must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it)
@@ -142,7 +133,7 @@ SweepSpec parse_sweep(const std::string& text, const std::string& path) {
     if (!j["set"].is_object()) throw SweepError(path + ": set: must be an object of key path -> value");
     for (auto it = j["set"].begin(); it != j["set"].end(); ++it) {
       check_key_path(path, "set", it.key());
-      s.set.emplace_back(it.key(), json::parse(it.value().dump()));
+      s.set.emplace_back(it.key(), json(it.value()));
     }
   }
   if (!j.contains("traces") || !j["traces"].is_array() || j["traces"].empty())
@@ -157,7 +148,7 @@ SweepSpec parse_sweep(const std::string& text, const std::string& path) {
   if (j.contains("zip")) s.zip = value_lists(j["zip"], path, "zip");
   if (j.contains("skip_if")) {
     if (!j["skip_if"].is_array()) throw SweepError(path + ": skip_if: must be a list of conditions");
-    s.skip_if = json::parse(j["skip_if"].dump());
+    s.skip_if = json(j["skip_if"]);
     for (size_t i = 0; i < s.skip_if.size(); ++i) {
       const std::string where = path + ": skip_if[" + std::to_string(i) + "]";
       if (!s.skip_if[i].is_object() || s.skip_if[i].empty())

@@ -387,7 +387,7 @@ TEST_CASE("load: built-in names and paths") {
   SECTION("invalid JSON") {
     const std::string path = temp_path("energy_test_bad");
     std::ofstream(path) << "{ \"schema\": ";
-    CHECK_THROWS_WITH(TechTable::load(path), Catch::StartsWith(path + ": invalid JSON"));
+    CHECK_THROWS_WITH(TechTable::load(path), Catch::StartsWith(path + ": not valid JSON"));
     std::remove(path.c_str());
   }
 }

@@ -1,0 +1,127 @@
+// Hostile inputs found by the reliability review (issue 13) as a user meets them: each is
+// refused with exactly one line naming the file and the JSON path or tensor, a non-zero
+// exit and no output file - never a crash.
+#include "tests/support/cli.h"
+#include "tests/workloads/trace_test_files.h"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using attnsim::test::CliResult;
+using attnsim::test::run_attnsim;
+
+fs::path scratch() { return attnsim::test::scratch_dir("hostile"); }
+
+std::string write(const fs::path& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+  return path.string();
+}
+
+// A JSON list nested `depth` levels deep around 1: [[[1]]] for 3.
+std::string nested_list(int depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
+
+const std::string kDemo = std::string(ATTNSIM_SOURCE_DIR) + "/workloads/demo.safetensors";
+
+}  // namespace
+
+TEST_CASE("a trace header whose shape is nested 100000 deep is one line, no crash") {
+  const std::string t = (scratch() / "deep.safetensors").string();
+  attnsim_test::write_raw_safetensors(
+      t, R"({"layers.0.q": {"dtype": "F32", "shape": )" + nested_list(100000) + R"(, "data_offsets": [0, 0]}})", {});
+  const CliResult r = run_attnsim("trace info " + t);
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + t + ": layers.0.q.shape: nested deeper than 64 levels\n");
+}
+
+TEST_CASE("a config value nested 100000 deep is one line naming the key, no output") {
+  const fs::path dir = scratch();
+  const std::string cfg =
+      write(dir / "deep.json", R"({"schema": "attnsim.config/1", "comparator": {"gamma": )" + nested_list(100000) + "}}");
+  const fs::path out = dir / "stats.json";
+  const CliResult r = run_attnsim("run --config " + cfg + " --trace " + kDemo + " --out " + out.string());
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + cfg + ": comparator.gamma: nested deeper than 64 levels\n");
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("a --set value nested 50000 deep is one line naming the key") {
+  // 100 KB: under the kernel's 128 KiB limit for one argument.
+  const CliResult r = run_attnsim("run --trace " + kDemo + " --set 'comparator.gamma=" + nested_list(50000) + "'");
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: --set comparator.gamma: nested deeper than 64 levels\n");
+}
+
+TEST_CASE("a sweep grid value nested 100000 deep is one line naming the key (dry run)") {
+  const std::string sweep = write(scratch() / "deep-sweep.json",
+                                  R"({"schema": "attnsim.sweep/1", "base": {"schema": "attnsim.config/1"},
+                                      "traces": [")" + kDemo + R"("], "grid": {"qk_unit.lanes": [)" +
+                                      nested_list(100000) + "]}}");
+  const CliResult r = run_attnsim("sweep " + sweep + " --dry-run");
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + sweep + ": grid.qk_unit.lanes: nested deeper than 64 levels\n");
+}
+
+TEST_CASE("a stats file nested 100000 deep is one line naming the file (compare)") {
+  const fs::path dir = scratch();
+  const std::string deep = write(dir / "deep-stats.json", R"({"schema": "attnsim.stats/1", "cycles": )" + nested_list(100000) + "}");
+  const CliResult r = run_attnsim("compare " + deep + " " + deep);
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: compare: " + deep + ": cycles: nested deeper than 64 levels\n");
+}
+
+// ---- messages that name the file and the key (issue 13, item 5) -------------------------
+
+TEST_CASE("a number beyond a double is one line naming the key, in a file or a --set") {
+  const fs::path dir = scratch();
+  const std::string cfg = write(dir / "huge.json", R"({"schema": "attnsim.config/1", "comparator": {"gamma": 1e309}})");
+  const fs::path out = dir / "stats.json";
+  CliResult r = run_attnsim("run --config " + cfg + " --trace " + kDemo + " --out " + out.string());
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + cfg + ": comparator.gamma: number out of range (not a finite double): 1e309\n");
+  CHECK_FALSE(fs::exists(out));
+  r = run_attnsim("run --trace " + kDemo + " --set comparator.gamma=-1e400");
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: --set comparator.gamma: number out of range (not a finite double): -1e400\n");
+}
+
+// ---- accepted when it should not be (issue 13, item 6) ----------------------------------
+
+TEST_CASE("a key given twice in a config is one line naming it") {
+  const fs::path dir = scratch();
+  const std::string cfg = write(dir / "twice.json", R"({"schema": "attnsim.config/1",
+      "qk_unit": {"lanes": 8, "lanes": 16}})");
+  const fs::path out = dir / "stats.json";
+  const CliResult r = run_attnsim("run --config " + cfg + " --trace " + kDemo + " --out " + out.string());
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + cfg + ": qk_unit.lanes: duplicate key\n");
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("a key given twice in a sweep file is one line naming it") {
+  const std::string sweep = write(scratch() / "twice-sweep.json",
+                                  R"({"schema": "attnsim.sweep/1", "base": {"schema": "attnsim.config/1"},
+                                      "traces": [")" + kDemo + R"("],
+                                      "grid": {"qk_unit.lanes": [8], "qk_unit.lanes": [16]}})");
+  const CliResult r = run_attnsim("sweep " + sweep + " --dry-run");
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + sweep + ": grid.qk_unit.lanes: duplicate key\n");
+}
+
+TEST_CASE("a tensor given twice in a trace header is one line naming it") {
+  const std::string t = (scratch() / "twice.safetensors").string();
+  const std::string entry = R"({"dtype": "F32", "shape": [1, 1, 1], "data_offsets": [0, 4]})";
+  attnsim_test::write_raw_safetensors(t, R"({"layers.0.q": )" + entry + R"(, "layers.0.q": )" + entry + "}",
+                                      std::vector<uint8_t>(4, 0));
+  const CliResult r = run_attnsim("trace info " + t);
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + t + ": layers.0.q: duplicate key\n");
+}
+
+
