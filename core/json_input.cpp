@@ -1,6 +1,7 @@
 #include "core/json_input.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 #include <vector>
 
@@ -162,6 +163,14 @@ size_t invalid_utf8_at(std::string_view text) {
     i += len;
   }
   return std::string_view::npos;
+}
+
+std::string utf8_problem(std::string_view text) {
+  const size_t at = invalid_utf8_at(text);
+  if (at == std::string_view::npos) return "";
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(text[at]));
+  return std::string("byte ") + byte + " at offset " + std::to_string(at);
 }
 
 }  // namespace attnsim

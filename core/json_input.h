@@ -49,5 +49,7 @@ std::string json_error_text(const std::string& origin, const JsonInputError& e);
 // The first byte offset at which `text` is not valid UTF-8, or npos. JSON text is checked by
 // the parser; this is for strings that reach JSON values without it (`--set` values).
 size_t invalid_utf8_at(std::string_view text);
+// "" when `text` is valid UTF-8, else where it is not, for a message: "byte 0x95 at offset 6".
+std::string utf8_problem(std::string_view text);
 
 }  // namespace attnsim

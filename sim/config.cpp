@@ -225,6 +225,15 @@ void check_structure(const json& root, const std::string& origin) {
   throw ConfigError("--set " + text + ": malformed override, expected section.key=value");
 }
 
+// A byte that is not UTF-8 would make the value unprintable (nlohmann refuses to write
+// it), so it is refused here, naming the key when the key itself is readable.
+void check_override_utf8(const std::string& text, size_t eq) {
+  if (const std::string bad = utf8_problem(text.substr(0, eq)); !bad.empty())
+    throw ConfigError("--set: key is not valid UTF-8 (" + bad + ")");
+  if (const std::string bad = utf8_problem(text.substr(eq + 1)); !bad.empty())
+    throw ConfigError("--set " + text.substr(0, eq) + ": value is not valid UTF-8 (" + bad + ")");
+}
+
 // The value of "a.b=value": JSON when it parses, else the text as a string (a bare
 // bit_parallel). JSON that breaks a rule (too deep, duplicate key, a number beyond a
 // double) is an error naming the key rather than a string.
@@ -242,6 +251,7 @@ json override_value(const std::string& path, const std::string& value_text) {
 std::string apply_override(json& root, const std::string& text) {
   const size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) malformed_override(text);
+  check_override_utf8(text, eq);
   const std::string path = text.substr(0, eq);
   const std::string value_text = text.substr(eq + 1);
 

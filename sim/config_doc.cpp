@@ -97,7 +97,7 @@ std::string config_reference_markdown() {
         "  overrides one key before validation; top-level keys take no section\n"
         "  (`--set clock_ghz=2`). The value is parsed as JSON and, when that fails, taken as a\n"
         "  string: `--set qk_unit.lanes=32`, `--set qk_unit.type=bit_parallel`,\n"
-        "  `--set 'comparator.gamma=[0.01,0.02]'`.\n";
+        "  `--set 'comparator.gamma=[0.01,0.02]'`. An override must be UTF-8.\n";
   md += "- Per-head values (`comparator.gamma`, `margin`, `theta`) take one of three shapes: a\n"
         "  number (every layer and head), a list of H numbers (one per head, every layer), or a\n"
         "  list of L lists of H numbers (per layer and head). The lengths must match the\n"

@@ -1,6 +1,7 @@
 // `attnsim run`: simulate one config on one trace.
 #include "arch/activity_trace.h"
 #include "core/file_io.h"
+#include "core/json_input.h"
 #include "sim/cli/commands.h"
 #include "sim/config.h"
 #include "sim/energy.h"
@@ -135,6 +136,12 @@ int cmd_run(int argc, char** argv) {
   }
   if (trace_path.empty()) {
     std::cerr << "attnsim: run: --trace is required\n";
+    return 2;
+  }
+  // The stats record the path as JSON text, which must be UTF-8: refused now rather than
+  // after the whole simulation, when the stats are written.
+  if (const std::string bad = utf8_problem(trace_path); !bad.empty()) {
+    std::cerr << "attnsim: run: --trace: the path is not valid UTF-8 (" << bad << "), which the stats JSON cannot hold\n";
     return 2;
   }
   try {

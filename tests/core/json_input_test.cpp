@@ -76,6 +76,8 @@ TEST_CASE("invalid_utf8_at finds the first byte that is not UTF-8") {
   CHECK(invalid_utf8_at("x\xed\xa0\x80") == 1);     // a surrogate
   CHECK(invalid_utf8_at("\xf4\x90\x80\x80") == 0);  // above U+10FFFF
   CHECK(invalid_utf8_at("\xe2\x82") == 0);
+  CHECK(utf8_problem("ok").empty());
+  CHECK(utf8_problem("ab\xff") == "byte 0xff at offset 2");
 }
 
 TEST_CASE("shown prints like dump() up to 60 characters, bounded however deep the value") {

@@ -1,6 +1,7 @@
 // Hostile inputs found by the reliability review (issue 13) as a user meets them: each is
 // refused with exactly one line naming the file and the JSON path or tensor, a non-zero
 // exit and no output file - never a crash.
+#include "sim/config.h"
 #include "tests/support/cli.h"
 #include "tests/workloads/trace_test_files.h"
 
@@ -77,6 +78,28 @@ TEST_CASE("a stats file nested 100000 deep is one line naming the file (compare)
 }
 
 // ---- messages that name the file and the key (issue 13, item 5) -------------------------
+
+TEST_CASE("a --set value that is not UTF-8 is one line naming the key") {
+  const CliResult r = run_attnsim("run --trace " + kDemo + " --set 'qk_unit.lanes=\x95'");
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: --set qk_unit.lanes: value is not valid UTF-8 (byte 0x95 at offset 0)\n");
+  // resolve_config keeps its contract: ConfigError, never nlohmann's type_error.316.
+  CHECK_THROWS_AS(attnsim::resolve_config(attnsim::json{{"schema", attnsim::kConfigSchema}}, "<defaults>",
+                                          {"description=caf\xe9"}),
+                  attnsim::ConfigError);
+}
+
+TEST_CASE("a trace path that is not UTF-8 is refused before the run (the stats hold it as JSON)") {
+  const fs::path dir = scratch();
+  const fs::path trace = dir / "t\x95.safetensors";
+  fs::copy_file(kDemo, trace);
+  const fs::path out = dir / "stats.json";
+  const CliResult r = run_attnsim("run --trace '" + trace.string() + "' --out " + out.string());
+  CHECK(r.code == 2);
+  CHECK(r.out == "attnsim: run: --trace: the path is not valid UTF-8 (byte 0x95 at offset " + std::to_string(dir.string().size() + 2) +
+                     "), which the stats JSON cannot hold\n");
+  CHECK_FALSE(fs::exists(out));
+}
 
 TEST_CASE("a number beyond a double is one line naming the key, in a file or a --set") {
   const fs::path dir = scratch();
