@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -139,6 +140,38 @@ json parse_header(const std::string& path, std::string_view text) {
     if (e.path().empty()) fail(path, "header: " + e.reason());
     fail(path, e.path(), e.reason());
   }
+}
+
+std::string offsets_text(const TensorInfo& t) {
+  return "[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]";
+}
+
+// The safetensors format wants the tensors to tile the data section exactly: no two
+// overlap (a write through one would change the other) and no byte belongs to none (a
+// hole can smuggle a second file inside, the "polyglot" the format rules out). Checked in
+// order of offsets, as Hugging Face's reader does.
+void check_tiling(const std::string& path, const std::map<std::string, TensorInfo>& tensors, uint64_t data_size) {
+  std::vector<const TensorInfo*> order;
+  for (const auto& kv : tensors) order.push_back(&kv.second);
+  std::stable_sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {  // ties: by name
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  const TensorInfo* previous = nullptr;
+  uint64_t covered = 0;  // bytes [0, covered) belong to the tensors so far
+  for (const TensorInfo* t : order) {
+    if (t->begin < covered)
+      fail(path, t->name, "data_offsets " + offsets_text(*t) + " overlap those of " + previous->name + " (" +
+                              offsets_text(*previous) + ")");
+    if (t->begin > covered)
+      fail(path, t->name, "data_offsets " + offsets_text(*t) + " leave bytes " + std::to_string(covered) + ".." +
+                              std::to_string(t->begin) + " of the data section to no tensor");
+    covered = t->end;
+    previous = t;
+  }
+  if (covered < data_size)
+    fail(path, "data section: bytes " + std::to_string(covered) + ".." + std::to_string(data_size) +
+                   " belong to no tensor" +
+                   (previous ? " (the last, " + previous->name + ", ends at " + std::to_string(covered) + ")" : ""));
 }
 
 uint64_t read_le64(const uint8_t* p) {
@@ -277,6 +310,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         tensors_[it.key()] = parse_tensor_entry(path, it.key(), *it, data_size);
       }
     }
+    check_tiling(path, tensors_, data_size);
   } catch (...) {
     ::munmap(const_cast<uint8_t*>(map_), size_);
     map_ = nullptr;

@@ -147,4 +147,39 @@ TEST_CASE("a tensor given twice in a trace header is one line naming it") {
   CHECK(r.out == "attnsim: " + t + ": layers.0.q: duplicate key\n");
 }
 
+namespace {
 
+// A trace header of q, k, v [1, 1, 1] F32 with the given data offsets, and `data` bytes.
+std::string qkv_trace(const std::string& name, const std::string& q, const std::string& k, const std::string& v,
+                      size_t data) {
+  const std::string t = (scratch() / name).string();
+  const auto entry = [](const std::string& offsets) {
+    return R"({"dtype": "F32", "shape": [1, 1, 1], "data_offsets": )" + offsets + "}";
+  };
+  attnsim_test::write_raw_safetensors(
+      t, R"({"layers.0.q": )" + entry(q) + R"(, "layers.0.k": )" + entry(k) + R"(, "layers.0.v": )" + entry(v) + "}",
+      std::vector<uint8_t>(data, 0));
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("tensors whose data ranges overlap or leave holes are refused, naming the tensor") {
+  std::string t = qkv_trace("contiguous.safetensors", "[0, 4]", "[4, 8]", "[8, 12]", 12);
+  CHECK(run_attnsim("trace info " + t).code == 0);
+  t = qkv_trace("overlap.safetensors", "[0, 4]", "[0, 4]", "[8, 12]", 12);
+  CliResult r = run_attnsim("trace info " + t);
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + t + ": layers.0.q: data_offsets [0,4] overlap those of layers.0.k ([0,4])\n");
+  t = qkv_trace("hole.safetensors", "[0, 4]", "[8, 12]", "[12, 16]", 16);
+  r = run_attnsim("trace info " + t);
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + t + ": layers.0.k: data_offsets [8,12] leave bytes 4..8 of the data section to no tensor\n");
+  t = qkv_trace("hole-first.safetensors", "[4, 8]", "[8, 12]", "[12, 16]", 16);
+  r = run_attnsim("trace info " + t);
+  CHECK(r.out == "attnsim: " + t + ": layers.0.q: data_offsets [4,8] leave bytes 0..4 of the data section to no tensor\n");
+  t = qkv_trace("tail.safetensors", "[0, 4]", "[4, 8]", "[8, 12]", 20);
+  r = run_attnsim("trace info " + t);
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: " + t + ": data section: bytes 12..20 belong to no tensor (the last, layers.0.v, ends at 12)\n");
+}
