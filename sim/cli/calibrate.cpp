@@ -2,6 +2,7 @@
 #include "core/file_io.h"
 #include "sim/calibrate.h"
 #include "sim/cli/commands.h"
+#include "sim/cli/limits.h"
 #include "sim/config.h"
 #include "sim/stats.h"
 
@@ -34,7 +35,7 @@ int cmd_calibrate(int argc, char** argv) {
       "set", po::value(&overrides)->composing(), "override a config key before calibrating (repeatable)")(
       "quiet,q", "print nothing on success")(
       "threads,j", po::value<int>()->default_value(0),
-      "threads for the functional model (0 = one per core); results do not depend on it");
+      "threads for the functional model (0 = one per core, at most 1024); results do not depend on it");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -53,6 +54,10 @@ int cmd_calibrate(int argc, char** argv) {
       std::cerr << "attnsim: calibrate: " << name << " is required\n";
       return 2;
     }
+  }
+  if (const std::string bad = count_problem("--threads", vm["threads"].as<int>(), 0); !bad.empty()) {
+    std::cerr << "attnsim: calibrate: " << bad << "\n";
+    return 2;
   }
   CalibrationTarget target;
   try {

@@ -3,6 +3,7 @@
 #include "core/file_io.h"
 #include "core/json_input.h"
 #include "sim/cli/commands.h"
+#include "sim/cli/limits.h"
 #include "sim/config.h"
 #include "sim/energy.h"
 #include "sim/run.h"
@@ -110,7 +111,7 @@ int cmd_run(int argc, char** argv) {
       "set", po::value(&overrides)->composing(), "override a config key: --set qk_unit.lanes=32 (repeatable)")(
       "quiet,q", "print nothing on success")(
       "threads,j", po::value<int>()->default_value(0),
-      "threads for the functional model (0 = one per core); results do not depend on it")(
+      "threads for the functional model (0 = one per core, at most 1024); results do not depend on it")(
       "vcd", po::value(&tracing.vcd_path),
       "write each unit's busy/stall state and the FIFO levels as a VCD waveform (GTKWave; 1 ns = 1 cycle)")(
       "timeline", po::value(&tracing.timeline_path),
@@ -142,6 +143,10 @@ int cmd_run(int argc, char** argv) {
   // after the whole simulation, when the stats are written.
   if (const std::string bad = utf8_problem(trace_path); !bad.empty()) {
     std::cerr << "attnsim: run: --trace: the path is not valid UTF-8 (" << bad << "), which the stats JSON cannot hold\n";
+    return 2;
+  }
+  if (const std::string bad = count_problem("--threads", vm["threads"].as<int>(), 0); !bad.empty()) {
+    std::cerr << "attnsim: run: " << bad << "\n";
     return 2;
   }
   try {

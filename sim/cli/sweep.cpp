@@ -1,6 +1,7 @@
 // `attnsim sweep`, `attnsim report`, `attnsim merge`: design-space sweeps (docs/sweeps.md).
 #include "core/file_io.h"
 #include "sim/cli/commands.h"
+#include "sim/cli/limits.h"
 #include "sim/stats.h"
 #include "sim/sweep/launch.h"
 #include "sim/sweep/points.h"
@@ -189,7 +190,8 @@ int cmd_sweep(int argc, char** argv) {
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   opts.add_options()("help,h", "show this help")("sweep", po::value(&sweep_file), "sweep file (JSON)")(
       "out,o", po::value(&out), "sweep directory (created; reused by reruns)")(
-      "jobs,j", po::value<int>()->default_value(int(cores)), "points run at a time (default: the number of cores)")(
+      "jobs,j", po::value<int>()->default_value(std::min(int(cores), kMaxThreads)),
+      "points run at a time (default: the number of cores; at most 1024)")(
       "timeout", po::value<double>()->default_value(3600), "seconds per point; a point over it is killed and recorded as failed")(
       "threads-per-point", po::value<int>()->default_value(1), "`attnsim run --threads` of each point")(
       "no-retry-failed", "keep earlier failure records instead of rerunning those points")(
@@ -212,8 +214,14 @@ int cmd_sweep(int argc, char** argv) {
   }
   const double timeout = vm["timeout"].as<double>();
   const int threads = vm["threads-per-point"].as<int>();
-  if (!(timeout > 0) || threads < 0 || vm["jobs"].as<int>() < 1) {
-    std::cerr << "attnsim: sweep: --timeout must be > 0, --jobs >= 1, --threads-per-point >= 0\n";
+  if (!(timeout > 0)) {
+    std::cerr << "attnsim: sweep: --timeout must be > 0\n";
+    return 2;
+  }
+  for (const std::string& bad : {count_problem("--jobs", vm["jobs"].as<int>(), 1),
+                                 count_problem("--threads-per-point", threads, 0)}) {
+    if (bad.empty()) continue;
+    std::cerr << "attnsim: sweep: " << bad << "\n";
     return 2;
   }
   try {

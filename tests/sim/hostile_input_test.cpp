@@ -183,3 +183,22 @@ TEST_CASE("tensors whose data ranges overlap or leave holes are refused, naming 
   CHECK(r.code != 0);
   CHECK(r.out == "attnsim: " + t + ": data section: bytes 12..20 belong to no tensor (the last, layers.0.v, ends at 12)\n");
 }
+
+TEST_CASE("threads and jobs (-j) outside their range are a usage error") {
+  const fs::path out = scratch() / "j.json";
+  for (const char* j : {"-1", "100000"}) {
+    CliResult r = run_attnsim("run --trace " + kDemo + " --out " + out.string() + " -j " + j);
+    CHECK(r.code == 2);
+    CHECK(r.out == std::string("attnsim: run: --threads: must be in 0..1024 (0: one per core), got ") + j + "\n");
+    r = run_attnsim("sweep x.json --dry-run -j " + std::string(j));
+    CHECK(r.code == 2);
+    CHECK(r.out == std::string("attnsim: sweep: --jobs: must be in 1..1024, got ") + j + "\n");
+    r = run_attnsim("calibrate --trace " + kDemo + " --target filtered_ratio=0.5 --out " + out.string() + " -j " + j);
+    CHECK(r.code == 2);
+    CHECK(r.out == std::string("attnsim: calibrate: --threads: must be in 0..1024 (0: one per core), got ") + j + "\n");
+  }
+  const CliResult r = run_attnsim("sweep x.json --dry-run --threads-per-point 5000");
+  CHECK(r.code == 2);
+  CHECK(r.out == "attnsim: sweep: --threads-per-point: must be in 0..1024 (0: one per core), got 5000\n");
+  CHECK_FALSE(fs::exists(out));
+}
