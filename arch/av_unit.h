@@ -48,9 +48,9 @@ struct AvUnitParams {
     static const ParamTable<AvUnitParams> t{
         "av_unit", "Multiplies a row's probabilities with the value rows (P.V).",
         {field(&AvUnitParams::macs_per_cycle, "macs_per_cycle", 512)
-             .unit("MACs/cycle").doc("Multiply-accumulates per cycle.").min(1),
+             .unit("MACs/cycle").doc("Multiply-accumulates per cycle.").min(1).max(plausible::kPerCycle),
          field(&AvUnitParams::latency_cycles, "latency_cycles", 4)
-             .unit("cycles").doc("Pipeline latency (adder tree, rounding).").min(0),
+             .unit("cycles").doc("Pipeline latency (adder tree, rounding).").min(0).max(plausible::kLatencyCycles),
          field(&AvUnitParams::output_bits, "output_bits", 16)
              .unit("bits").doc("Width of an output element written back to DRAM.").min(1).max(64)}};
     return t;

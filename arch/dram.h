@@ -37,15 +37,15 @@ struct DramParams {
     static const ParamTable<DramParams> t{
         "dram", "Off-chip memory channel shared by the DMA loads, the write-back, the skim controller and the GEMM engine.",
         {field(&DramParams::bytes_per_cycle, "bytes_per_cycle", 64)
-             .unit("bytes/cycle").doc("Sustained channel bandwidth.").min(1),
+             .unit("bytes/cycle").doc("Sustained channel bandwidth.").min(1).max(plausible::kPerCycle),
          field(&DramParams::latency_cycles, "latency_cycles", 100)
              .unit("cycles")
              .doc("Latency from a request to its data, paid once per head load, per write-back and per GEMM job.")
-             .min(0),
+             .min(0).max(plausible::kLatencyCycles),
          field(&DramParams::burst_bytes, "burst_bytes", 2048)
              .unit("bytes")
              .doc("The DMA's head loads and the GEMM engine's traffic are split into bursts of this size (the engine's rounded down to a multiple of bytes_per_cycle), so other transfers interleave with them.")
-             .min(1)}};
+             .min(1).max(1 << 24)}};
     return t;
   }
 };

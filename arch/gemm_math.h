@@ -64,14 +64,14 @@ struct GemmEngineParams {
   static const ParamTable<GemmEngineParams>& table() {
     static const ParamTable<GemmEngineParams> t{
         "gemm_engine", "Systolic MAC array for projections and FFN.",
-        {field(&GemmEngineParams::rows, "rows", 32).doc("R: PE rows.").min(1),
-         field(&GemmEngineParams::cols, "cols", 32).doc("C: PE columns.").min(1),
+        {field(&GemmEngineParams::rows, "rows", 32).doc("R: PE rows.").min(1).max(plausible::kArrayDim),
+         field(&GemmEngineParams::cols, "cols", 32).doc("C: PE columns.").min(1).max(plausible::kArrayDim),
          choice(&GemmEngineParams::dataflow, "dataflow", gemm::Dataflow::OutputStationary, gemm::dataflows())
              .doc("Output-, weight- or input-stationary."),
          field(&GemmEngineParams::sram_kib, "sram_kib", 512)
              .unit("KiB")
              .doc("Operand buffer: when A, B and C fit, each moves once to or from DRAM; otherwise the row-edge operand is re-read once per fold column.")
-             .min(1),
+             .min(1).max(plausible::kCapacityKib),
          field(&GemmEngineParams::input_bits, "input_bits", 8)
              .unit("bits").doc("Width of an element of A (activations) and B (weights).").min(1).max(32),
          field(&GemmEngineParams::output_bits, "output_bits", 32)

@@ -62,11 +62,11 @@ struct LowRankParams {
              .min(2)
              .max(65536),
          field(&LowRankParams::macs_per_cycle, "macs_per_cycle", 512)
-             .unit("MACs/cycle").doc("MACs of each pipeline (key side, query side).").min(1),
+             .unit("MACs/cycle").doc("MACs of each pipeline (key side, query side).").min(1).max(plausible::kPerCycle),
          field(&LowRankParams::exps_per_cycle, "exps_per_cycle", 16)
-             .unit("exps/cycle").doc("Exponentials of each pipeline per cycle.").min(1),
+             .unit("exps/cycle").doc("Exponentials of each pipeline per cycle.").min(1).max(plausible::kPerCycle),
          field(&LowRankParams::latency_cycles, "latency_cycles", 4)
-             .unit("cycles").doc("Query side: pipeline latency from a row's last MAC to its output.").min(0),
+             .unit("cycles").doc("Query side: pipeline latency from a row's last MAC to its output.").min(0).max(plausible::kLatencyCycles),
          field(&LowRankParams::seed, "seed", 1).doc("Seed of the feature matrices drawn when the trace has none.").min(0)}};
     return t;
   }

@@ -49,11 +49,11 @@ struct LshUnitParams {
              .doc("c: items per cluster of the sorted projections.")
              .min(1),
          field(&LshUnitParams::macs_per_cycle, "macs_per_cycle", 64)
-             .unit("MACs/cycle").doc("Projection MACs per cycle.").min(1),
+             .unit("MACs/cycle").doc("Projection MACs per cycle.").min(1).max(plausible::kPerCycle),
          field(&LshUnitParams::sorter_width, "sorter_width", 8)
              .unit("elements/cycle")
              .doc("Merge sorter: elements taken per cycle per pass (also the merge of a query's clusters).")
-             .min(1),
+             .min(1).max(plausible::kPerCycle),
          field(&LshUnitParams::seed, "seed", 1).doc("Seed of the directions drawn when the trace has none.").min(0)}};
     return t;
   }

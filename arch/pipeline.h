@@ -33,7 +33,7 @@ struct PipelineParams {
     static const ParamTable<PipelineParams> t{
         "pipeline", "Latency-insensitive channels between the units, and how far a layer's steps overlap.",
         {field(&PipelineParams::fifo_depth, "fifo_depth", 4)
-             .unit("rows").doc("Depth of every FIFO between two units.").min(1),
+             .unit("rows").doc("Depth of every FIFO between two units.").min(1).max(1 << 16),
          field(&PipelineParams::overlap_gemm, "overlap_gemm", false)
              .doc("Encoder scope: project Q, K and V head by head, the DMA loading head h as soon as its projection is done while the GEMM engine projects head h+1 (sim/layer_scheduler.h); false: one QKV GEMM before the layer's attention. No effect in attention scope.")}};
     return t;

@@ -162,17 +162,17 @@ struct QkUnitParams {
          field(&QkUnitParams::bits, "bits", 8).unit("bits").doc("B: quantization width of Q, K and V.").min(2).max(16),
          field(&QkUnitParams::estimate_bits, "estimate_bits", 4)
              .unit("bits").doc("P: MSB planes in LATTE's estimate pass (1..B).").min(1).max(16),
-         field(&QkUnitParams::lanes, "lanes", 64).doc("L: keys scored in parallel.").min(1),
+         field(&QkUnitParams::lanes, "lanes", 64).doc("L: keys scored in parallel.").min(1).max(plausible::kLanes),
          choice(&QkUnitParams::lane_sync, "lane_sync", LaneSync::lockstep, lane_syncs())
              .doc("lockstep: lanes work on tiles of L keys; independent: each key goes to the lane that frees first."),
          field(&QkUnitParams::lane_width, "lane_width", json())
              .unit("elements")
              .doc("W: elements of a key a lane takes per cycle (one bit each bit-serial, B bits each bit-parallel); a plane or dot product of d elements takes ceil(d / W) cycles. Absent: the head dimension (one cycle). Static power scales with W / d.")
-             .min(1),
+             .min(1).max(plausible::kLanes),
          field(&QkUnitParams::query_block, "query_block", 1)
              .unit("rows")
              .doc("Qb: query rows scored together; each lane has Qb adder trees, so a key's plane read once serves the block's Qb rows (K read once per block). Filtering stays per row. Static power of the lanes and the reuse buffer's capacity scale with Qb.")
-             .min(1)}};
+             .min(1).max(4096)}};
     return t;
   }
 };
@@ -201,9 +201,9 @@ struct ComparatorParams {
              .min(0.0),
          field(&ComparatorParams::theta, "theta", 0).per_head().integers().doc("LeOPArd integer threshold theta_h (early_term mode)."),
          field(&ComparatorParams::latency_cycles, "latency_cycles", 1)
-             .unit("cycles").doc("Pipeline latency of one comparison.").min(0),
+             .unit("cycles").doc("Pipeline latency of one comparison.").min(0).max(plausible::kLatencyCycles),
          field(&ComparatorParams::keys_per_cycle, "keys_per_cycle", 64)
-             .unit("keys/cycle").doc("Comparisons per cycle.").min(1)}};
+             .unit("keys/cycle").doc("Comparisons per cycle.").min(1).max(plausible::kPerCycle)}};
     return t;
   }
 };
@@ -231,15 +231,15 @@ struct ReuseBufferParams {
     static const ParamTable<ReuseBufferParams> t{
         "reuse_buffer", "Holds pass-1 partial sums until survivors finish their planes.",
         {field(&ReuseBufferParams::entries, "entries", 4096)
-             .doc("Partial sums held; longer rows are processed in segments.").min(1),
+             .doc("Partial sums held; longer rows are processed in segments.").min(1).max(1 << 24),
          field(&ReuseBufferParams::banks, "banks", 16)
-             .doc("Banks of the buffer: partial sums written or read per cycle.").min(1),
+             .doc("Banks of the buffer: partial sums written or read per cycle.").min(1).max(plausible::kBanks),
          field(&ReuseBufferParams::bits_per_entry, "bits_per_entry", 32)
-             .unit("bits").doc("Width of one stored partial sum.").min(1),
+             .unit("bits").doc("Width of one stored partial sum.").min(1).max(64),
          field(&ReuseBufferParams::ports, "ports", json())
              .unit("accesses/cycle")
              .doc("Accesses one bank serves per cycle (the bank of an entry: reuse_buffer.mapping). A pass-1 tile cannot retire its estimates, nor a pass-2 tile read its partial sums, faster than the ports allow; the lanes wait (QK unit stall). Absent: unlimited (not modelled; the buffer's busy is then port demand).")
-             .min(1),
+             .min(1).max(plausible::kPorts),
          choice(&ReuseBufferParams::mapping, "mapping", ReuseMapping::linear, reuse_mappings())
              .doc("Bank of entry p of the segment of row r of a query block (r = 0 without blocks): linear, (r x entries + p) mod banks; skewed, (r + p) mod banks (the rows' entries for the same key in different banks). Matters only with reuse_buffer.ports.")}};
     return t;

@@ -72,11 +72,11 @@ struct SkimControllerParams {
          field(&SkimControllerParams::macs_per_cycle, "macs_per_cycle", 64)
              .unit("MACs/cycle")
              .doc("The controller's own MAC array (predictor MLP, FCA pooling of hidden states).")
-             .min(1),
+             .min(1).max(plausible::kPerCycle),
          field(&SkimControllerParams::tokens_per_cycle, "tokens_per_cycle", 8)
              .unit("tokens/cycle")
              .doc("Tokens the controller compacts, forwards or ranks per cycle.")
-             .min(1)}};
+             .min(1).max(plausible::kPerCycle)}};
     return t;
   }
 };

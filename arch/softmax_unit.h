@@ -33,9 +33,9 @@ struct SoftmaxParams {
     static const ParamTable<SoftmaxParams> t{
         "softmax", "Softmax over a row's surviving scores.",
         {field(&SoftmaxParams::elements_per_cycle, "elements_per_cycle", 8)
-             .unit("elements/cycle").doc("Scores accepted per cycle.").min(1),
+             .unit("elements/cycle").doc("Scores accepted per cycle.").min(1).max(plausible::kPerCycle),
          field(&SoftmaxParams::latency_cycles, "latency_cycles", 8)
-             .unit("cycles").doc("Pipeline latency from a row's last score to its first probability.").min(0)}};
+             .unit("cycles").doc("Pipeline latency from a row's last score to its first probability.").min(0).max(plausible::kLatencyCycles)}};
     return t;
   }
 };

@@ -58,17 +58,17 @@ struct SramParams {
     static const ParamTable<SramParams> t{
         "sram", "On-chip buffers holding one head's Q, K and V (two heads when they fit: double buffering).",
         {field(&SramParams::capacity_kib, "capacity_kib", 1024)
-             .unit("KiB").doc("Total capacity of the Q/K/V buffers.").min(1),
+             .unit("KiB").doc("Total capacity of the Q/K/V buffers.").min(1).max(plausible::kCapacityKib),
          field(&SramParams::banks, "banks", 64)
-             .doc("Number of banks; access energy is that of one bank's capacity.").min(1),
+             .doc("Number of banks; access energy is that of one bank's capacity.").min(1).max(plausible::kBanks),
          field(&SramParams::width_bits, "width_bits", 128)
              .unit("bits")
              .doc("Width of one bank access (one energy event); banks x width_bits is the bits per cycle the buffers supply.")
-             .min(8),
+             .min(8).max(plausible::kAccessBits),
          field(&SramParams::ports, "ports", json())
              .unit("accesses/cycle")
              .doc("Accesses one bank serves per cycle. When given, the slots (a K/V-tiled run: its tile buffers) are bank-disjoint (banks / slots each) and row j of Q, K or V is in bank j mod (banks / slots): the QK unit's K reads (docs/qk_unit.md), the AV unit's V reads (arch/av_unit.h) and the DMA's burst writes (arch/dma.h) wait for ports. Absent: unlimited (not modelled). With ports, sram.width_bits must be a multiple of qk_unit.bits (whole elements per access).")
-             .min(1),
+             .min(1).max(plausible::kPorts),
          choice(&SramParams::mapping, "mapping", SramMapping::row, sram_mappings())
              .doc("Banks of a row's words (with sram.ports): row, all in bank r mod banks; striped, word w in bank (r x words + w) mod banks (a row's accesses spread over consecutive banks).")}};
     return t;

@@ -72,11 +72,11 @@ struct TreeEngineParams {
          field(&TreeEngineParams::macs_per_stage, "macs_per_stage", 16)
              .unit("MACs/cycle")
              .doc("MACs of one routing stage: a d-wide split takes ceil(d / macs_per_stage) cycles.")
-             .min(1),
+             .min(1).max(plausible::kPerCycle),
          field(&TreeEngineParams::sort_ops_per_cycle, "sort_ops_per_cycle", 8)
              .unit("ops/cycle")
              .doc("Counting-sort throughput (histogram increments, prefix-sum adds, scatter writes).")
-             .min(1),
+             .min(1).max(plausible::kPerCycle),
          field(&TreeEngineParams::seed, "seed", 1).doc("Seed of the trees built when the trace has none.").min(0)}};
     return t;
   }

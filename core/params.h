@@ -75,6 +75,28 @@ inline std::string dotted(const std::string& section, const std::string& key) {
   return section.empty() ? key : section + "." + key;
 }
 
+// ---- plausible bounds --------------------------------------------------------------------
+//
+// Upper bounds of the hardware parameters (docs/config.md shows each key's range): wide
+// enough for any design a paper describes, narrow enough that a typo - a unit off by 10^9,
+// a count with a sign lost - is refused with the usual one-line error instead of giving
+// energies of 1e307 pJ or cycle counts that overflow.
+namespace plausible {
+inline constexpr double kPerCycle = 1 << 20;     // MACs, keys, elements, tokens or bytes a unit takes per cycle
+inline constexpr double kLatencyCycles = 1e6;    // a fixed pipeline or memory latency: 1 ms at 1 GHz
+inline constexpr double kPorts = 64;             // accesses one bank serves per cycle
+inline constexpr double kBanks = 1 << 16;
+inline constexpr double kAccessBits = 1 << 16;   // width of one memory access
+inline constexpr double kCapacityKib = 1 << 26;  // 64 GiB of on-chip memory (a wafer-scale chip has 40 GB)
+inline constexpr double kArrayDim = 4096;        // rows or columns of a PE array (a TPU's is 128 or 256)
+inline constexpr double kLanes = 1 << 16;        // parallel lanes, and elements per lane
+inline constexpr double kModelWidth = 1 << 20;   // D and d_ff of a model (GPT-3: 12288 and 49152)
+inline constexpr double kClockGhzMin = 1e-3;     // 1 MHz ...
+inline constexpr double kClockGhzMax = 100;      // ... to 100 GHz
+inline constexpr double kScaleMin = 1e-3;        // a factor on every energy: 1/1000 ...
+inline constexpr double kScaleMax = 1e3;         // ... to 1000 times the table's
+}  // namespace plausible
+
 // ---- named choices: a config string <-> an enum, declared once per enum ---------------
 
 template <class E>

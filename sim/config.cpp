@@ -32,7 +32,8 @@ const ParamTable<Config>& top_level_table() {
        field(&Config::clock_ghz, "clock_ghz", 1.0)
            .unit("GHz")
            .doc("Clock frequency: converts cycles to seconds and static power to energy.")
-           .above(0.0)}};
+           .min(plausible::kClockGhzMin)
+           .max(plausible::kClockGhzMax)}};
   return t;
 }
 

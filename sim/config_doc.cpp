@@ -104,7 +104,11 @@ std::string config_reference_markdown() {
         "  trace's layers and heads. Per-layer values (`skim_controller.keep`) are a number or\n"
         "  a list of L numbers.\n";
   md += "- In the type column, `x` stands for the value; per-head and per-layer bounds apply\n"
-        "  to every number of the list.\n\n";
+        "  to every number of the list. Hardware quantities have plausible upper bounds (1 MHz\n"
+        "  to 100 GHz, 2^20 per cycle, latencies up to 10^6 cycles, 64 GiB of SRAM, ...;\n"
+        "  `plausible::` in core/params.h): wide enough for any published design, so that a\n"
+        "  value beyond them is a typo refused with the usual error rather than a run with\n"
+        "  energies of 1e307 pJ. Counts the trace bounds (tiles, seeds, groups) have none.\n\n";
   for (const SectionSpec& s : config_schema()) append_section_table(md, s);
   md += "## Cross-field rules\n\n";
   for (const std::string& rule : cross_field_rules()) md += "- " + rule + "\n";

@@ -28,7 +28,7 @@ struct EnergyParams {
              .doc("Built-in table name (configs/tech/NAME.json) or a path to a table file."),
          field(&EnergyParams::node_scale, "node_scale", 1.0)
              .doc("Multiplies every dynamic and static energy (technology scaling).")
-             .above(0.0)}};
+             .min(plausible::kScaleMin).max(plausible::kScaleMax)}};
     return t;
   }
 };

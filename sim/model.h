@@ -25,8 +25,8 @@ struct ModelParams {
         "model", "What each layer of the trace stands for.",
         {choice(&ModelParams::scope, "scope", ModelScope::attention, model_scopes())
              .doc("attention: the attention datapath only; encoder: a whole encoder layer (QKV projection, attention, output projection, FFN on the GEMM engine)."),
-         field(&ModelParams::d_model, "d_model", 0).doc("Model width D; 0: metadata d_model of the trace, else heads x d.").min(0),
-         field(&ModelParams::d_ff, "d_ff", 0).doc("FFN width; 0: metadata d_ff of the trace, else 4 x D.").min(0),
+         field(&ModelParams::d_model, "d_model", 0).doc("Model width D; 0: metadata d_model of the trace, else heads x d.").min(0).max(plausible::kModelWidth),
+         field(&ModelParams::d_ff, "d_ff", 0).doc("FFN width; 0: metadata d_ff of the trace, else 4 x D.").min(0).max(plausible::kModelWidth),
          field(&ModelParams::hidden_bits, "hidden_bits", 16)
              .unit("bits")
              .doc("Width of a hidden-state element (skim forwarding and pooling traffic).")

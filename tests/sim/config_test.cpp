@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 using namespace attnsim;
@@ -184,7 +185,7 @@ TEST_CASE("type checks name the path and the offending value") {
 
 TEST_CASE("ranges and choices") {
   CHECK(resolve_error(with("qk_unit", "lanes", 0)) == "c.json: qk_unit.lanes: must be >= 1, got 0");
-  CHECK(resolve_error(with("", "clock_ghz", 0)) == "c.json: clock_ghz: must be > 0, got 0");
+  CHECK(resolve_error(with("", "clock_ghz", 0)) == "c.json: clock_ghz: must be >= 0.001, got 0");
   CHECK(resolve_error(with("qk_unit", "bits", 17)) == "c.json: qk_unit.bits: must be <= 16, got 17");
   CHECK(resolve_error(with("qk_unit", "bits", 1)) == "c.json: qk_unit.bits: must be >= 2, got 1");
   CHECK(resolve_error(with("qk_unit", "type", "bitserial")) ==
@@ -194,7 +195,10 @@ TEST_CASE("ranges and choices") {
   CHECK(resolve_error(with("gemm_engine", "dram_path", true)) ==
         "c.json: gemm_engine.dram_path: must be a string, got true");
   CHECK(resolve_error(with("dram", "bytes_per_cycle", 3000000000LL)) ==
-        "c.json: dram.bytes_per_cycle: must be <= 2147483647, got 3000000000");
+        "c.json: dram.bytes_per_cycle: must be <= 1048576, got 3000000000");
+  // A key without a plausible bound still has the 32-bit one of its struct member.
+  CHECK(resolve_error(with("kv_tiling", "key_tile", 3000000000LL)) ==
+        "c.json: kv_tiling.key_tile: must be <= 2147483647, got 3000000000");
   // Edges are inside.
   CHECK(resolve_error(with("qk_unit", "bits", 16)) == "");
   CHECK(resolve_error(with("comparator", "gamma", 1.0)) == "");
@@ -355,7 +359,7 @@ TEST_CASE("docs/config.md is generated from the schema and up to date") {
       INFO(key);
       CHECK(md.find("| `" + key + "` |") != std::string::npos);
     }
-  CHECK(md.find("| `qk_unit.lanes` | integer (32-bit), x >= 1 | `64` |  | L: keys scored in parallel. |") !=
+  CHECK(md.find("| `qk_unit.lanes` | integer (32-bit), 1 <= x <= 65536 | `64` |  | L: keys scored in parallel. |") !=
         std::string::npos);
   CHECK(md.find("## Cross-field rules") != std::string::npos);
   // Regenerate with: attnsim config --doc > docs/config.md
@@ -382,4 +386,26 @@ TEST_CASE("attnsim config --resolve and --doc") {
   CHECK(err == "attnsim: --set qk_unit.lanse: unknown key (did you mean 'lanes'?)\n");
   CHECK(run_config_cli({}, out, err) == 2);
   CHECK(err.rfind("attnsim: config: give either --doc or --resolve", 0) == 0);
+}
+
+TEST_CASE("every hardware quantity has a plausible upper bound") {
+  // Keys without one are counts the trace bounds or free choices, listed here on purpose.
+  const std::set<std::string> unbounded = {"kv_tiling.key_tile", "kv_tiling.query_tile", "tree_engine.seed",
+                                           "lsh_unit.cluster_size", "lsh_unit.seed", "comparator.margin",
+                                           "comparator.theta", "lowrank_unit.seed", "skim_controller.keep",
+                                           "skim_controller.groups"};
+  for (const SectionSpec& s : config_schema())
+    for (const ParamSpec& p : s.params) {
+      const bool numeric = p.kind == ParamKind::Integer || p.kind == ParamKind::Number ||
+                           p.kind == ParamKind::PerHead || p.kind == ParamKind::PerLayer;
+      const std::string key = dotted(s.name, p.name);
+      INFO(key);
+      if (numeric && !unbounded.count(key)) CHECK(p.max.has_value());
+    }
+  // The review's example: a clock of 1e-300 GHz gave energies of 1e307 pJ.
+  CHECK_THROWS_WITH(resolve_config(json{{"schema", kConfigSchema}, {"clock_ghz", 1e-300}}, "c.json"),
+                    "c.json: clock_ghz: must be >= 0.001, got 1e-300");
+  CHECK_THROWS_WITH(resolve_config(json{{"schema", kConfigSchema}, {"dram", {{"latency_cycles", 2000000}}}}, "c.json"),
+                    "c.json: dram.latency_cycles: must be <= 1000000, got 2000000");
+  CHECK(resolve_config(json{{"schema", kConfigSchema}, {"clock_ghz", 100}}, "c.json").clock_ghz == 100);
 }

@@ -202,3 +202,9 @@ TEST_CASE("threads and jobs (-j) outside their range are a usage error") {
   CHECK(r.out == "attnsim: sweep: --threads-per-point: must be in 0..1024 (0: one per core), got 5000\n");
   CHECK_FALSE(fs::exists(out));
 }
+
+TEST_CASE("a physically meaningless clock is refused naming the key") {
+  const CliResult r = run_attnsim("run --trace " + kDemo + " --set clock_ghz=1e-300");
+  CHECK(r.code != 0);
+  CHECK(r.out == "attnsim: --set clock_ghz: must be >= 0.001, got 1e-300\n");
+}
