@@ -1,5 +1,6 @@
 #include "arch/activity_trace.h"
 
+#include "core/errors.h"
 #include "core/file_io.h"
 
 #include "arch/kernel_time.h"
@@ -49,7 +50,7 @@ int tid(TraceUnit u) { return static_cast<int>(u) + 1; }
 // (drop the marker when the last value changes are already at `end`).
 void end_vcd_at(const std::string& path, uint64_t end) {
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  if (!f) throw std::runtime_error(path + ": cannot reopen the VCD");
+  if (!f) throw IoError(path + ": cannot reopen the VCD");
   f.seekg(0, std::ios::end);
   const std::streamoff size = f.tellg();
   const std::streamoff from = std::max<std::streamoff>(0, size - 4096);
@@ -145,7 +146,7 @@ void ActivityRecorder::start() {
   // SystemC appends ".vcd" to the name it is given.
   vcd_tmp_base_ = options_.vcd_path + ".tmp." + std::to_string(getpid());
   vcd_ = sc_core::sc_create_vcd_trace_file(vcd_tmp_base_.c_str());
-  if (!vcd_) throw std::runtime_error(options_.vcd_path + ": cannot create the VCD file");
+  if (!vcd_) throw IoError(options_.vcd_path + ": cannot create the VCD file");
   // 1 time unit = 1 ns = 1 cycle; SystemC would announce it on the console.
   sc_core::sc_report_handler::set_actions("tracing timescale unit set", sc_core::SC_DO_NOTHING);
   vcd_->set_time_unit(1, sc_core::SC_NS);
@@ -173,7 +174,7 @@ void ActivityRecorder::finish() {
     end_vcd_at(written, end);
     if (std::rename(written.c_str(), options_.vcd_path.c_str()) != 0) {
       std::remove(written.c_str());
-      throw std::runtime_error(options_.vcd_path + ": cannot rename temporary file into place");
+      throw IoError(options_.vcd_path + ": cannot rename temporary file into place");
     }
   }
   if (!options_.timeline_path.empty()) write_file_atomically(options_.timeline_path, timeline_json());

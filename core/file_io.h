@@ -6,7 +6,7 @@
 namespace attnsim {
 
 // Writes `text` to `path` atomically, creating missing parent directories. Throws
-// std::runtime_error naming the path.
+// IoError (core/errors.h) naming the path.
 void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace attnsim

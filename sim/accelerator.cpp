@@ -14,6 +14,7 @@
 #include "arch/softmax_unit.h"
 #include "arch/sram.h"
 #include "arch/writeback.h"
+#include "core/errors.h"
 #include "sim/layer_scheduler.h"
 #include "sim/quality.h"
 
@@ -54,11 +55,11 @@ void check_trace_window(const TraceOptions& t, const Trace& trace) {
   int heads = 0;
   for (int l = 0; l < trace.layers(); ++l) heads = std::max(heads, trace.shape(l).heads);
   if (t.layers.first >= trace.layers())
-    throw std::invalid_argument("--trace-layers '" + t.layers.text() + "': " + trace.path() + " has " +
+    throw UsageError("--trace-layers '" + t.layers.text() + "': " + trace.path() + " has " +
                                 std::to_string(trace.layers()) + " layers (0 to " + std::to_string(trace.layers() - 1) +
                                 ")");
   if (t.heads.first >= heads)
-    throw std::invalid_argument("--trace-heads '" + t.heads.text() + "': " + trace.path() + " has " +
+    throw UsageError("--trace-heads '" + t.heads.text() + "': " + trace.path() + " has " +
                                 std::to_string(heads) + " heads (0 to " + std::to_string(heads - 1) + ")");
 }
 

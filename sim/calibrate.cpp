@@ -2,6 +2,7 @@
 
 #include "arch/head_model.h"
 #include "arch/qk_math.h"
+#include "core/errors.h"
 #include "sim/layer_plan.h"
 #include "sim/quality.h"
 
@@ -331,8 +332,8 @@ int64_t margin_for_plateau(const MarginProfile& p, size_t k, const HeadGeometry&
   const int64_t cap = qk::latte_margin(DBL_MIN, g.d, g.scale_q, g.scale_k);
   const int64_t margin = std::min(p.plateau_top(k), cap);
   if (margin < p.gaps[k])
-    throw std::range_error("calibrate: layer " + std::to_string(layer) + " head " + std::to_string(head) +
-                           ": margin " + std::to_string(p.gaps[k]) + " is beyond what a gamma can express");
+    throw SimulationError("calibrate: layer " + std::to_string(layer) + " head " + std::to_string(head) +
+                          ": margin " + std::to_string(p.gaps[k]) + " is beyond what a gamma can express");
   return margin;
 }
 

@@ -410,7 +410,7 @@ Config resolve_config(const json& j, const std::string& origin,
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open config file");
+  if (!in) throw ConfigError(path + ": cannot open config file", ErrorClass::io);
   std::stringstream text;
   text << in.rdbuf();
   json j;

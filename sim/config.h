@@ -17,6 +17,7 @@
 #include "arch/softmax_unit.h"
 #include "arch/sram.h"
 #include "arch/tree_engine.h"
+#include "core/errors.h"
 #include "core/json_text.h"
 #include "core/params.h"
 #include "sim/energy.h"
@@ -35,9 +36,10 @@ inline constexpr const char* kConfigSchema = "attnsim.config/1";
 
 // A one-line error naming the file, the JSON path and the rule, e.g.
 // "c.json: qk_unit.lanes: must be >= 1, got 0".
-class ConfigError : public std::runtime_error {
+// Class config, or io for a config file that cannot be read (core/errors.h).
+class ConfigError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ConfigError(const std::string& message, ErrorClass c = ErrorClass::config) : Error(c, message) {}
 };
 
 struct Config {

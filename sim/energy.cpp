@@ -356,7 +356,7 @@ TechTable TechTable::parse(const nlohmann::json& j, const std::string& origin) {
 TechTable TechTable::load(const std::string& name_or_path) {
   if (looks_like_path(name_or_path)) {
     std::ifstream in(name_or_path);
-    if (!in) throw EnergyError(name_or_path + ": cannot open technology table");
+    if (!in) throw EnergyError(name_or_path + ": cannot open technology table", ErrorClass::io);
     std::stringstream text;
     text << in.rdbuf();
     return parse(parse_json_text(text.str(), name_or_path), name_or_path);

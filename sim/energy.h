@@ -6,6 +6,7 @@
 // stated reference size, scaled to the configured size (docs/energy.md).
 #include "core/activity.h"
 #include "core/cycles.h"
+#include "core/errors.h"
 #include "core/params.h"
 
 #include <nlohmann/json.hpp>
@@ -33,9 +34,11 @@ struct EnergyParams {
   }
 };
 
-class EnergyError : public std::runtime_error {
+// Class config (a technology table is part of the config), or io for a table file that
+// cannot be read (core/errors.h).
+class EnergyError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit EnergyError(const std::string& message, ErrorClass c = ErrorClass::config) : Error(c, message) {}
 };
 
 struct TechTable {

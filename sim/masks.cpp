@@ -1,6 +1,7 @@
 #include "sim/masks.h"
 
 #include "arch/tree_engine.h"
+#include "core/errors.h"
 #include "workloads/safetensors.h"
 
 #include <cstdio>
@@ -60,8 +61,8 @@ KeepMasks::KeepMasks(const Config& config, const Trace& trace) : layers_(trace.l
   if (bytes > static_cast<double>(kMaxBytes)) {
     char size[64];
     std::snprintf(size, sizeof size, "%.0f bytes (%.1f MiB)", bytes, bytes / (1 << 20));
-    throw std::runtime_error("--masks: the masks of " + trace.path() + " would take " + size +
-                             ", more than the 1 GiB limit (H x N x M bytes per layer)");
+    throw SimulationError("--masks: the masks of " + trace.path() + " would take " + size +
+                          ", more than the 1 GiB limit (H x N x M bytes per layer)");
   }
   metadata_ = {{"source", "attnsim run --masks"},
                {"trace", trace.path()},

@@ -3,6 +3,8 @@
 // (SystemC allows one simulation per process).
 #include "sim/run.h"
 
+#include "core/errors.h"
+
 #include "sim/stats.h"
 
 #include <chrono>
@@ -30,10 +32,10 @@ Baseline start_no_skim_baseline(const Config& c, const Trace& trace, const TechT
   off["skim_controller"]["mode"] = "off";
   const Config off_config = resolve_config(off, c.origin);
   int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("cannot create a pipe for the no-skim baseline");
+  if (pipe(fds) != 0) throw SimulationError("cannot create a pipe for the no-skim baseline");
   std::fflush(nullptr);
   const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("cannot fork the no-skim baseline");
+  if (pid < 0) throw SimulationError("cannot fork the no-skim baseline");
   if (pid == 0) {
     close(fds[0]);
     std::string msg;
@@ -46,7 +48,10 @@ Baseline start_no_skim_baseline(const Config& c, const Trace& trace, const TechT
       const double e = total_energy(compute_energy(tech, o.modules, energy_context(off_config, o.config, o.total, o.static_factor)));
       msg = json{{"cycles", o.total.count()}, {"energy_pj", e}}.dump();
     } catch (const std::exception& e) {
-      msg = json{{"error", e.what()}}.dump();
+      // The class travels with the message, so that the parent fails as the child did.
+      const auto* classed = dynamic_cast<const Error*>(&e);
+      msg = json{{"error", e.what()}, {"class", classed ? static_cast<int>(classed->error_class()) : -1}}
+                .dump(-1, ' ', false, json::error_handler_t::replace);
       code = 1;
     }
     size_t done = 0;
@@ -72,8 +77,13 @@ json finish_no_skim_baseline(const Baseline& b) {
   waitpid(b.pid, &status, 0);
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object())
-    throw std::runtime_error("the no-skim baseline run died without a result");
-  if (j.contains("error")) throw std::runtime_error("no-skim baseline: " + j["error"].get<std::string>());
+    throw SimulationError("the no-skim baseline run died without a result");
+  if (j.contains("error")) {
+    const std::string message = "no-skim baseline: " + j["error"].get<std::string>();
+    const int c = j.value("class", -1);
+    if (c < 0) throw std::runtime_error(message);
+    throw Error(static_cast<ErrorClass>(c), message);
+  }
   return j;
 }
 

@@ -274,11 +274,11 @@ uint64_t TensorInfo::elements() const {
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0) throw TraceError(path + ": cannot open: " + std::strerror(errno), ErrorClass::io);
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(path, "not a regular file");
+    throw TraceError(path + ": not a regular file", ErrorClass::io);
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ < 8) {
@@ -289,7 +289,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
   int map_errno = errno;
   ::close(fd);
-  if (m == MAP_FAILED) fail(path, std::string("cannot mmap: ") + std::strerror(map_errno));
+  if (m == MAP_FAILED) throw TraceError(path + ": cannot mmap: " + std::strerror(map_errno), ErrorClass::io);
   map_ = static_cast<const uint8_t*>(m);
 
   try {
@@ -481,7 +481,7 @@ void SafetensorsWriter::write(const std::string& path) const {
 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(path, std::string("cannot write: ") + std::strerror(errno));
+  if (!f) throw TraceError(path + ": cannot write: " + std::strerror(errno), ErrorClass::io);
   bool ok = std::fwrite(len, 1, 8, f) == 8 &&
             std::fwrite(text.data(), 1, text.size(), f) == text.size();
   for (auto it = entries_.begin(); ok && it != entries_.end(); ++it) {
@@ -499,7 +499,7 @@ void SafetensorsWriter::write(const std::string& path) const {
   }
   if (!ok) {
     std::remove(tmp.c_str());
-    fail(path, std::string("cannot write: ") + std::strerror(err));
+    throw TraceError(path + ": cannot write: " + std::strerror(err), ErrorClass::io);
   }
 }
 

@@ -3,6 +3,8 @@
 // header {name: {dtype, shape, data_offsets}, "__metadata__": {str: str}}, raw
 // little-endian tensor bytes. The reader mmaps the file and checks every offset against
 // the file size, so it never reads past the end.
+#include "core/errors.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -14,9 +16,10 @@ namespace attnsim {
 
 // Any problem with a trace file; the message names the file and, where one is at fault,
 // the tensor: "t.safetensors: layers.0.k: expected rank 3, got 2".
-class TraceError : public std::runtime_error {
+// Class trace, or io for a file that cannot be opened, mapped or written (core/errors.h).
+class TraceError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit TraceError(const std::string& message, ErrorClass c = ErrorClass::trace) : Error(c, message) {}
 };
 
 // I32 is written only (token ids of `attnsim run --masks`): the reader accepts I8, U8,

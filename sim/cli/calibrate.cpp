@@ -2,6 +2,7 @@
 #include "core/file_io.h"
 #include "sim/calibrate.h"
 #include "sim/cli/commands.h"
+#include "sim/cli/errors.h"
 #include "sim/cli/limits.h"
 #include "sim/config.h"
 #include "sim/stats.h"
@@ -41,8 +42,7 @@ int cmd_calibrate(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    std::cerr << "attnsim: calibrate: " << e.what() << "\n";
-    return 2;
+    return usage_error(std::string("calibrate: ") + e.what());
   }
   if (vm.count("help")) {
     std::cout << opts << "\n";
@@ -50,21 +50,15 @@ int cmd_calibrate(int argc, char** argv) {
   }
   for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"--trace", &trace_path},
                                     {"--target", &target_text}, {"--out", &out_path}}) {
-    if (value->empty()) {
-      std::cerr << "attnsim: calibrate: " << name << " is required\n";
-      return 2;
-    }
+    if (value->empty()) return usage_error(std::string("calibrate: ") + name + " is required");
   }
-  if (const std::string bad = count_problem("--threads", vm["threads"].as<int>(), 0); !bad.empty()) {
-    std::cerr << "attnsim: calibrate: " << bad << "\n";
-    return 2;
-  }
+  if (const std::string bad = count_problem("--threads", vm["threads"].as<int>(), 0); !bad.empty())
+    return usage_error("calibrate: " + bad);
   CalibrationTarget target;
   try {
     target = parse_calibration_target(target_text);
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: calibrate: " << e.what() << "\n";
-    return 2;
+    return usage_error(std::string("calibrate: ") + e.what());
   }
   try {
     const Config config = config_path.empty()
@@ -75,10 +69,9 @@ int cmd_calibrate(int argc, char** argv) {
     write_file_atomically(out_path, result.config.dump(2) + "\n");
     if (!vm.count("quiet")) std::cout << calibration_report(result) << "wrote     " << out_path << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: " << e.what() << "\n";
-    return 1;
+    return report_error(e);
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace attnsim

@@ -3,6 +3,8 @@
 #include "sim/cli/commands.h"
 
 #include "core/json_input.h"
+#include "core/json_text.h"
+#include "sim/cli/errors.h"
 
 #include <nlohmann/json.hpp>
 
@@ -28,19 +30,36 @@ double number_or_nan(const nlohmann::json& section, const char* key) {
 
 namespace {
 
+// The member `key` of `section` in "a.b" form, or null when absent.
+const nlohmann::json* member(const nlohmann::json& j, const char* section, const char* key) {
+  if (!j.contains(section) || !j.at(section).is_object() || !j.at(section).contains(key)) return nullptr;
+  return &j.at(section).at(key);
+}
+
+// A stats file as compare reads it: the schema and every number the table needs are
+// checked, so that a damaged or hand-made file is one line naming the file and the key
+// (class trace: an input data file), not an exception of the JSON library.
 nlohmann::json read_stats(const std::string& path) {
   std::ifstream f(path);
-  if (!f) throw std::runtime_error(path + ": cannot open stats file");
+  if (!f) throw IoError(path + ": cannot open stats file");
   std::stringstream text;
   text << f.rdbuf();
   nlohmann::json j;
   try {
     j = parse_json(text.str());
   } catch (const JsonInputError& e) {
-    throw std::runtime_error(json_error_text(path, e));
+    throw Error(ErrorClass::trace, json_error_text(path, e));
   }
-  if (j.value("schema", "") != "attnsim.stats/1")
-    throw std::runtime_error(path + ": schema: expected \"attnsim.stats/1\"");
+  if (!j.is_object() || !j.contains("schema") || j.at("schema") != "attnsim.stats/1")
+    throw Error(ErrorClass::trace, path + ": schema: expected \"attnsim.stats/1\"");
+  for (const auto& [section, key] : {std::pair{"cycles", "total"}, {"energy_pj", "total"},
+                                     {"filter", "filtered_ratio"}, {"filter", "exact_ratio"}}) {
+    const nlohmann::json* v = member(j, section, key);
+    if (!v || !v->is_number())
+      throw Error(ErrorClass::trace, path + ": " + section + "." + key + ": must be a number, got " +
+                                         (v ? shown(*v) : std::string("nothing")));
+  }
+  if (!j.contains("quality") || !j.at("quality").is_object()) j["quality"] = nlohmann::json::object();
   return j;
 }
 
@@ -51,7 +70,7 @@ int cmd_compare(int argc, char** argv) {
     std::cout << "usage: attnsim compare BASE.json OTHER.json [MORE.json ...]\n\n"
                  "Prints cycles, energy, speedup and energy reduction over the first run, filtered\n"
                  "ratio, exact ratio and quality of each stats file side by side.\n";
-    return argc < 3 ? 2 : 0;
+    return argc < 3 ? exit_code(ErrorClass::usage) : kExitOk;
   }
   try {
     std::vector<nlohmann::json> runs;
@@ -73,10 +92,9 @@ int cmd_compare(int argc, char** argv) {
                   number_or_nan(q, "rel_error"), number_or_nan(q, "mass_recall"));
     }
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: compare: " << e.what() << "\n";
-    return 1;
+    return report_error(e, "compare: ");
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace attnsim

@@ -1,5 +1,6 @@
 // `attnsim config`: print the config reference (--doc) or a resolved config (--resolve).
 #include "sim/cli/commands.h"
+#include "sim/cli/errors.h"
 #include "sim/config.h"
 #include "sim/config_doc.h"
 
@@ -30,11 +31,6 @@ nlohmann::ordered_json in_schema_order(const json& resolved) {
     out[s.name] = section;
   }
   return out;
-}
-
-int usage_error(const std::string& message) {
-  std::cerr << "attnsim: " << message << "\n";
-  return 2;
 }
 
 }  // namespace
@@ -74,10 +70,10 @@ int cmd_config(int argc, char** argv) {
   try {
     const Config config = load_config(vm["resolve"].as<std::string>(), overrides);
     std::cout << in_schema_order(config.resolved).dump(2) << "\n";
-  } catch (const ConfigError& e) {
-    return usage_error(e.what());
+  } catch (const std::exception& e) {
+    return report_error(e);
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace attnsim

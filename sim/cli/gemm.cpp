@@ -4,6 +4,7 @@
 // waits; docs/gemm_engine.md explains them.
 #include "arch/gemm_math.h"
 #include "sim/cli/commands.h"
+#include "sim/cli/errors.h"
 #include "sim/config.h"
 
 #include <boost/program_options.hpp>
@@ -18,10 +19,7 @@ namespace attnsim {
 
 namespace {
 
-int usage_error(const std::string& message) {
-  std::cerr << "attnsim: gemm: " << message << "\n";
-  return 2;
-}
+int gemm_usage_error(const std::string& message) { return usage_error("gemm: " + message); }
 
 // A dimension: a decimal integer from 1 to gemm::kMaxDimension (no sign, no suffix).
 uint64_t parse_dimension(const std::string& flag, const std::string& text) {
@@ -108,7 +106,7 @@ int cmd_gemm(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    return usage_error(e.what());
+    return gemm_usage_error(e.what());
   }
   if (vm.count("help")) {
     std::cout << opts << "\n";
@@ -120,22 +118,26 @@ int cmd_gemm(int argc, char** argv) {
       if (!vm.count(flag)) throw std::invalid_argument(std::string("--") + flag + " is required");
     shape = {parse_dimension("m", m_text), parse_dimension("n", n_text), parse_dimension("k", k_text)};
   } catch (const std::invalid_argument& e) {
-    return usage_error(e.what());
+    return gemm_usage_error(e.what());
   }
   try {
     const Config config = config_path.empty()
                               ? resolve_config(json{{"schema", kConfigSchema}}, "<defaults>", overrides)
                               : load_config(config_path, overrides);
-    const gemm::GemmTiming t = gemm::gemm_timing(shape, config.gemm_engine, config.dram);
+    gemm::GemmTiming t;
+    try {
+      t = gemm::gemm_timing(shape, config.gemm_engine, config.dram);
+    } catch (const std::invalid_argument& e) {  // M x N x K beyond what the engine's counters take
+      return usage_error(e.what());
+    }
     if (vm.count("json"))
       std::cout << to_json(shape, config, t).dump() << "\n";
     else
       print_text(shape, config, t);
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: " << e.what() << "\n";
-    return 1;
+    return report_error(e);
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace attnsim

@@ -4,6 +4,7 @@
 #include "arch/attention_math.h"
 #include "arch/qk_math.h"
 #include "sim/cli/commands.h"
+#include "sim/cli/errors.h"
 #include "workloads/trace.h"
 
 #include <boost/program_options.hpp>
@@ -32,7 +33,8 @@ int cmd_kernel(int argc, char** argv) {
       std::cout << opts << "\n";
       return 0;
     }
-    if (trace_path.empty()) throw std::runtime_error("kernel: --trace is required");
+    if (trace_path.empty()) throw UsageError("kernel: --trace is required");
+    if (bits < 2 || bits > 16) throw UsageError("kernel: --bits: must be in 2..16, got " + std::to_string(bits));
     const Trace trace(trace_path);
     double load_seconds = 0, compute_seconds = 0, checksum = 0;
     std::vector<int64_t> scores;
@@ -67,10 +69,9 @@ int cmd_kernel(int argc, char** argv) {
     std::printf("kernel: load+quantize %.3f s, dot products + softmax + P.V %.3f s (checksum %.6g)\n",
                 load_seconds, compute_seconds, checksum);
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: " << e.what() << "\n";
-    return 1;
+    return report_error(e);
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace attnsim

@@ -1,5 +1,6 @@
 // attnsim: command-line entry point. Dispatches to the subcommands in sim/cli/commands.h.
 #include "sim/cli/commands.h"
+#include "sim/cli/errors.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -28,25 +29,17 @@ void print_usage(std::ostream& os) {
         "  attnsim --version\n";
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  // Silence the SystemC banner before any SystemC object exists.
-  setenv("SC_COPYRIGHT_MESSAGE", "DISABLE", 1);
-  if (argc < 2) {
-    print_usage(std::cerr);
-    return 2;
-  }
+// The subcommand named by argv[1]; its own name becomes its argv[0].
+int dispatch(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "--help" || command == "-h" || command == "help") {
     print_usage(std::cout);
-    return 0;
+    return attnsim::kExitOk;
   }
   if (command == "--version") {
     std::cout << "attnsim " ATTNSIM_VERSION "\n";
-    return 0;
+    return attnsim::kExitOk;
   }
-  // Each subcommand sees its own name as argv[0].
   if (command == "run") return attnsim::cmd_run(argc - 1, argv + 1);
   if (command == "trace") return attnsim::cmd_trace(argc - 1, argv + 1);
   if (command == "config") return attnsim::cmd_config(argc - 1, argv + 1);
@@ -57,8 +50,28 @@ int main(int argc, char** argv) {
   if (command == "sweep") return attnsim::cmd_sweep(argc - 1, argv + 1);
   if (command == "report") return attnsim::cmd_report(argc - 1, argv + 1);
   if (command == "merge") return attnsim::cmd_merge(argc - 1, argv + 1);
-  std::cerr << "attnsim: unknown command '" << command << "' (try attnsim --help)\n";
-  return 2;
+  return attnsim::usage_error("unknown command '" + command + "' (try attnsim --help)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Silence the SystemC banner before any SystemC object exists.
+  setenv("SC_COPYRIGHT_MESSAGE", "DISABLE", 1);
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return attnsim::exit_code(attnsim::ErrorClass::usage);
+  }
+  // The commands report their own failures; this catches what escapes them, so that no
+  // error ends the process without its one line and exit code.
+  try {
+    return dispatch(argc, argv);
+  } catch (const std::exception& e) {
+    return attnsim::report_error(e);
+  } catch (...) {
+    std::cerr << "attnsim: internal error: an exception of unknown type\n";
+    return attnsim::kExitFailed;
+  }
 }
 
 // libsystemc.so carries its own main() that calls sc_main(); ours above takes precedence,

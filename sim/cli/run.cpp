@@ -3,6 +3,7 @@
 #include "core/file_io.h"
 #include "core/json_input.h"
 #include "sim/cli/commands.h"
+#include "sim/cli/errors.h"
 #include "sim/cli/limits.h"
 #include "sim/config.h"
 #include "sim/energy.h"
@@ -65,9 +66,9 @@ void check_masks_path(const std::string& path) {
   while (!dir.empty() && !fs::exists(dir, ec)) dir = dir.parent_path();
   if (dir.empty()) dir = ".";
   if (!fs::is_directory(dir, ec))
-    throw std::runtime_error("--masks: " + path + ": cannot write: " + dir.string() + " is not a directory");
+    throw IoError("--masks: " + path + ": cannot write: " + dir.string() + " is not a directory");
   if (access(dir.c_str(), W_OK) != 0)
-    throw std::runtime_error("--masks: " + path + ": cannot write: " + dir.string() + ": " + std::strerror(errno));
+    throw IoError("--masks: " + path + ": cannot write: " + dir.string() + ": " + std::strerror(errno));
 }
 
 // Masks first, then the stats; when the stats cannot be written the masks go too, so that
@@ -78,7 +79,7 @@ void write_outputs(RunReport& report, const std::string& masks_path, const std::
     try {
       if (!parent.empty()) std::filesystem::create_directories(parent);
     } catch (const std::filesystem::filesystem_error& e) {
-      throw std::runtime_error("--masks: " + masks_path + ": cannot write: " + e.code().message());
+      throw IoError("--masks: " + masks_path + ": cannot write: " + e.code().message());
     }
     report.masks->write(masks_path, report.stats["trace"]["sha256"].get<std::string>());
   }
@@ -128,38 +129,27 @@ int cmd_run(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    std::cerr << "attnsim: run: " << e.what() << "\n";
-    return 2;
+    return usage_error(std::string("run: ") + e.what());
   }
   if (vm.count("help")) {
     std::cout << opts << "\n";
-    return 0;
+    return kExitOk;
   }
-  if (trace_path.empty()) {
-    std::cerr << "attnsim: run: --trace is required\n";
-    return 2;
-  }
+  if (trace_path.empty()) return usage_error("run: --trace is required");
   // The stats record the path as JSON text, which must be UTF-8: refused now rather than
   // after the whole simulation, when the stats are written.
-  if (const std::string bad = utf8_problem(trace_path); !bad.empty()) {
-    std::cerr << "attnsim: run: --trace: the path is not valid UTF-8 (" << bad << "), which the stats JSON cannot hold\n";
-    return 2;
-  }
-  if (const std::string bad = count_problem("--threads", vm["threads"].as<int>(), 0); !bad.empty()) {
-    std::cerr << "attnsim: run: " << bad << "\n";
-    return 2;
-  }
+  if (const std::string bad = utf8_problem(trace_path); !bad.empty())
+    return usage_error("run: --trace: the path is not valid UTF-8 (" + bad + "), which the stats JSON cannot hold");
+  if (const std::string bad = count_problem("--threads", vm["threads"].as<int>(), 0); !bad.empty())
+    return usage_error("run: " + bad);
   try {
     if (!trace_layers.empty()) tracing.layers = parse_trace_range(trace_layers, "--trace-layers");
     if (!trace_heads.empty()) tracing.heads = parse_trace_range(trace_heads, "--trace-heads");
   } catch (const std::invalid_argument& e) {
-    std::cerr << "attnsim: run: " << e.what() << "\n";
-    return 2;
+    return usage_error(std::string("run: ") + e.what());
   }
-  if ((!trace_layers.empty() || !trace_heads.empty()) && !tracing.enabled()) {
-    std::cerr << "attnsim: run: --trace-layers and --trace-heads choose what --vcd or --timeline record; give one of them\n";
-    return 2;
-  }
+  if ((!trace_layers.empty() || !trace_heads.empty()) && !tracing.enabled())
+    return usage_error("run: --trace-layers and --trace-heads choose what --vcd or --timeline record; give one of them");
   try {
     const Config config = config_path.empty() ? resolve_config(json{{"schema", kConfigSchema}}, "<defaults>", overrides)
                                               : load_config(config_path, overrides);
@@ -179,10 +169,9 @@ int cmd_run(int argc, char** argv) {
       if (!tracing.timeline_path.empty()) std::cout << "timeline  " << tracing.timeline_path << "\n";
     }
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: " << e.what() << "\n";
-    return 1;
+    return report_error(e);
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace attnsim

@@ -1,6 +1,7 @@
 // `attnsim sweep`, `attnsim report`, `attnsim merge`: design-space sweeps (docs/sweeps.md).
 #include "core/file_io.h"
 #include "sim/cli/commands.h"
+#include "sim/cli/errors.h"
 #include "sim/cli/limits.h"
 #include "sim/stats.h"
 #include "sim/sweep/launch.h"
@@ -35,12 +36,11 @@ int parse_options(const char* command, int argc, char** argv, const po::options_
     po::store(po::command_line_parser(argc, argv).options(opts).positional(positional).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    std::cerr << "attnsim: " << command << ": " << e.what() << "\n";
-    return 2;
+    return usage_error(std::string(command) + ": " + e.what());
   }
   if (vm.count("help")) {
     std::cout << opts << "\n";
-    return 0;
+    return kExitOk;
   }
   return -1;
 }
@@ -157,7 +157,7 @@ void check_metric(const std::string& m) {
   if (std::find(names.begin(), names.end(), m) == names.end()) {
     std::string list;
     for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
-    throw SweepError("unknown metric '" + m + "' (one of " + list + ")");
+    throw UsageError("unknown metric '" + m + "' (one of " + list + ")");
   }
 }
 
@@ -204,26 +204,14 @@ int cmd_sweep(int argc, char** argv) {
   positional.add("sweep", 1);
   po::variables_map vm;
   if (const int code = parse_options("sweep", argc, argv, opts, positional, vm); code >= 0) return code;
-  if (sweep_file.empty()) {
-    std::cerr << "attnsim: sweep: a sweep file is required (attnsim sweep SWEEP.json --out DIR)\n";
-    return 2;
-  }
-  if (out.empty() && !vm.count("dry-run")) {
-    std::cerr << "attnsim: sweep: --out DIR is required\n";
-    return 2;
-  }
+  if (sweep_file.empty()) return usage_error("sweep: a sweep file is required (attnsim sweep SWEEP.json --out DIR)");
+  if (out.empty() && !vm.count("dry-run")) return usage_error("sweep: --out DIR is required");
   const double timeout = vm["timeout"].as<double>();
   const int threads = vm["threads-per-point"].as<int>();
-  if (!(timeout > 0)) {
-    std::cerr << "attnsim: sweep: --timeout must be > 0\n";
-    return 2;
-  }
+  if (!(timeout > 0)) return usage_error("sweep: --timeout must be > 0");
   for (const std::string& bad : {count_problem("--jobs", vm["jobs"].as<int>(), 1),
-                                 count_problem("--threads-per-point", threads, 0)}) {
-    if (bad.empty()) continue;
-    std::cerr << "attnsim: sweep: " << bad << "\n";
-    return 2;
-  }
+                                 count_problem("--threads-per-point", threads, 0)})
+    if (!bad.empty()) return usage_error("sweep: " + bad);
   try {
     const SweepSpec spec = load_sweep(sweep_file);
     const std::vector<SweepPoint> points = expand_sweep(spec);
@@ -254,16 +242,15 @@ int cmd_sweep(int argc, char** argv) {
     if (totals.stopped) {
       std::cerr << "attnsim: sweep: interrupted; " << totals.interrupted
                 << " running points were stopped and stay pending (rerun the same command to resume)\n";
-      return 130;
+      return kExitInterrupted;
     }
     if (totals.failed + totals.failed_before > 0) {
       std::cerr << "attnsim: sweep: " << totals.failed + totals.failed_before << " points failed (see "
                 << dir.root << "/failed/)\n";
-      return 1;
+      return kExitFailed;
     }
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: " << e.what() << "\n";
-    return 1;
+    return report_error(e);
   }
   return 0;
 }
@@ -279,10 +266,7 @@ int cmd_merge(int argc, char** argv) {
   positional.add("dir", 1);
   po::variables_map vm;
   if (const int code = parse_options("merge", argc, argv, opts, positional, vm); code >= 0) return code;
-  if (out.empty()) {
-    std::cerr << "attnsim: merge: a sweep directory is required\n";
-    return 2;
-  }
+  if (out.empty()) return usage_error("merge: a sweep directory is required");
   try {
     const SweepDir dir = sweep_dir(out);
     const SweepResults results = collect_results(dir);
@@ -295,8 +279,7 @@ int cmd_merge(int argc, char** argv) {
     }
     std::cout << "; " << dir.summary() << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: " << e.what() << "\n";
-    return 1;
+    return report_error(e);
   }
   return 0;
 }
@@ -319,13 +302,10 @@ int cmd_report(int argc, char** argv) {
   positional.add("dir", 1);
   po::variables_map vm;
   if (const int code = parse_options("report", argc, argv, opts, positional, vm); code >= 0) return code;
-  if (out.empty()) {
-    std::cerr << "attnsim: report: a sweep directory is required\n";
-    return 2;
-  }
+  if (out.empty()) return usage_error("report: a sweep directory is required");
   try {
     const size_t comma = pareto.find(',');
-    if (comma == std::string::npos) throw SweepError("report: --pareto takes two metrics X,Y");
+    if (comma == std::string::npos) throw UsageError("report: --pareto takes two metrics X,Y");
     const std::string px = pareto.substr(0, comma), py = pareto.substr(comma + 1);
     check_metric(sort_by);
     check_metric(px);
@@ -355,8 +335,7 @@ int cmd_report(int argc, char** argv) {
     }
     std::cout << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "attnsim: " << e.what() << "\n";
-    return 1;
+    return report_error(e);
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 // `attnsim trace synth`, `attnsim trace info` and `attnsim trace dump` (see docs/traces.md).
 #include "sim/cli/commands.h"
+#include "sim/cli/errors.h"
 
 #include "core/did_you_mean.h"
 #include "core/file_io.h"
@@ -27,18 +28,9 @@ namespace attnsim {
 
 namespace {
 
-// A mistake on the command line (as opposed to a failure while doing the work).
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-constexpr int kExitError = 2;
-
-int fail(const std::string& message) {
-  std::cerr << "attnsim: " << message << "\n";
-  return kExitError;
-}
+// A mistake on the command line (UsageError, core/errors.h) as opposed to a failure while
+// doing the work, which keeps its own class.
+int fail(const std::string& message) { return usage_error(message); }
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
@@ -193,13 +185,13 @@ int trace_synth(int argc, char** argv) {
   } catch (const UsageError& e) {
     return fail(std::string("trace synth: ") + e.what());
   } catch (const TraceError& e) {
-    return fail(e.what());
-  } catch (const std::invalid_argument& e) {
+    return report_error(e);
+  } catch (const std::invalid_argument& e) {  // the options, checked by the generator
     return fail(std::string("trace synth: ") + e.what());
   } catch (const std::exception& e) {
-    return fail(a.out + ": " + e.what());
+    return report_error(e, a.out + ": ");
   }
-  return 0;
+  return kExitOk;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -257,11 +249,11 @@ int trace_info(int argc, char** argv) {
     else
       std::cout << describe_trace(trace);
   } catch (const TraceError& e) {
-    return fail(e.what());
+    return report_error(e);
   } catch (const std::exception& e) {
-    return fail(path + ": " + e.what());
+    return report_error(e, path + ": ");
   }
-  return 0;
+  return kExitOk;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -342,12 +334,10 @@ int trace_dump(int argc, char** argv) {
   try {
     const SafetensorsFile file(path);
     text = dump_json(file, tensor_to_dump(file, tensor)).dump() + "\n";
-  } catch (const UsageError& e) {
-    return fail(e.what());
-  } catch (const TraceError& e) {
-    return fail(e.what());
+  } catch (const Error& e) {  // usage (the tensor), trace or io
+    return report_error(e);
   } catch (const std::exception& e) {
-    return fail(path + ": " + e.what());
+    return report_error(e, path + ": ");
   }
   if (out.empty()) {
     std::cout << text;
@@ -356,7 +346,7 @@ int trace_dump(int argc, char** argv) {
   try {
     write_file_atomically(out, text);
   } catch (const std::exception& e) {  // the message names the file
-    return fail(std::string("trace dump: --out: ") + e.what());
+    return report_error(e, "trace dump: --out: ");
   }
   return 0;
 }
@@ -376,7 +366,7 @@ void print_trace_usage(std::ostream& os) {
 int cmd_trace(int argc, char** argv) {
   if (argc < 2) {
     print_trace_usage(std::cerr);
-    return kExitError;
+    return exit_code(ErrorClass::usage);
   }
   const std::string sub = argv[1];
   if (sub == "--help" || sub == "-h" || sub == "help") {

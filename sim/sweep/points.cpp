@@ -108,8 +108,8 @@ std::vector<SweepPoint> expand_sweep(const SweepSpec& spec) {
     std::string sha;
     try {
       sha = SafetensorsFile(spec.trace_paths[t]).sha256();
-    } catch (const std::exception& e) {
-      throw SweepError(spec.path + ": traces[" + std::to_string(t) + "]: " + e.what());
+    } catch (const TraceError& e) {  // keeps its class: a bad trace, or one that cannot be read
+      throw SweepError(spec.path + ": traces[" + std::to_string(t) + "]: " + e.what(), e.error_class());
     }
     const auto finish = [&](SweepPoint p) {
       p.trace = spec.traces[t];

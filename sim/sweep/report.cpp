@@ -94,7 +94,8 @@ SweepResults collect_results(const SweepDir& dir) {
   const std::optional<json> manifest = read_json_file(dir.manifest());
   if (!manifest || !manifest->is_object() || manifest->value("schema", "") != kSweepManifestSchema)
     throw SweepError(dir.manifest() + ": no sweep manifest (run attnsim sweep SWEEP.json --out " + dir.root +
-                     " or --emit-jobs first)");
+                     " or --emit-jobs first)",
+                     ErrorClass::io);
   SweepResults r;
   r.keys = manifest->at("keys").get<std::vector<std::string>>();
   for (const json& p : manifest->at("points")) {

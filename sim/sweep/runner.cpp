@@ -66,7 +66,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
   args.push_back(nullptr);
   const pid_t parent = getpid();
   const pid_t pid = fork();
-  if (pid < 0) throw SweepError(std::string("cannot start a child process: ") + std::strerror(errno));
+  if (pid < 0) throw SweepError(std::string("cannot start a child process: ") + std::strerror(errno), ErrorClass::simulation);
   if (pid > 0) return pid;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(128 + SIGKILL);
@@ -277,7 +277,7 @@ class Scheduler {
 }  // namespace
 
 SweepRunTotals run_sweep(const SweepDir& dir, const std::vector<SweepPoint>& points, const SweepRunOptions& options) {
-  if (options.binary.empty()) throw SweepError("sweep: no attnsim binary to run the points");
+  if (options.binary.empty()) throw SweepError("sweep: no attnsim binary to run the points", ErrorClass::usage);
   return Scheduler(dir, options).run(points);
 }
 

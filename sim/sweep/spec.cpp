@@ -20,7 +20,7 @@ namespace {
 
 std::string read_text(const std::string& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw SweepError(path + ": cannot open " + what);
+  if (!in) throw SweepError(path + ": cannot open " + what, ErrorClass::io);
   std::stringstream s;
   s << in.rdbuf();
   return s.str();

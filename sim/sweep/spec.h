@@ -2,6 +2,7 @@
 // The sweep file (docs/sweeps.md, schema attnsim.sweep/1): a base config, traces, and the
 // keys it sweeps (grid x zip), parsed and checked; the assignments of the swept keys it
 // spans. Each assignment on each trace becomes a point (sim/sweep/points.h).
+#include "core/errors.h"
 #include "core/params.h"
 
 #include <optional>
@@ -15,9 +16,10 @@ namespace attnsim {
 inline constexpr const char* kSweepSchema = "attnsim.sweep/1";
 
 // A bad sweep file, directory or option; one line naming the file and the JSON path.
-class SweepError : public std::runtime_error {
+// Class config by default (the sweep file is a config of configs; core/errors.h).
+class SweepError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit SweepError(const std::string& message, ErrorClass c = ErrorClass::config) : Error(c, message) {}
 };
 
 // One swept key and its value at a point, in the order the sweep file lists the keys.

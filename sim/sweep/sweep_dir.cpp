@@ -12,7 +12,7 @@ namespace attnsim {
 namespace fs = std::filesystem;
 
 SweepDir sweep_dir(const std::string& path) {
-  if (path.empty()) throw SweepError("the sweep directory is empty (--out DIR)");
+  if (path.empty()) throw SweepError("the sweep directory is empty (--out DIR)", ErrorClass::usage);
   return {fs::absolute(fs::path(path)).lexically_normal().string()};
 }
 

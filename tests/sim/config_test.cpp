@@ -382,7 +382,7 @@ TEST_CASE("attnsim config --resolve and --doc") {
 
   CHECK(run_config_cli({"--resolve", ATTNSIM_SOURCE_DIR "/configs/dense-baseline.json", "--set",
                         "qk_unit.lanse=4"},
-                       out, err) == 2);
+                       out, err) == 3);  // a config error
   CHECK(err == "attnsim: --set qk_unit.lanse: unknown key (did you mean 'lanes'?)\n");
   CHECK(run_config_cli({}, out, err) == 2);
   CHECK(err.rfind("attnsim: config: give either --doc or --resolve", 0) == 0);

@@ -452,7 +452,7 @@ TEST_CASE("a failing point is recorded and does not stop the others") {
   CHECK_FALSE(fs::exists(dir / "out" / "points" / (bad + ".json")));
   const json f = read_json(dir / "out" / "failed" / (bad + ".json"));
   CHECK(f["schema"] == "attnsim.sweep-failure/1");
-  CHECK(f["exit_code"] == 1);
+  CHECK(f["exit_code"] == 3);  // the point's run failed with a config error
   CHECK(f["timed_out"] == false);
   CHECK(f["error"].get<std::string>().find("comparator.gamma: has 3 values, the trace has 2 heads") != std::string::npos);
   const auto rows = csv_rows(read(dir / "out" / "summary.csv"));
@@ -595,5 +595,5 @@ TEST_CASE("merge counts missing and skipped points") {
   REQUIRE(rows.size() == 4);
   CHECK(rows[3][column(rows[0], "status")] == "skipped");
   CHECK(rows[3][column(rows[0], "error")].find("invalid config:") == 0);
-  CHECK(attnsim_cli("merge " + (dir / "nowhere").string()).code == 1);
+  CHECK(attnsim_cli("merge " + (dir / "nowhere").string()).code == 6);  // no manifest to read: I/O
 }

@@ -114,7 +114,7 @@ TEST_CASE("trace dump --out writes the same JSON to a file") {
   CHECK(json::parse(s.str()) == dump(trace, "x.bf16"));
 }
 
-TEST_CASE("trace dump errors: one line naming the file and the tensor, exit 2") {
+TEST_CASE("trace dump errors: one line naming the file and the tensor, exit 2 (usage) or 6 (I/O)") {
   const std::string trace = write_dump_trace();
   CliResult r = run_attnsim("trace dump " + trace + " x.f61");
   CHECK(r.code == 2);
@@ -126,12 +126,12 @@ TEST_CASE("trace dump errors: one line naming the file and the tensor, exit 2") 
   CHECK(r.code == 2);
   CHECK(count_lines(r.out) == 1);
   r = run_attnsim("trace dump " + (scratch() / "absent.safetensors").string() + " x");
-  CHECK(r.code == 2);
+  CHECK(r.code == 6);
   CHECK(count_lines(r.out) == 1);
   CHECK(r.out.find("absent.safetensors") != std::string::npos);
   // An unwritable --out (its parent is a file) leaves nothing.
   r = run_attnsim("trace dump " + trace + " x.u8 --out " + trace + "/x.json");
-  CHECK(r.code == 2);
+  CHECK(r.code == 6);
   CHECK(count_lines(r.out) == 1);
   CHECK(r.out.find("--out") != std::string::npos);
   CHECK(run_attnsim("trace dump --help").code == 0);

@@ -279,12 +279,12 @@ TEST_CASE("bad windows are one-line usage errors and leave no file") {
   CHECK_THAT(r.out, Catch::Contains("give one of them"));
 
   r = attnsim::test::run_attnsim("run -q --trace " + trace + files + " --trace-layers 2:3");
-  CHECK(r.code == 1);
+  CHECK(r.code == 2);
   CHECK(one_line(r));
   CHECK_THAT(r.out, Catch::Contains("--trace-layers '2:3': " + trace + " has 2 layers (0 to 1)"));
 
   r = attnsim::test::run_attnsim("run -q --trace " + trace + files + " --trace-heads 2:");
-  CHECK(r.code == 1);
+  CHECK(r.code == 2);
   CHECK(one_line(r));
   CHECK_THAT(r.out, Catch::Contains("--trace-heads '2:': " + trace + " has 2 heads (0 to 1)"));
   CHECK(fs::is_empty(dir));

@@ -464,7 +464,7 @@ TEST_CASE("attnsim trace help texts, synth defaults come from SynthOptions") {
   CHECK(r.code == 2);
 }
 
-TEST_CASE("attnsim trace errors: one line on stderr, exit 2, no file written") {
+TEST_CASE("attnsim trace errors: one line on stderr, exit 2 (usage), 4 (trace) or 6 (I/O), no file written") {
   TempDir dir;
   const std::string path = dir.file("bad.safetensors");
   const std::vector<std::vector<std::string>> bad = {
@@ -498,17 +498,17 @@ TEST_CASE("attnsim trace errors: one line on stderr, exit 2, no file written") {
   CHECK(run_trace(bad[0]).err.find("--dtype") != std::string::npos);
   // Unwritable output: the writer's TraceError, printed as it is.
   const CliResult r = run_trace({"trace", "synth", "--out", dir.file("no/such/dir/t.safetensors")});
-  CHECK(r.code == 2);
+  CHECK(r.code == 6);
   CHECK(one_error_line(r.err));
 
   // info: missing file, not a trace, missing argument.
-  CHECK(run_trace({"trace", "info", dir.file("absent.safetensors")}).code == 2);
+  CHECK(run_trace({"trace", "info", dir.file("absent.safetensors")}).code == 6);
   {
     std::ofstream junk(dir.file("junk.safetensors"));
     junk << "not a trace";
   }
   const CliResult junk = run_trace({"trace", "info", dir.file("junk.safetensors")});
-  CHECK(junk.code == 2);
+  CHECK(junk.code == 4);
   CHECK(one_error_line(junk.err));
   CHECK(junk.err.find("junk.safetensors") != std::string::npos);
   CHECK(run_trace({"trace", "info"}).code == 2);
