@@ -4,6 +4,8 @@
 #include "sim/run.h"
 
 #include "core/errors.h"
+#include "sim/layer_plan.h"
+#include "sim/memory_estimate.h"
 
 #include "sim/stats.h"
 
@@ -27,10 +29,26 @@ struct Baseline {
   int fd = -1;
 };
 
-Baseline start_no_skim_baseline(const Config& c, const Trace& trace, const TechTable& tech, int threads) {
+// The same config with the skim controller off.
+Config no_skim_config(const Config& c) {
   json off = c.resolved;
   off["skim_controller"]["mode"] = "off";
-  const Config off_config = resolve_config(off, c.origin);
+  return resolve_config(off, c.origin);
+}
+
+// The run's estimate; with skimming the forked no-skim baseline runs alongside and adds its own.
+MemoryEstimate run_memory(const Config& c, const Trace& trace, const RunPlan& plan, int threads, bool masks) {
+  MemoryEstimate e = estimate_run_memory(c, trace, plan, threads, masks);
+  if (c.skim_controller.mode == SkimMode::off) return e;
+  const Config off = no_skim_config(c);
+  const double baseline = estimate_run_memory(off, trace, plan_run(off, trace), threads, false).bytes;
+  e.parts.push_back({"no-skim baseline", baseline});
+  e.bytes += baseline;
+  return e;
+}
+
+Baseline start_no_skim_baseline(const Config& c, const Trace& trace, const TechTable& tech, int threads) {
+  const Config off_config = no_skim_config(c);
   int fds[2];
   if (pipe(fds) != 0) throw SimulationError("cannot create a pipe for the no-skim baseline");
   std::fflush(nullptr);
@@ -91,7 +109,7 @@ json finish_no_skim_baseline(const Baseline& b) {
 
 RunReport run_simulation(const Config& c, const std::string& trace_path, int threads,
                          const std::function<void(uint64_t, uint64_t)>& on_progress, const TraceOptions* tracing,
-                         bool masks) {
+                         bool masks, const MemoryCap& memory_cap) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const auto start = std::chrono::steady_clock::now();
   const Trace trace(trace_path);
@@ -99,7 +117,10 @@ RunReport run_simulation(const Config& c, const std::string& trace_path, int thr
   std::unique_ptr<KeepMasks> recorder = masks ? std::make_unique<KeepMasks>(c, trace) : nullptr;
   const TechTable tech = TechTable::load(c.energy.tech);
   const bool skimming = c.skim_controller.mode != SkimMode::off;
-  if (skimming) plan_run(c, trace);  // a config that does not fit fails before forking
+  // A config that does not fit the trace, or a run too large for the memory cap, fails
+  // here, before anything runs (or forks).
+  const RunPlan plan = plan_run(c, trace);
+  check_memory_cap(run_memory(c, trace, plan, threads, masks), memory_cap.bytes, memory_cap.source, trace_path);
   Baseline baseline;
   if (skimming) baseline = start_no_skim_baseline(c, trace, tech, threads);
   Metrics metrics(trace.layers(), c.quality.enabled, c.candidates.source != "all");

@@ -15,6 +15,13 @@ namespace attnsim {
 
 struct TraceOptions;  // arch/activity_trace.h
 
+// The memory a run may take (sim/memory_estimate.h): a run whose estimate exceeds it is
+// refused before anything runs. 0: no cap. `source` says where it came from, for the message.
+struct MemoryCap {
+  uint64_t bytes = 0;
+  std::string source;
+};
+
 struct RunReport {
   nlohmann::json stats;  // the whole stats document
   // Every row's candidates and survivors, when asked for (not yet written: see
@@ -32,8 +39,11 @@ struct RunReport {
 // `masks`: record every row's candidates and survivors into RunReport::masks (`attnsim run
 // --masks`); a trace whose masks could exceed KeepMasks::kMaxBytes fails before anything
 // runs. The no-skim baseline records nothing. The stats do not depend on it.
+// `memory_cap`: a run whose estimated memory exceeds it fails with SimulationError before
+// anything runs (the figure in the message).
 RunReport run_simulation(const Config& config, const std::string& trace_path, int threads = 0,
                          const std::function<void(uint64_t, uint64_t)>& on_progress = {},
-                         const TraceOptions* tracing = nullptr, bool masks = false);
+                         const TraceOptions* tracing = nullptr, bool masks = false,
+                         const MemoryCap& memory_cap = {});
 
 }  // namespace attnsim

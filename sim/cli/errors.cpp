@@ -58,7 +58,7 @@ std::string one_line(const std::string& text) {
 int report_error(const std::exception& e, const std::string& context) {
   // std::bad_alloc says only "std::bad_alloc".
   const std::string message =
-      dynamic_cast<const std::bad_alloc*>(&e) ? "out of memory" : std::string(e.what());
+      dynamic_cast<const std::bad_alloc*>(&e) ? "out of memory (attnsim run --max-memory refuses such runs up front)" : std::string(e.what());
   std::cerr << "attnsim: " << one_line(context + message) << "\n";
   return exit_code_of(e);
 }

@@ -98,10 +98,10 @@ int cmd_run(int argc, char** argv) {
   po::options_description opts(
       "usage: attnsim run --config C.json --trace T.safetensors --out stats.json [--set key.path=value ...]\n"
       "                   [--vcd run.vcd] [--timeline run.json] [--trace-layers A:B] [--trace-heads A:B]\n"
-      "                   [--masks M.safetensors]\n\n"
+      "                   [--masks M.safetensors] [--max-memory SIZE]\n\n"
       "Simulates the configured accelerator on every layer and head of the trace and writes the\n"
       "stats JSON (schema attnsim.stats/1); a summary goes to stdout.\n\noptions");
-  std::string config_path, trace_path, out_path, trace_layers, trace_heads, masks_path;
+  std::string config_path, trace_path, out_path, trace_layers, trace_heads, masks_path, max_memory;
   std::vector<std::string> overrides;
   TraceOptions tracing;
   opts.add_options()("help,h", "show this help")(
@@ -123,7 +123,10 @@ int cmd_run(int argc, char** argv) {
       "masks", po::value(&masks_path),
       "write, per layer and head, each query row's candidate keys and which of them the comparator kept "
       "(safetensors: layers.{l}.tokens, layers.{l}.keep with 0 not a candidate, 1 filtered, 2 kept; "
-      "docs/tracing.md); at most 1 GiB");
+      "docs/tracing.md); at most 1 GiB")(
+      "max-memory", po::value(&max_memory)->value_name("SIZE"),
+      "refuse, before it starts, a run whose estimated memory exceeds SIZE (512MiB, 8GiB, unlimited; "
+      "default: $ATTNSIM_MAX_MEMORY, else half the machine's memory; docs/reliability.md#memory-cap)");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -150,6 +153,12 @@ int cmd_run(int argc, char** argv) {
   }
   if ((!trace_layers.empty() || !trace_heads.empty()) && !tracing.enabled())
     return usage_error("run: --trace-layers and --trace-heads choose what --vcd or --timeline record; give one of them");
+  MemoryCap memory_cap;
+  try {
+    memory_cap = resolve_memory_cap(max_memory);
+  } catch (const UsageError& e) {
+    return usage_error(std::string("run: ") + e.what());
+  }
   try {
     const Config config = config_path.empty() ? resolve_config(json{{"schema", kConfigSchema}}, "<defaults>", overrides)
                                               : load_config(config_path, overrides);
@@ -158,7 +167,8 @@ int cmd_run(int argc, char** argv) {
     {
       ProgressBar bar;
       report = run_simulation(config, trace_path, vm["threads"].as<int>(),
-                              [&](uint64_t d, uint64_t t) { bar.update(d, t); }, &tracing, !masks_path.empty());
+                              [&](uint64_t d, uint64_t t) { bar.update(d, t); }, &tracing, !masks_path.empty(),
+                              memory_cap);
     }
     write_outputs(report, masks_path, out_path);
     if (!vm.count("quiet")) {
