@@ -174,7 +174,8 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
     if (block > 1 && (in_block == block || i + 1 == end)) {  // the block's last row
       block_rows.clear();
       for (int r = 0; r < in_block; ++r)
-        block_rows.push_back({&rows[r].candidates, &rows[r].keep, &rows[r].planes, &w.rows[i + 1 - in_block + r].qk});
+        block_rows.push_back({rows[r].candidates.data(), rows[r].candidates.size(), rows[r].keep.data(),
+                              rows[r].planes.data(), &w.rows[i + 1 - in_block + r].qk});
       w.blocks[(i + 1 - in_block) / block] = block_cost(qk_, d, w.m(), block_rows, marks);
     }
   }

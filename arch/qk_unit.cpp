@@ -366,7 +366,7 @@ void KeyMarks::reset(int m) {
 namespace {
 
 // Adds ids[begin, end) to the set; returns how many were new.
-uint64_t mark(KeyMarks& marks, const std::vector<int32_t>& ids, size_t begin, size_t end) {
+uint64_t mark(KeyMarks& marks, const int32_t* ids, size_t begin, size_t end) {
   uint64_t added = 0;
   for (size_t j = begin; j < end; ++j) {
     uint32_t& s = marks.stamp[ids[j]];
@@ -395,7 +395,7 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
   if (s.qk.mode == QkMode::dense) {
     marks.reset(m);
     uint64_t keys = 0;
-    for (const BlockRow& r : rows) keys += mark(marks, *r.candidates, 0, r.candidates->size());
+    for (const BlockRow& r : rows) keys += mark(marks, r.candidates, 0, r.n);
     const bool parallel = s.qk.type == QkType::bit_parallel;
     c.busy = ceil_div(keys, s.qk.lanes) * (parallel ? 1 : bits) * chunks;
     c.sram_read_bits = keys * d * bits + query_bits;
@@ -414,9 +414,9 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
     marks.reset(m);
     std::vector<int32_t> keys;
     for (const BlockRow& r : rows) {
-      for (size_t j = 0; j < r.candidates->size(); ++j) {
-        const int32_t id = (*r.candidates)[j];
-        const int p = (*r.planes)[j];
+      for (size_t j = 0; j < r.n; ++j) {
+        const int32_t id = r.candidates[j];
+        const int p = r.planes[j];
         if (marks.stamp[id] != marks.epoch) {
           marks.stamp[id] = marks.epoch;
           marks.planes[id] = p;
@@ -441,15 +441,22 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
   // latte: the block's k-th segment is the union of its rows' k-th segments.
   const size_t entries = static_cast<size_t>(s.reuse.entries);
   size_t longest = 0;
-  for (const BlockRow& r : rows) longest = std::max(longest, r.candidates->size());
+  for (const BlockRow& r : rows) longest = std::max(longest, r.n);
   const bool ported = s.reuse.ports.has_value();
   const uint64_t lanes = s.qk.lanes, banks = s.reuse.banks, ports = ported ? *s.reuse.ports : 1;
   const uint64_t p1_planes = planes * chunks, p2_planes = (bits - planes) * chunks;
   std::vector<qk::Segment> union_segs;   // {|U_k|, |S_k|}
   PassTimes t;
   std::vector<int32_t> streamed, kept;   // U_k and S_k in key-index order
-  std::vector<std::vector<uint32_t>> slot(ported ? rows.size() : 0);  // row r: key -> position + 1 in its segment
   std::vector<uint32_t> per_bank;
+  size_t begin = 0;
+  // Position of `key` in row r's k-th segment [begin, end) (ascending ids), or -1.
+  const auto position = [&](const BlockRow& r, int32_t key) -> int64_t {
+    const int32_t* first = r.candidates + std::min(r.n, begin);
+    const int32_t* last = r.candidates + std::min(r.n, begin + entries);
+    const int32_t* at = std::lower_bound(first, last, key);
+    return at != last && *at == key ? at - first : -1;
+  };
   // A tile's accesses: row r's entry for a key at position p of its segment is r * E + p,
   // in bank (r * E + p) mod banks. `want` picks the rows that access the key.
   const auto tile_port = [&](const std::vector<int32_t>& keys, uint64_t tile, auto want) {
@@ -457,50 +464,40 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
     const size_t end = std::min<size_t>(keys.size(), (tile + 1) * lanes);
     for (size_t i = tile * lanes; i < end; ++i)
       for (size_t r = 0; r < rows.size(); ++r) {
-        const uint32_t at = slot[r][keys[i]];
-        if (at && want(r, at - 1)) ++per_bank[s.reuse.bank(r, at - 1)];
+        const int64_t at = position(rows[r], keys[i]);
+        if (at >= 0 && want(r, static_cast<uint32_t>(at))) ++per_bank[s.reuse.bank(r, static_cast<uint32_t>(at))];
       }
     return port_cycles(per_bank, ports);
   };
-  for (size_t begin = 0; begin < longest; begin += entries) {
+  for (; begin < longest; begin += entries) {
     uint64_t n_k = 0;
     streamed.clear();
     kept.clear();
     marks.reset(m);
     for (const BlockRow& r : rows) {
-      const size_t n = r.candidates->size();
-      if (begin >= n) continue;
-      const size_t end = std::min(n, begin + entries);
+      if (begin >= r.n) continue;
+      const size_t end = std::min(r.n, begin + entries);
       for (size_t j = begin; j < end; ++j) {
-        uint32_t& st = marks.stamp[(*r.candidates)[j]];
-        if (st != marks.epoch) st = marks.epoch, streamed.push_back((*r.candidates)[j]);
+        uint32_t& st = marks.stamp[r.candidates[j]];
+        if (st != marks.epoch) st = marks.epoch, streamed.push_back(r.candidates[j]);
       }
       n_k += end - begin;
     }
     marks.reset(m);
     for (const BlockRow& r : rows) {
-      const size_t n = r.candidates->size();
-      for (size_t j = begin; j < std::min(n, begin + entries); ++j) {
-        if (!(*r.keep)[j]) continue;
-        uint32_t& st = marks.stamp[(*r.candidates)[j]];
-        if (st != marks.epoch) st = marks.epoch, kept.push_back((*r.candidates)[j]);
+      for (size_t j = begin; j < std::min(r.n, begin + entries); ++j) {
+        if (!r.keep[j]) continue;
+        uint32_t& st = marks.stamp[r.candidates[j]];
+        if (st != marks.epoch) st = marks.epoch, kept.push_back(r.candidates[j]);
       }
     }
     std::sort(streamed.begin(), streamed.end());
     std::sort(kept.begin(), kept.end());
-    if (ported) {
-      for (size_t r = 0; r < rows.size(); ++r) {
-        slot[r].assign(m, 0);
-        const size_t n = rows[r].candidates->size();
-        for (size_t j = begin; j < std::min(n, begin + entries); ++j)
-          slot[r][(*rows[r].candidates)[j]] = static_cast<uint32_t>(j - begin + 1);
-      }
-    }
     const uint64_t pass1 = pass_cycles(s, d, streamed.data(), streamed.size(), p1_planes, [&](uint64_t tile) -> uint64_t {
       return ported ? tile_port(streamed, tile, [](size_t, uint32_t) { return true; }) : 0;
     }, t);
     const uint64_t pass2 = pass_cycles(s, d, kept.data(), kept.size(), p2_planes, [&](uint64_t tile) -> uint64_t {
-      return ported ? tile_port(kept, tile, [&](size_t r, uint32_t p) { return (*rows[r].keep)[begin + p] != 0; }) : 0;
+      return ported ? tile_port(kept, tile, [&](size_t r, uint32_t p) { return rows[r].keep[begin + p] != 0; }) : 0;
     }, t);
     union_segs.push_back({static_cast<int>(streamed.size()), static_cast<int>(kept.size())});
     t.pass1.push_back(pass1);

@@ -276,12 +276,14 @@ void tile_parts(const QkSetup& setup, int d, const RowData& row, int key_tile, i
 
 // ---- query blocks (qk_unit.query_block = Qb > 1) ----------------------------------------
 
-// One row of a block as score_row left it: its candidates (ascending), the comparator's
-// keep flag per candidate, early_term's planes per candidate, and its own cost (counters).
+// One row of a block as score_row left it (or its part in a key tile, K/V tiling): its
+// candidates (ascending), the comparator's keep flag per candidate, early_term's planes
+// per candidate (null otherwise), and its own cost (counters).
 struct BlockRow {
-  const std::vector<int32_t>* candidates;
-  const std::vector<uint8_t>* keep;
-  const std::vector<int>* planes;  // early_term only
+  const int32_t* candidates;
+  size_t n;
+  const uint8_t* keep;
+  const int* planes;  // early_term only
   const QkRowCost* cost;
 };
 
