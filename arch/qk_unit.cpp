@@ -322,6 +322,7 @@ void tile_parts(const QkSetup& s, int d, const RowData& row, int key_tile, int t
     while (end < n && ids[end] < end_key) ++end;
     if (end == begin) continue;
     const uint64_t keys = end - begin;
+    part.first = static_cast<uint32_t>(begin);
     part.candidates = static_cast<uint32_t>(keys);
     for (size_t j = begin; j < end; ++j) part.survivors += row.keep[j];
     const int32_t* tile_ids = ids.data() + begin;
@@ -591,8 +592,8 @@ void QkUnit::run_blocks(const std::shared_ptr<HeadWork>& work) {
 }
 
 // K/V tiling: job by job (arch/kv_tiling.h), the rows of the job's query block that have
-// candidates in its key tile, in row order, each part timed as a row of its own by the
-// comparator schedule; the chain of overlapped pass 1s stays within the job (its last
+// candidates in its key tile, in row order, each part timed as a row of its own (with
+// query blocks: each block of Qb rows' parts timed together) by the comparator schedule; the chain of overlapped pass 1s stays within the job (its last
 // part pays its whole last compare). Job j starts when the DMA has loaded it; after the
 // last part of a query block the block's Q buffer is free.
 void QkUnit::run_tiled(const std::shared_ptr<HeadWork>& work) {
@@ -601,21 +602,35 @@ void QkUnit::run_tiled(const std::shared_ptr<HeadWork>& work) {
   const auto part = [&](int row, int tile) -> const TilePart& {
     return work->parts[static_cast<size_t>(row) * ts.tiles + tile];
   };
-  std::vector<int> rows;
+  const int block = setup_.qk.query_block;  // Q blocks hold whole query blocks
+  const auto cost = [&](int first, int tile) -> const QkRowCost& {
+    return block > 1 ? work->block_parts[static_cast<size_t>(first / block) * ts.tiles + tile] : part(first, tile).qk;
+  };
+  std::vector<int> units;
   for (size_t j = 0; j < ts.jobs.size(); ++j) {
     const TileJob& job = ts.jobs[j];
     ts.wait_for([&] { return ts.loaded > static_cast<int>(j); });
-    rows.clear();
-    for (int i = job.first_row; i < job.end_row; ++i)
-      if (part(i, job.tile).candidates > 0) rows.push_back(i);
+    // The job's units of work: its rows with candidates in the tile, or with query blocks
+    // (Qb > 1) the blocks of Qb rows with some; each is timed by its cost, then its rows'
+    // parts leave in row order.
+    units.clear();
+    for (int first = job.first_row; first < job.end_row; first += block) {
+      const int end = std::min(job.end_row, first + block);
+      bool any = false;
+      for (int i = first; i < end; ++i) any = any || part(i, job.tile).candidates > 0;
+      if (any) units.push_back(first);
+    }
     bool own_pass1_done = false;
-    for (size_t k = 0; k < rows.size(); ++k) {
-      const int i = rows[k];
-      process(*work, i, part(i, job.tile).qk, k + 1 < rows.size() ? &part(rows[k + 1], job.tile).qk : nullptr,
+    for (size_t k = 0; k < units.size(); ++k) {
+      const int first = units[k], end = std::min(job.end_row, first + block);
+      process(*work, first, cost(first, job.tile), k + 1 < units.size() ? &cost(units[k + 1], job.tile) : nullptr,
               own_pass1_done, traced);
-      RowToken token{work, i, sc_core::sc_time_stamp()};
-      token.part = job.tile;
-      emit(token, traced);
+      for (int i = first; i < end; ++i) {
+        if (part(i, job.tile).candidates == 0) continue;
+        RowToken token{work, i, sc_core::sc_time_stamp()};
+        token.part = job.tile;
+        emit(token, traced);
+      }
     }
     if (j + 1 == ts.jobs.size() || ts.jobs[j + 1].block != job.block) {
       ts.q_free = true;

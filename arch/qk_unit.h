@@ -91,7 +91,10 @@
 // parts in place of a head's rows: the chain of overlapped pass 1s ends with the job (its
 // last part pays its whole last compare). Each part reads its query row (d*B bits) again.
 // With sram.ports and reuse_buffer.ports a part's lane tiles wait by the rules above (key
-// j of tile t in row j - t*KT of the tile buffer's banks). After the last part of a query
+// j of tile t in row j - t*KT of the tile buffer's banks). With query blocks (Qb > 1) the
+// parts in the tile of each query block's rows are scored together by the query-block rule
+// above (on the rows' candidates within the tile), one unit of the job's chain, and leave
+// together in row order. After the last part of a query
 // block the block's Q buffer is free for the DMA.
 //
 // Params: QkUnitParams, ComparatorParams, ReuseBufferParams below.

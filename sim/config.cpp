@@ -366,7 +366,7 @@ const std::vector<std::string>& cross_field_rules() {
       "`lowrank_unit.features` must be even.",
       "`candidates.source: \"none\"` needs `lowrank_unit.enabled: true`.",
       "`tree_engine.attention: \"tc\"` (with `candidates.source: \"tree\"`) composes with neither the low-rank unit nor FCA.",
-      "A K/V-tiled run (`kv_tiling.mode: \"always\"`, or a head that does not fit in `sram.capacity_kib`) needs `candidates.source: \"all\"`, `lowrank_unit.enabled: false`, `skim_controller.mode` other than `\"fca\"` and `qk_unit.query_block: 1`; in latte mode `kv_tiling.key_tile` must be a multiple of `reuse_buffer.entries`; one K/V tile and one query row (Q and row state) must fit in `sram.capacity_kib` (checked when the trace is known)."};
+      "A K/V-tiled run (`kv_tiling.mode: \"always\"`, or a head that does not fit in `sram.capacity_kib`) needs `candidates.source: \"all\"`, `lowrank_unit.enabled: false` and `skim_controller.mode` other than `\"fca\"`; `kv_tiling.query_tile` must be a multiple of `qk_unit.query_block`; in latte mode `kv_tiling.key_tile` must be a multiple of `reuse_buffer.entries`; one K/V tile and one query row (Q and row state) must fit in `sram.capacity_kib` (checked when the trace is known)."};
   return rules;
 }
 
