@@ -116,7 +116,9 @@ HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, co
       lowrank_(lowrank),
       quality_(quality),
       threads_(std::max(1, threads)),
-      decisions_(decisions) {}
+      decisions_(decisions) {
+  qk_.exact_all = quality != nullptr;  // only the quality reference reads filtered keys' scores
+}
 
 void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank,
                              HeadDecisions* decisions, int begin, int end) const {
@@ -157,14 +159,21 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
           ts.last_tile[i] = t;
         }
       }
-      row.probs.resize(out.survivors);  // softmax unit
-      const attn::SoftmaxSum sum =
-          attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
-      row.softmax_max = sum.max;
-      row.softmax_sum = sum.sum;
-      row.out.resize(d);  // AV unit
-      attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
-                         row.out.data());
+      // The softmax and AV units' results, as far as something reads them: the quality
+      // meter (both), FCA's head-mean probabilities (the probabilities). Their timing
+      // needs only the survivor counts.
+      if (quality || w.layer->abar) {
+        row.probs.resize(out.survivors);  // softmax unit
+        const attn::SoftmaxSum sum =
+            attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
+        row.softmax_max = sum.max;
+        row.softmax_sum = sum.sum;
+      }
+      if (quality) {
+        row.out.resize(d);  // AV unit
+        attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
+                           row.out.data());
+      }
       if (lowrank_rows) lowrank_rows->combine(w, row, out);  // low-rank unit
     }
     if (w.layer->abar) accumulate_abar(w, row);

@@ -20,13 +20,17 @@ void exact_scores(const HeadWork& w, const int16_t* q, RowData& row) {
     row.exact[j] = qk::dot(q, row_ptr(k, row.candidates[j], d), d, w.wide);
 }
 
-void collect_survivors(RowData& row) {
+// The survivors and their exact scores: from row.exact when every candidate was scored,
+// else scored here (the filtered keys' exact scores are never computed).
+void collect_survivors(const HeadWork& w, const int16_t* q, RowData& row) {
   row.survivor_ids.clear();
   row.survivor_scores.clear();
+  const bool scored = row.exact.size() == row.candidates.size();
+  const int d = w.d();
   for (size_t j = 0; j < row.candidates.size(); ++j) {
     if (!row.keep[j]) continue;
     row.survivor_ids.push_back(row.candidates[j]);
-    row.survivor_scores.push_back(row.exact[j]);
+    row.survivor_scores.push_back(scored ? row.exact[j] : qk::dot(q, row_ptr(w.data().k, row.candidates[j], d), d, w.wide));
   }
 }
 
@@ -293,9 +297,13 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
 QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
   const int d = w.d();
   const int16_t* q = row_ptr(w.data().q, row.row, d);
-  // The functional model knows every candidate's exact score (softmax and the quality
-  // reference need them); the cost below counts only the work the hardware does.
-  exact_scores(w, q, row);
+  // The functional model knows every candidate's exact score when the quality reference
+  // needs them (softmax needs only the survivors'); the cost below counts only the work
+  // the hardware does.
+  if (s.exact_all)
+    exact_scores(w, q, row);
+  else
+    row.exact.clear();
   row.exact_scored = 0;
   QkRowCost c;
   switch (s.qk.mode) {
@@ -304,7 +312,7 @@ QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
     case QkMode::dense: c = dense_row(s, d, row); break;
   }
   c.sram_read_bits += static_cast<uint64_t>(d) * s.qk.bits;  // the query row
-  collect_survivors(row);
+  collect_survivors(w, q, row);
   return c;
 }
 

@@ -254,14 +254,18 @@ struct QkSetup {
   ComparatorParams comparator;
   ReuseBufferParams reuse;
   SramParams sram = SramParams::table().defaults();  // the SRAM's banks and ports (K and V reads)
+  // The functional model scores every candidate exactly (the quality reference reads the
+  // filtered keys' scores too); false: only the survivors (nothing reads the others').
+  bool exact_all = true;
   bool has_comparator() const { return qk.mode != QkMode::dense; }
   bool has_reuse_buffer() const { return qk.mode == QkMode::latte; }
 };
 
 // ---- functional model and row cost (pure, no SystemC) ------------------------------------
 
-// Scores one row: fills row.exact (every candidate's exact score), row.keep,
-// row.survivor_ids / survivor_scores and row.exact_scored from row.candidates, and returns
+// Scores one row: fills row.exact (every candidate's exact score; empty unless
+// setup.exact_all), row.keep, row.survivor_ids / survivor_scores and row.exact_scored from
+// row.candidates, and returns
 // the row's cycles and action counts with its comparator schedule (QkRowCost). Safe to
 // call from several threads on different rows.
 QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row);

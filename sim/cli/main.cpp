@@ -1,6 +1,8 @@
 // attnsim: command-line entry point. Dispatches to the subcommands in sim/cli/commands.h.
 #include "sim/cli/commands.h"
 
+#include "core/isa.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -25,7 +27,9 @@ void print_usage(std::ostream& os) {
         "  report       print a sweep's points sorted by a metric and its Pareto front\n"
         "  merge        build a sweep's summary.csv from whatever points finished\n\n"
         "  attnsim <command> --help   options of a command\n"
-        "  attnsim --version\n";
+        "  attnsim --version\n"
+        "  attnsim --isa       the kernels' instruction-set path, then every path this CPU can run\n"
+        "                      (ATTNSIM_ISA=baseline|avx2|avx512 forces one)\n";
 }
 
 }  // namespace
@@ -44,6 +48,20 @@ int main(int argc, char** argv) {
   }
   if (command == "--version") {
     std::cout << "attnsim " ATTNSIM_VERSION "\n";
+    return 0;
+  }
+  // The kernels' instruction-set path (core/isa.h): ATTNSIM_ISA is checked before any work.
+  try {
+    attnsim::active_isa();
+  } catch (const std::exception& e) {
+    std::cerr << "attnsim: " << e.what() << "\n";
+    return 2;
+  }
+  if (command == "--isa") {  // the path in use, then every path this CPU can run
+    std::cout << attnsim::isa_name(attnsim::active_isa());
+    for (attnsim::Isa isa : {attnsim::Isa::baseline, attnsim::Isa::avx2, attnsim::Isa::avx512})
+      if (attnsim::isa_supported(isa)) std::cout << " " << attnsim::isa_name(isa);
+    std::cout << "\n";
     return 0;
   }
   // Each subcommand sees its own name as argv[0].
