@@ -98,7 +98,7 @@ std::string last_line(const std::string& path) {
 
 void remove_temp_file(const SweepDir& dir, const SweepPoint& p, pid_t pid) {
   std::error_code ignored;
-  fs::remove(dir.stats(p.hash) + ".tmp." + std::to_string(pid), ignored);
+  fs::remove(temp_path_for(dir.stats(p.hash), pid), ignored);
 }
 
 std::string duration_text(double s) {
