@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <filesystem>
 #include <stdexcept>
 #include <unistd.h>
@@ -96,6 +97,47 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     fail_write(path, err);
   }
   commit_file(tmp, path);
+}
+
+namespace {
+
+std::string size_text(uint64_t bytes) {
+  if (bytes % (uint64_t{1} << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes) + " bytes";
+}
+
+// Closes the descriptor when the read is over, whichever way.
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
+};
+
+}  // namespace
+
+std::string read_input_file(const std::string& path, const std::string& what, uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw InputFileError(path + ": cannot open " + what);
+  const FdCloser closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw InputFileError(path + ": not a regular file");
+  const auto too_large = [&](uint64_t bytes) {
+    return InputFileError(path + ": too large for a " + what + " (" + std::to_string(bytes) + " bytes, limit " +
+                          size_text(max_bytes) + ")");
+  };
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) throw too_large(static_cast<uint64_t>(st.st_size));
+  // Read at most one byte past the cap: a file growing while read is refused too.
+  std::string text;
+  char buf[65536];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw InputFileError(path + ": cannot read " + what + ": " + std::strerror(errno));
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > max_bytes) throw too_large(text.size());
+  }
+  return text;
 }
 
 }  // namespace attnsim

@@ -3,7 +3,9 @@
 // target, fsynced, renamed over the target, then the directory fsynced, so neither a
 // failed run nor a machine crash leaves a partial file (after a crash the target is the
 // old file or the whole new one).
+#include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <sys/types.h>
 
@@ -34,5 +36,27 @@ void commit_file(const std::string& tmp, const std::string& path);
 // Writes `text` to `path` atomically and durably, creating missing parent directories.
 // Throws std::runtime_error naming the path.
 void write_file_atomically(const std::string& path, const std::string& text);
+
+// ---- reading input files --------------------------------------------------------------------
+
+// Size caps of the files attnsim reads whole, far above any legitimate file (the largest
+// preset config is 1.3 KiB, the stats of a 24-layer, 16-head trace 130 KiB) and far below
+// what would exhaust memory: configs, sweep files and technology tables; and the files
+// attnsim itself writes and reads back (stats, sweep manifests, failure records).
+inline constexpr uint64_t kMaxConfigBytes = uint64_t{64} << 20;
+inline constexpr uint64_t kMaxStatsBytes = uint64_t{256} << 20;
+
+// An input file that cannot be read: one line naming the file.
+class InputFileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The whole content of the input file `path`, a `what` ("config file"). Refuses, without
+// reading or waiting, anything but a regular file (/dev/zero, a FIFO, a directory) and a
+// file over `max_bytes`, so that no input makes attnsim read without end. Throws
+// InputFileError "<path>: cannot open <what>", "<path>: not a regular file" or
+// "<path>: too large for a <what> (<n> bytes, limit <max>)".
+std::string read_input_file(const std::string& path, const std::string& what, uint64_t max_bytes);
 
 }  // namespace attnsim

@@ -83,9 +83,14 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
   _exit(127);
 }
 
-// The last non-empty line of a child's log: `attnsim run` prints its error there.
+// The last non-empty line of a child's log: `attnsim run` prints its error there. Only
+// the log's last 64 KiB are read: a child may have printed without end.
 std::string last_line(const std::string& path) {
-  std::ifstream in(path);
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return "";
+  std::ifstream in(path, std::ios::binary);
+  const uintmax_t size = fs::file_size(path, ec);
+  if (!ec && size > 65536) in.seekg(static_cast<std::streamoff>(size - 65536));
   std::string line, last;
   while (std::getline(in, line)) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();

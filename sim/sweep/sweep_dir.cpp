@@ -4,8 +4,6 @@
 #include "core/file_io.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 namespace attnsim {
 
@@ -16,6 +14,19 @@ SweepDir sweep_dir(const std::string& path) {
   return {fs::absolute(fs::path(path)).lexically_normal().string()};
 }
 
+namespace {
+
+// A file's text, or "" when it cannot be read (it is then written anew).
+std::string existing_text(const std::string& path) {
+  try {
+    return read_input_file(path, "config file", kMaxConfigBytes);
+  } catch (const InputFileError&) {
+    return "";
+  }
+}
+
+}  // namespace
+
 void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points) {
   for (const char* sub : {"configs", "points", "failed", "logs"}) fs::create_directories(fs::path(dir.root) / sub);
   // A killed `attnsim run` leaves <hash>.json.tmp.<pid>: never a result, always removable.
@@ -23,10 +34,7 @@ void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::ve
     if (entry.path().filename().string().find(".json.tmp.") != std::string::npos) fs::remove(entry.path());
   for (const SweepPoint* p : unique_runnable(points)) {
     const std::string text = p->config.dump(2) + "\n";
-    std::ifstream existing(dir.config(p->hash));
-    std::stringstream old;
-    if (existing) old << existing.rdbuf();
-    if (!existing || old.str() != text) write_file_atomically(dir.config(p->hash), text);
+    if (existing_text(dir.config(p->hash)) != text) write_file_atomically(dir.config(p->hash), text);
   }
   json manifest = {{"schema", kSweepManifestSchema},
                    {"sweep_file", fs::absolute(spec.path).lexically_normal().string()},

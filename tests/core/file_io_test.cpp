@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -87,4 +88,47 @@ TEST_CASE("a written trace is durable too") {
   test::SyncLog log;
   w.write(target.string());
   CHECK(log.calls == durable_sequence(target));
+}
+
+// ---- bounded reads of input files ---------------------------------------------------------
+
+namespace {
+
+std::string read_error(const std::string& path, uint64_t max_bytes = 1 << 20) {
+  try {
+    read_input_file(path, "config file", max_bytes);
+  } catch (const InputFileError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("read_input_file reads a regular file whole") {
+  const fs::path dir = scratch("read");
+  std::ofstream(dir / "c.json") << "{\"schema\": 1}\n";
+  CHECK(read_input_file((dir / "c.json").string(), "config file", 14) == "{\"schema\": 1}\n");  // exactly the cap
+}
+
+TEST_CASE("read_input_file refuses devices, FIFOs, directories and files over the cap") {
+  const fs::path dir = scratch("refuse");
+  CHECK(read_error("/dev/zero") == "/dev/zero: not a regular file");
+  CHECK(read_error("/dev/null") == "/dev/null: not a regular file");
+  const std::string fifo = (dir / "fifo").string();
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK(read_error(fifo) == fifo + ": not a regular file");  // and no wait for a writer
+  CHECK(read_error(dir.string()) == dir.string() + ": not a regular file");
+  std::ofstream(dir / "big.json") << "{\"schema\": 12}\n";  // 15 bytes
+  CHECK(read_error((dir / "big.json").string(), 14) ==
+        (dir / "big.json").string() + ": too large for a config file (15 bytes, limit 14 bytes)");
+  CHECK(read_error((dir / "absent.json").string()) == (dir / "absent.json").string() + ": cannot open config file");
+}
+
+TEST_CASE("input size limits are written in MiB") {
+  const fs::path dir = scratch("sparse");
+  const std::string big = (dir / "big.json").string();
+  std::ofstream(big).close();
+  fs::resize_file(big, kMaxConfigBytes + 1);  // sparse: no disk space used
+  CHECK(read_error(big, kMaxConfigBytes) == big + ": too large for a config file (67108865 bytes, limit 64 MiB)");
 }
