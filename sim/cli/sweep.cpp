@@ -76,13 +76,7 @@ void write_jobs_file(const std::string& path, const std::vector<std::string>& li
 int emit(const po::variables_map& vm, const SweepDir& dir, const std::vector<SweepPoint>& points,
          const std::string& binary, int threads, double timeout) {
   std::vector<std::string> lines;
-  for (const SweepPoint* p : unique_runnable(points)) {
-    // coreutils timeout gives each point the same limit as the local scheduler.
-    std::string line = point_job_line(binary, dir, *p, threads);
-    const size_t bar = line.find("|| ");
-    line.insert(bar + 3, "timeout " + seconds_text(timeout) + " ");
-    lines.push_back(line);
-  }
+  for (const SweepPoint* p : unique_runnable(points)) lines.push_back(point_job_line(binary, dir, *p, threads, timeout));
   std::string jobs = vm.count("emit-jobs") ? vm["emit-jobs"].as<std::string>() : dir.root + "/jobs.txt";
   jobs = fs::absolute(jobs).lexically_normal().string();
   write_jobs_file(jobs, lines);
@@ -248,11 +242,14 @@ int cmd_sweep(int argc, char** argv) {
                 << " running points were stopped and stay pending (rerun the same command to resume)\n";
       return 130;
     }
-    if (totals.failed + totals.failed_before > 0) {
-      std::cerr << "attnsim: sweep: " << totals.failed + totals.failed_before << " points failed (see "
-                << dir.root << "/failed/)\n";
-      return 1;
-    }
+    // Not 0 while any point lacks complete stats: a script can rely on the status.
+    const size_t failed = totals.failed + totals.failed_before;
+    const size_t remaining = totals.runs - totals.done_before - totals.done_now - failed;
+    if (failed > 0)
+      std::cerr << "attnsim: sweep: " << failed << " points failed (see " << dir.root << "/failed/)\n";
+    if (remaining > 0)
+      std::cerr << "attnsim: sweep: " << remaining << " points not done (rerun the same command)\n";
+    if (failed + remaining > 0) return 1;
   } catch (const std::exception& e) {
     std::cerr << "attnsim: " << e.what() << "\n";
     return 1;

@@ -118,17 +118,19 @@ SweepResults collect_results(const SweepDir& dir) {
     row.trace = p.at("trace").get<std::string>();
     for (const json& kv : p.at("values")) row.values.emplace_back(kv.at(0).get<std::string>(), kv.at(1));
     for (const std::string& m : sweep_metric_names()) row.metrics[m] = std::numeric_limits<double>::quiet_NaN();
+    const PointStats result = p.contains("skipped") ? PointStats{} : read_point_stats(dir, row.hash);
     if (p.contains("skipped")) {
       row.status = "skipped";
       row.error = p.at("skipped").get<std::string>();
-    } else if (const auto stats = read_json_file(dir.stats(row.hash))) {
+    } else if (result.stats) {
       row.status = "ok";
-      for (const auto& [name, value] : metrics_of(*stats)) row.metrics[name] = value;
+      for (const auto& [name, value] : metrics_of(*result.stats)) row.metrics[name] = value;
     } else if (const auto failure = read_json_file(dir.failure(row.hash))) {
       row.status = failure->value("timed_out", false) ? "timeout" : "failed";
       row.error = failure->value("error", "");
     } else {
       row.status = "missing";
+      row.error = result.problem;  // an incomplete stats file says why
     }
     r.rows.push_back(std::move(row));
   }

@@ -4,17 +4,15 @@
 #include "sim/sweep/runner.h"
 
 #include "core/file_io.h"
+#include "sim/sweep/child.h"
 #include "sim/sweep/launch.h"
 
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,31 +23,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-extern "C" void on_stop_signal(int signo) { g_stop_signal = signo; }
-
-// SIGINT/SIGTERM set a flag that the scheduling loop polls; the previous handlers come
-// back when the sweep returns.
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_ {}, old_term_ {};
-};
-
 struct Child {
   const SweepPoint* point;
   SteadyClock::time_point start;
@@ -57,31 +30,6 @@ struct Child {
 };
 
 double seconds_since(SteadyClock::time_point t) { return std::chrono::duration<double>(SteadyClock::now() - t).count(); }
-
-// fork + exec of `argv` with stdout and stderr to `log`. The child dies with the parent
-// (PR_SET_PDEATHSIG), so a killed sweep leaves no orphan writing results later.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) throw SweepError(std::string("cannot start a child process: ") + std::strerror(errno));
-  if (pid > 0) return pid;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(128 + SIGKILL);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd >= 0) {
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    close(fd);
-  }
-  execv(args[0], args.data());
-  std::fprintf(stderr, "attnsim: sweep: cannot run %s: %s\n", args[0], std::strerror(errno));
-  _exit(127);
-}
 
 // The last non-empty line of a child's log: `attnsim run` prints its error there. Only
 // the log's last 64 KiB are read: a child may have printed without end.
@@ -124,8 +72,8 @@ class Scheduler {
     std::reverse(queue.begin(), queue.end());  // pop_back takes them in sweep order
     {
       StopSignals signals;
-      while ((!queue.empty() || !running_.empty()) && !g_stop_signal) {
-        while (int(running_.size()) < std::max(1, options_.jobs) && !queue.empty() && !g_stop_signal) {
+      while ((!queue.empty() || !running_.empty()) && !stop_signal()) {
+        while (int(running_.size()) < std::max(1, options_.jobs) && !queue.empty() && !stop_signal()) {
           start_child(queue.back());
           queue.pop_back();
         }
@@ -134,7 +82,7 @@ class Scheduler {
         draw_progress(queue.size());
         if (!running_.empty()) usleep(20000);
       }
-      if (g_stop_signal) {
+      if (stop_signal()) {
         totals_.stopped = true;
         stop_children();
       }
@@ -145,16 +93,20 @@ class Scheduler {
   }
 
  private:
-  // Unique runnable points without stats (nor a failure record, unless retrying).
+  // Unique runnable points without complete stats (nor a failure record, unless
+  // retrying). An incomplete stats file is reported: the point runs again.
   std::vector<const SweepPoint*> pending(const std::vector<SweepPoint>& points) {
     std::vector<const SweepPoint*> out;
     for (const SweepPoint* p : unique_runnable(points)) {
       ++totals_.runs;
-      if (fs::exists(dir_.stats(p->hash))) {
+      const PointStats result = read_point_stats(dir_, p->hash);
+      if (result.stats) {
         ++totals_.done_before;
       } else if (!options_.retry_failed && fs::exists(dir_.failure(p->hash))) {
         ++totals_.failed_before;
       } else {
+        if (!result.problem.empty())
+          std::fprintf(stderr, "attnsim: sweep: %s; running the point again\n", result.problem.c_str());
         out.push_back(p);
       }
     }
@@ -162,7 +114,9 @@ class Scheduler {
   }
 
   void start_child(const SweepPoint* p) {
-    const pid_t pid = spawn(point_run_argv(options_.binary, dir_, *p, options_.threads_per_point), dir_.log(p->hash));
+    std::error_code ignored;
+    fs::remove(dir_.stats(p->hash), ignored);  // an incomplete file: never a result
+    const pid_t pid = spawn_child(point_run_argv(options_.binary, dir_, *p, options_.threads_per_point), dir_.log(p->hash));
     running_[pid] = Child{p, SteadyClock::now()};
   }
 
@@ -181,23 +135,26 @@ class Scheduler {
     const double wall = seconds_since(c.start);
     remove_temp_file(dir_, *c.point, pid);
     const bool exited_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (exited_ok && !c.timed_out && fs::exists(dir_.stats(c.point->hash))) {
+    const PointStats result = read_point_stats(dir_, c.point->hash);
+    if (exited_ok && !c.timed_out && result.stats) {
       std::error_code ignored;
       fs::remove(dir_.failure(c.point->hash), ignored);  // an earlier failure is superseded
       ++totals_.done_now;
       run_seconds_ += wall;
       return;
     }
-    if (g_stop_signal && !c.timed_out) {  // killed by the terminal's Ctrl-C: not a failure
+    if (stop_signal() && !c.timed_out) {  // killed by the terminal's Ctrl-C: not a failure
       ++totals_.interrupted;
       return;
     }
-    record_failure(*c.point, status, c.timed_out, wall);
+    // A child that exits 0 without complete stats failed all the same.
+    record_failure(*c.point, status, c.timed_out, wall, exited_ok && !c.timed_out ? result.problem : "");
     ++totals_.failed;
     run_seconds_ += wall;
   }
 
-  void record_failure(const SweepPoint& p, int status, bool timed_out, double wall) {
+  // `error`: the failure's reason when known, otherwise taken from the child's log.
+  void record_failure(const SweepPoint& p, int status, bool timed_out, double wall, std::string error) {
     json f = {{"schema", kSweepFailureSchema},
               {"hash", p.hash},
               {"trace", p.trace_path},
@@ -207,15 +164,11 @@ class Scheduler {
               {"exit_code", WIFEXITED(status) ? json(WEXITSTATUS(status)) : json()},
               {"signal", WIFSIGNALED(status) ? json(WTERMSIG(status)) : json()},
               {"wall_seconds", wall}};
-    std::string error;
-    if (timed_out) {
-      error = "timed out after " + seconds_text(options_.timeout_seconds) + " s (--timeout)";
-    } else {
-      error = last_line(dir_.log(p.hash));
-      if (error.empty())
-        error = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
-                                    : "exit code " + std::to_string(WEXITSTATUS(status)) + " without a message";
-    }
+    if (error.empty() && timed_out) error = "timed out after " + seconds_text(options_.timeout_seconds) + " s (--timeout)";
+    if (error.empty()) error = last_line(dir_.log(p.hash));
+    if (error.empty())
+      error = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                  : "exit code " + std::to_string(WEXITSTATUS(status)) + " without a message";
     f["error"] = error;
     json command = json::array();
     for (const std::string& a : point_run_argv(options_.binary, dir_, p, options_.threads_per_point)) command.push_back(a);
@@ -241,7 +194,7 @@ class Scheduler {
       }
       remove_temp_file(dir_, *c.point, pid);
       // A point whose stats were renamed into place just before the kill is complete.
-      if (fs::exists(dir_.stats(c.point->hash))) ++totals_.done_now;
+      if (point_done(dir_, c.point->hash)) ++totals_.done_now;
       else ++totals_.interrupted;
     }
     running_.clear();

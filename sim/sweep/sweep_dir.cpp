@@ -2,6 +2,7 @@
 #include "sim/sweep/sweep_dir.h"
 
 #include "core/file_io.h"
+#include "sim/stats.h"
 
 #include <filesystem>
 
@@ -13,6 +14,27 @@ SweepDir sweep_dir(const std::string& path) {
   if (path.empty()) throw SweepError("the sweep directory is empty (--out DIR)");
   return {fs::absolute(fs::path(path)).lexically_normal().string()};
 }
+
+PointStats read_point_stats(const SweepDir& dir, const std::string& hash) {
+  const std::string path = dir.stats(hash);
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(path, ec))) return {};
+  std::string text;
+  try {
+    text = read_input_file(path, "stats file", kMaxStatsBytes);
+  } catch (const InputFileError& e) {
+    return {std::nullopt, e.what()};
+  }
+  const std::string incomplete = path + ": incomplete stats file: ";
+  if (text.empty()) return {std::nullopt, incomplete + "empty"};
+  const json stats = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (stats.is_discarded()) return {std::nullopt, incomplete + "not valid JSON"};
+  const std::string problem = stats_problem(stats);
+  if (!problem.empty()) return {std::nullopt, incomplete + problem};
+  return {stats, ""};
+}
+
+bool point_done(const SweepDir& dir, const std::string& hash) { return read_point_stats(dir, hash).stats.has_value(); }
 
 namespace {
 

@@ -5,6 +5,7 @@
 #include "sim/sweep/points.h"
 #include "sim/sweep/spec.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,16 @@ struct SweepDir {
   std::string summary() const { return root + "/summary.csv"; }
 };
 SweepDir sweep_dir(const std::string& path);  // makes the path absolute
+
+// A point's result, DIR/points/<hash>.json. The point is done only when the file is a
+// complete stats file (stats_problem in sim/stats.h): an empty or truncated file, as a
+// crash or a full disk can leave, is no result.
+struct PointStats {
+  std::optional<json> stats;  // the stats, when complete
+  std::string problem;        // otherwise: "" when there is no file, else "<path>: <why>"
+};
+PointStats read_point_stats(const SweepDir& dir, const std::string& hash);
+bool point_done(const SweepDir& dir, const std::string& hash);
 
 // Creates DIR/{configs,points,failed,logs}, writes each runnable point's resolved config
 // to DIR/configs/<hash>.json and the manifest DIR/sweep.json (atomically). Removes temp

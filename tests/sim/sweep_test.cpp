@@ -558,9 +558,10 @@ TEST_CASE("emitted job lines and the Slurm script run the same points") {
   for (std::string l; std::getline(jobs, l);) lines.push_back(l);
   REQUIRE(lines.size() == 5);
   const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  const std::string bin = ATTNSIM_BINARY;
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string stats = sd.stats(points[i].hash);
-    CHECK(lines[i] == "[ -e " + stats + " ] || timeout 60 " + std::string(ATTNSIM_BINARY) + " run --config " +
+    CHECK(lines[i] == bin + " point " + sd.root + " " + points[i].hash + " --timeout 60 -- " + bin + " run --config " +
                           sd.config(points[i].hash) + " --trace " + points[i].trace_path + " --out " + stats +
                           " --quiet --threads 1");
   }
@@ -581,6 +582,99 @@ TEST_CASE("emitted job lines and the Slurm script run the same points") {
   const Result m = attnsim_cli("merge " + out.string());
   CHECK(m.code == 0);
   CHECK(m.out == "merge: 5 points: 5 ok; " + sd.summary() + "\n");
+
+  // A truncated point is not done: `attnsim point` says so, and its job line runs it again.
+  const std::string stats = sd.stats(points[4].hash), text = read(stats);
+  write(stats, text.substr(0, text.size() / 2));
+  CHECK(attnsim_cli("point " + out.string() + " " + points[4].hash).out ==
+        "attnsim: " + stats + ": incomplete stats file: not valid JSON\n");
+  CHECK(attnsim_cli("point " + out.string() + " " + points[4].hash).code == 1);
+  REQUIRE(shell(lines[4]).code == 0);
+  json again = read_json(stats), before = json::parse(text);
+  again.erase("sim");
+  before.erase("sim");
+  CHECK(again == before);
+  const Result done = attnsim_cli("point " + out.string() + " " + points[4].hash);
+  CHECK(done.code == 0);
+  CHECK(done.out.empty());
+  check_points_complete(out / "points");
+}
+
+TEST_CASE("an empty or truncated point file is run again and reported") {
+  const fs::path dir = scratch("incomplete");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01, 0.1]})");
+  const fs::path out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " -j 2").code == 0);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  const std::string truncated = sd.stats(points[1].hash), empty = sd.stats(points[2].hash);
+  const std::string text = read(truncated);
+  write(truncated, text.substr(0, text.size() - 10));
+  write(empty, "");
+
+  const Result r = attnsim_cli("sweep " + file + " --out " + out.string() + " -j 2");
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("attnsim: sweep: " + truncated + ": incomplete stats file: not valid JSON; running the point again\n") !=
+        std::string::npos);
+  CHECK(r.out.find("attnsim: sweep: " + empty + ": incomplete stats file: empty; running the point again\n") !=
+        std::string::npos);
+  CHECK(r.out.find("sweep: 3 runs: 3 done (2 now, 1 before), 0 failed, 0 remaining;") != std::string::npos);
+  check_points_complete(out / "points");
+}
+
+TEST_CASE("a point file without every key of a stats file is no result for merge, point and sweep") {
+  const fs::path dir = scratch("keys");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01, 0.1]})");
+  const fs::path out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " -j 2").code == 0);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  const std::string stats = sd.stats(points[1].hash);
+  json s = read_json(stats);
+  s.erase("quality");
+  write(stats, s.dump(2));
+
+  const Result m = attnsim_cli("merge " + out.string());
+  CHECK(m.out == "merge: 3 points: 1 missing, 2 ok; " + sd.summary() + "\n");
+  const auto rows = csv_rows(read(sd.summary()));
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[2][column(rows[0], "status")] == "missing");
+  CHECK(read(sd.summary()).find(",\"" + stats + ": incomplete stats file: no \"\"quality\"\"\"\n") != std::string::npos);
+  const Result p = attnsim_cli("point " + out.string() + " " + points[1].hash);
+  CHECK(p.code == 1);
+  CHECK(p.out == "attnsim: " + stats + ": incomplete stats file: no \"quality\"\n");
+  const Result missing = attnsim_cli("point " + out.string() + " 0123456789abcdef");
+  CHECK(missing.code == 1);
+  CHECK(missing.out == "attnsim: " + sd.stats("0123456789abcdef") + ": no stats yet\n");
+
+  write(stats, R"({"schema": "attnsim.stats/2"})");
+  CHECK(attnsim_cli("point " + out.string() + " " + points[1].hash).out ==
+        "attnsim: " + stats + ": incomplete stats file: schema is not \"attnsim.stats/1\"\n");
+  const Result r = attnsim_cli("sweep " + file + " --out " + out.string());
+  CHECK(r.code == 0);
+  CHECK(r.out.find("sweep: 3 runs: 3 done (1 now, 2 before)") != std::string::npos);
+  check_points_complete(out / "points");
+}
+
+TEST_CASE("a point that exits 0 without complete stats failed and the sweep exits 1") {
+  const fs::path dir = scratch("empty_ok");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01]})");
+  // A stand-in binary that leaves an empty file at --out and exits 0.
+  const std::string bin = write(dir / "empty.sh", "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && : > \"$2\"; shift; done\nexit 0\n");
+  fs::permissions(bin, fs::perms::owner_all);
+  const fs::path out = dir / "out";
+  const Result r = attnsim_cli("sweep " + file + " --out " + out.string() + " --binary " + bin);
+  INFO(r.out);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("sweep: 2 runs: 0 done (0 now, 0 before), 2 failed, 0 remaining;") != std::string::npos);
+  CHECK(r.out.find("attnsim: sweep: 2 points failed (see " + out.string() + "/failed/)\n") != std::string::npos);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  CHECK(read_json(sd.failure(points[1].hash))["error"] == sd.stats(points[1].hash) + ": incomplete stats file: empty");
 }
 
 TEST_CASE("merge counts missing and skipped points") {
