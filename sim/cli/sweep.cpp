@@ -51,15 +51,31 @@ std::string this_binary() {
 }
 
 std::string final_line(const SweepRunTotals& t, size_t skipped, const SweepDir& dir) {
-  const size_t done = t.done_before + t.done_now;
+  const size_t done = t.done_before + t.done_now + t.done_elsewhere;
   const size_t failed = t.failed + t.failed_before;
   char wall[32];
   std::snprintf(wall, sizeof wall, "%.1f s", t.wall_seconds);
   std::ostringstream s;
-  s << "sweep: " << t.runs << " runs: " << done << " done (" << t.done_now << " now, " << t.done_before
-    << " before), " << failed << " failed, " << (t.runs - done - failed) << " remaining; " << skipped
-    << " points skipped; " << wall << "; " << dir.summary();
+  s << "sweep: " << t.runs << " runs: " << done << " done (" << t.done_now << " now, " << t.done_before << " before";
+  if (t.done_elsewhere > 0) s << ", " << t.done_elsewhere << " by other runners";
+  s << "), " << failed << " failed, " << (t.runs - done - failed) << " remaining; " << skipped << " points skipped; "
+    << wall << "; " << dir.summary();
   return s.str();
+}
+
+// Why points are not done when their claims belong to runners on other hosts, and how to
+// free the claims of runners that are gone.
+std::string held_elsewhere_line(const SweepRunTotals& t, const SweepDir& dir) {
+  std::vector<std::string> owners;
+  for (const auto& [claim, owner] : t.held_elsewhere)
+    if (std::find(owners.begin(), owners.end(), owner) == owners.end()) owners.push_back(owner);
+  std::string list;
+  for (const std::string& o : owners) list += (list.empty() ? "" : ", ") + o;
+  const std::string hint = t.held_elsewhere.size() == 1
+                               ? "remove " + t.held_elsewhere.front().first + " if that runner is gone"
+                               : "remove their claims in " + dir.root + "/claims/ if those runners are gone";
+  return "attnsim: sweep: " + std::to_string(t.held_elsewhere.size()) + " points not done: claimed on other hosts (" +
+         list + "); rerun when they finish, or " + hint;
 }
 
 void write_summary(const SweepDir& dir) {
@@ -244,11 +260,13 @@ int cmd_sweep(int argc, char** argv) {
     }
     // Not 0 while any point lacks complete stats: a script can rely on the status.
     const size_t failed = totals.failed + totals.failed_before;
-    const size_t remaining = totals.runs - totals.done_before - totals.done_now - failed;
+    const size_t remaining = totals.runs - totals.done_before - totals.done_now - totals.done_elsewhere - failed;
     if (failed > 0)
       std::cerr << "attnsim: sweep: " << failed << " points failed (see " << dir.root << "/failed/)\n";
-    if (remaining > 0)
-      std::cerr << "attnsim: sweep: " << remaining << " points not done (rerun the same command)\n";
+    if (!totals.held_elsewhere.empty()) std::cerr << held_elsewhere_line(totals, dir) << "\n";
+    if (remaining > totals.held_elsewhere.size())
+      std::cerr << "attnsim: sweep: " << remaining - totals.held_elsewhere.size()
+                << " points not done (rerun the same command)\n";
     if (failed + remaining > 0) return 1;
   } catch (const std::exception& e) {
     std::cerr << "attnsim: " << e.what() << "\n";

@@ -3,6 +3,7 @@
 
 #include "core/file_io.h"
 #include "sim/sweep/child.h"
+#include "sim/sweep/claims.h"
 #include "sim/sweep/launch.h"
 
 #include <cerrno>
@@ -73,12 +74,25 @@ int run_command(const PointJob& job) {
 }  // namespace
 
 int run_point_job(const PointJob& job) {
-  const PointStats result = read_point_stats(job.dir, job.hash);
-  if (result.stats) return 0;
+  if (point_done(job.dir, job.hash)) return 0;
   if (job.command.empty()) {
-    std::fprintf(stderr, "attnsim: %s\n", not_done_reason(job.dir, job.hash, result).c_str());
+    std::fprintf(stderr, "attnsim: %s\n",
+                 not_done_reason(job.dir, job.hash, read_point_stats(job.dir, job.hash)).c_str());
     return 1;
   }
+  const ClaimResult claim = claim_point(job.dir, job.hash);
+  if (claim.state != ClaimState::claimed) {  // another runner has it: its job, not ours
+    std::fprintf(stderr, "attnsim: point %s: claimed by %s; not run\n", job.hash.c_str(),
+                 claim.owner ? claim.owner->text().c_str() : "an owner the claim does not name");
+    return 0;
+  }
+  struct Release {
+    const PointJob& job;
+    ~Release() { release_point(job.dir, job.hash); }
+  } release{job};
+  // Checked again under the claim: another runner may have finished it just before.
+  const PointStats result = read_point_stats(job.dir, job.hash);
+  if (result.stats) return 0;
   if (!result.problem.empty())
     std::fprintf(stderr, "attnsim: point %s: %s; running the point again\n", job.hash.c_str(), result.problem.c_str());
   return run_command(job);

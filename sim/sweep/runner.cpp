@@ -5,6 +5,7 @@
 
 #include "core/file_io.h"
 #include "sim/sweep/child.h"
+#include "sim/sweep/claims.h"
 #include "sim/sweep/launch.h"
 
 #include <cerrno>
@@ -62,6 +63,13 @@ std::string duration_text(double s) {
   return buf;
 }
 
+// Releases a point's claim when a child's outcome has been recorded, whichever way.
+struct ClaimRelease {
+  const SweepDir& dir;
+  const std::string& hash;
+  ~ClaimRelease() { release_point(dir, hash); }
+};
+
 class Scheduler {
  public:
   Scheduler(const SweepDir& dir, const SweepRunOptions& options) : dir_(dir), options_(options) {}
@@ -72,15 +80,17 @@ class Scheduler {
     std::reverse(queue.begin(), queue.end());  // pop_back takes them in sweep order
     {
       StopSignals signals;
-      while ((!queue.empty() || !running_.empty()) && !stop_signal()) {
+      while ((!queue.empty() || !running_.empty() || !waiting_.empty()) && !stop_signal()) {
         while (int(running_.size()) < std::max(1, options_.jobs) && !queue.empty() && !stop_signal()) {
-          start_child(queue.back());
+          const SweepPoint* p = queue.back();
           queue.pop_back();
+          start_point(p);
         }
         reap();
         enforce_time_limits();
-        draw_progress(queue.size());
-        if (!running_.empty()) usleep(20000);
+        if (int(running_.size()) < std::max(1, options_.jobs)) recheck_waiting(queue);
+        draw_progress(queue.size() + waiting_.size());
+        if (!running_.empty() || !waiting_.empty()) usleep(20000);
       }
       if (stop_signal()) {
         totals_.stopped = true;
@@ -99,6 +109,7 @@ class Scheduler {
     std::vector<const SweepPoint*> out;
     for (const SweepPoint* p : unique_runnable(points)) {
       ++totals_.runs;
+      failure_at_start_[p->hash] = failure_time(p->hash);
       const PointStats result = read_point_stats(dir_, p->hash);
       if (result.stats) {
         ++totals_.done_before;
@@ -113,11 +124,61 @@ class Scheduler {
     return out;
   }
 
-  void start_child(const SweepPoint* p) {
-    std::error_code ignored;
-    fs::remove(dir_.stats(p->hash), ignored);  // an incomplete file: never a result
-    const pid_t pid = spawn_child(point_run_argv(options_.binary, dir_, *p, options_.threads_per_point), dir_.log(p->hash));
-    running_[pid] = Child{p, SteadyClock::now()};
+  // Runs the point unless another runner holds its claim (then it waits for a live one on
+  // this host and leaves one of another host) or finished it meanwhile.
+  void start_point(const SweepPoint* p) {
+    const ClaimResult claim = claim_point(dir_, p->hash);
+    if (claim.state == ClaimState::held_local) {
+      waiting_.push_back(p);
+    } else if (claim.state != ClaimState::claimed) {
+      held_elsewhere(p, claim.owner);
+    } else if (settled_elsewhere(p)) {
+      release_point(dir_, p->hash);
+    } else {
+      std::error_code ignored;
+      fs::remove(dir_.stats(p->hash), ignored);  // an incomplete file: never a result
+      const pid_t pid =
+          spawn_child(point_run_argv(options_.binary, dir_, *p, options_.threads_per_point), dir_.log(p->hash));
+      running_[pid] = Child{p, SteadyClock::now()};
+    }
+  }
+
+  // Done or failed by another runner since this sweep started: counted, not run again.
+  bool settled_elsewhere(const SweepPoint* p) {
+    if (point_done(dir_, p->hash)) {
+      ++totals_.done_elsewhere;
+      return true;
+    }
+    if (failure_time(p->hash) != failure_at_start_[p->hash]) {
+      ++totals_.failed;
+      return true;
+    }
+    return false;
+  }
+
+  void held_elsewhere(const SweepPoint* p, const std::optional<ClaimOwner>& owner) {
+    totals_.held_elsewhere.emplace_back(dir_.claim(p->hash), owner ? owner->text() : "an owner it does not name");
+  }
+
+  // Points whose claim a live local runner held: once the claim is gone (or its owner
+  // died), settled elsewhere or back in the queue.
+  void recheck_waiting(std::vector<const SweepPoint*>& queue) {
+    if (waiting_.empty() || seconds_since(last_recheck_) < 0.1) return;
+    last_recheck_ = SteadyClock::now();
+    std::vector<const SweepPoint*> still;
+    for (const SweepPoint* p : waiting_) {
+      const std::optional<ClaimResult> holder = claim_holder(dir_, p->hash);
+      if (holder && holder->state == ClaimState::held_local) still.push_back(p);
+      else if (holder && holder->state == ClaimState::held_other) held_elsewhere(p, holder->owner);
+      else if (!settled_elsewhere(p)) queue.push_back(p);
+    }
+    waiting_ = std::move(still);
+  }
+
+  std::optional<fs::file_time_type> failure_time(const std::string& hash) const {
+    std::error_code ec;
+    const fs::file_time_type t = fs::last_write_time(dir_.failure(hash), ec);
+    return ec ? std::nullopt : std::optional<fs::file_time_type>(t);
   }
 
   void reap() {
@@ -136,6 +197,7 @@ class Scheduler {
     remove_temp_file(dir_, *c.point, pid);
     const bool exited_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     const PointStats result = read_point_stats(dir_, c.point->hash);
+    const ClaimRelease release{dir_, c.point->hash};
     if (exited_ok && !c.timed_out && result.stats) {
       std::error_code ignored;
       fs::remove(dir_.failure(c.point->hash), ignored);  // an earlier failure is superseded
@@ -196,6 +258,7 @@ class Scheduler {
       // A point whose stats were renamed into place just before the kill is complete.
       if (point_done(dir_, c.point->hash)) ++totals_.done_now;
       else ++totals_.interrupted;
+      release_point(dir_, c.point->hash);
     }
     running_.clear();
   }
@@ -211,7 +274,7 @@ class Scheduler {
     }
     char line[160];
     std::snprintf(line, sizeof line, "sweep: %zu/%zu done, %zu failed, %zu remaining (%zu running), ETA %s",
-                  totals_.done_before + totals_.done_now, totals_.runs, totals_.failed + totals_.failed_before,
+                  totals_.done_before + totals_.done_now + totals_.done_elsewhere, totals_.runs, totals_.failed + totals_.failed_before,
                   remaining, running_.size(), eta.c_str());
     if (line == last_line_) return;  // redraw only on change, not on every poll
     std::fprintf(stderr, "\r%-90s", line);
@@ -226,6 +289,9 @@ class Scheduler {
   const SweepDir& dir_;
   const SweepRunOptions& options_;
   std::map<pid_t, Child> running_;
+  std::vector<const SweepPoint*> waiting_;  // claimed by a live runner on this host
+  SteadyClock::time_point last_recheck_{};
+  std::map<std::string, std::optional<fs::file_time_type>> failure_at_start_;
   SweepRunTotals totals_;
   double run_seconds_ = 0;
   bool drawn_ = false;

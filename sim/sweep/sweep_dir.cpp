@@ -3,6 +3,7 @@
 
 #include "core/file_io.h"
 #include "sim/stats.h"
+#include "sim/sweep/claims.h"
 
 #include <filesystem>
 
@@ -38,6 +39,17 @@ bool point_done(const SweepDir& dir, const std::string& hash) { return read_poin
 
 namespace {
 
+// A killed writer leaves <file>.tmp.<host>.<pid>: never a result. Only those of dead
+// processes on this host go; a live writer (another runner, a job line) is about to rename
+// its file into place, and another host's writers cannot be judged from here.
+void remove_dead_temp_files(const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::optional<TempOwner> owner = temp_file_owner(entry.path().filename().string());
+    std::error_code ignored;
+    if (owner && owner->host == this_host() && !local_process_alive(owner->pid)) fs::remove(entry.path(), ignored);
+  }
+}
+
 // A file's text, or "" when it cannot be read (it is then written anew).
 std::string existing_text(const std::string& path) {
   try {
@@ -50,10 +62,10 @@ std::string existing_text(const std::string& path) {
 }  // namespace
 
 void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points) {
-  for (const char* sub : {"configs", "points", "failed", "logs"}) fs::create_directories(fs::path(dir.root) / sub);
-  // A killed `attnsim run` leaves <hash>.json.tmp.<pid>: never a result, always removable.
-  for (const auto& entry : fs::directory_iterator(fs::path(dir.root) / "points"))
-    if (entry.path().filename().string().find(".json.tmp.") != std::string::npos) fs::remove(entry.path());
+  for (const char* sub : {"configs", "points", "failed", "logs", "claims"})
+    fs::create_directories(fs::path(dir.root) / sub);
+  remove_dead_temp_files(fs::path(dir.root) / "points");
+  remove_dead_temp_files(fs::path(dir.root) / "claims");
   for (const SweepPoint* p : unique_runnable(points)) {
     const std::string text = p->config.dump(2) + "\n";
     if (existing_text(dir.config(p->hash)) != text) write_file_atomically(dir.config(p->hash), text);
