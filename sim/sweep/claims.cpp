@@ -170,6 +170,8 @@ bool local_process_alive(pid_t pid, uint64_t start) {
 ClaimResult claim_point(const SweepDir& dir, const std::string& hash) {
   const std::string path = dir.claim(hash);
   const std::string text = claim_text(hash);
+  std::error_code ignored;
+  fs::create_directories(fs::path(path).parent_path(), ignored);  // a DIR of an older attnsim has none
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (create_exclusive(path, text)) return {ClaimState::claimed, me()};
     const ClaimFile held = read_claim(path);

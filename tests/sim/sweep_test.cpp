@@ -863,3 +863,19 @@ TEST_CASE("a job line stopped by SIGTERM kills its command and releases the clai
   CHECK(fs::is_empty(out / "claims"));
   CHECK(fs::is_empty(out / "points"));
 }
+
+TEST_CASE("a job line runs in a sweep directory that has no claims directory") {
+  const fs::path dir = scratch("no_claims_dir");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01]})");
+  const fs::path out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " --emit-jobs " + (out / "jobs.txt").string()).code == 0);
+  fs::remove_all(out / "claims");  // as an older attnsim prepared it
+  const std::string line = read(out / "jobs.txt").substr(0, read(out / "jobs.txt").find('\n'));
+  const Result r = shell(line);
+  INFO(r.out);
+  CHECK(r.code == 0);
+  check_points_complete(out / "points");
+  CHECK(count_stats(out / "points") == 1);
+  CHECK(fs::is_empty(out / "claims"));
+}
