@@ -134,3 +134,12 @@ TEST_CASE("merge and report refuse a manifest that is a FIFO") {
   CHECK(r.out == "attnsim: " + f + ": not a regular file\n");
   CHECK_FALSE(fs::exists(dir / "summary.csv"));
 }
+
+TEST_CASE("a trace that is a FIFO is refused without waiting for a writer") {
+  const fs::path dir = scratch("trace");
+  const std::string f = fifo(dir / "t.safetensors");
+  const CliResult r = bounded("run -q --trace " + f + " --out " + (dir / "s.json").string());
+  CHECK(r.code == 1);
+  CHECK(r.out == "attnsim: " + f + ": not a regular file\n");
+  CHECK_FALSE(fs::exists(dir / "s.json"));
+}
