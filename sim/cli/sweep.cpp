@@ -78,6 +78,23 @@ std::string held_elsewhere_line(const SweepRunTotals& t, const SweepDir& dir) {
          list + "); rerun when they finish, or " + hint;
 }
 
+// The exit status of a finished sweep, with a line for each reason it is not 0. Not 0
+// while any point lacks complete stats, so a script can rely on it.
+int sweep_status(const SweepRunTotals& t, const SweepDir& dir) {
+  if (t.stopped) {
+    std::cerr << "attnsim: sweep: interrupted; " << t.interrupted
+              << " running points were stopped and stay pending (rerun the same command to resume)\n";
+    return 130;
+  }
+  const size_t failed = t.failed + t.failed_before;
+  const size_t remaining = t.runs - t.done_before - t.done_now - t.done_elsewhere - failed;
+  if (failed > 0) std::cerr << "attnsim: sweep: " << failed << " points failed (see " << dir.root << "/failed/)\n";
+  if (!t.held_elsewhere.empty()) std::cerr << held_elsewhere_line(t, dir) << "\n";
+  if (remaining > t.held_elsewhere.size())
+    std::cerr << "attnsim: sweep: " << remaining - t.held_elsewhere.size() << " points not done (rerun the same command)\n";
+  return failed + remaining > 0 ? 1 : 0;
+}
+
 void write_summary(const SweepDir& dir) {
   write_file_atomically(dir.summary(), summary_csv(collect_results(dir)));
 }
@@ -253,21 +270,7 @@ int cmd_sweep(int argc, char** argv) {
     const SweepRunTotals totals = run_sweep(dir, points, options);
     write_summary(dir);
     std::cerr << final_line(totals, skipped, dir) << "\n";
-    if (totals.stopped) {
-      std::cerr << "attnsim: sweep: interrupted; " << totals.interrupted
-                << " running points were stopped and stay pending (rerun the same command to resume)\n";
-      return 130;
-    }
-    // Not 0 while any point lacks complete stats: a script can rely on the status.
-    const size_t failed = totals.failed + totals.failed_before;
-    const size_t remaining = totals.runs - totals.done_before - totals.done_now - totals.done_elsewhere - failed;
-    if (failed > 0)
-      std::cerr << "attnsim: sweep: " << failed << " points failed (see " << dir.root << "/failed/)\n";
-    if (!totals.held_elsewhere.empty()) std::cerr << held_elsewhere_line(totals, dir) << "\n";
-    if (remaining > totals.held_elsewhere.size())
-      std::cerr << "attnsim: sweep: " << remaining - totals.held_elsewhere.size()
-                << " points not done (rerun the same command)\n";
-    if (failed + remaining > 0) return 1;
+    return sweep_status(totals, dir);
   } catch (const std::exception& e) {
     std::cerr << "attnsim: " << e.what() << "\n";
     return 1;
