@@ -113,16 +113,19 @@ bool write_all(int fd, const std::string& text) {
 
 // Creates `path` holding `text` unless it exists. The text goes to a temp file that is then
 // hard-linked to `path`: link() fails when the path exists, atomically, also over NFS, and
-// nobody ever sees a claim without its owner. File systems without hard links get an
-// O_CREAT|O_EXCL create instead.
+// nobody ever sees a claim without its owner. As open(2) advises for NFS, a link() whose
+// reply was lost is recognized by the temp file's link count of 2. File systems without
+// hard links get an O_CREAT|O_EXCL create instead.
 bool create_exclusive(const std::string& path, const std::string& text) {
   const std::string tmp = temp_path_for(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw SweepError(path + ": cannot create the claim: " + std::strerror(errno));
   const bool written = write_all(fd, text);
-  ::close(fd);
-  const int linked = written ? ::link(tmp.c_str(), path.c_str()) : -1;
+  int linked = written ? ::link(tmp.c_str(), path.c_str()) : -1;
   const int err = errno;
+  struct stat st {};
+  if (written && linked != 0 && ::fstat(fd, &st) == 0 && st.st_nlink == 2) linked = 0;
+  ::close(fd);
   ::unlink(tmp.c_str());
   if (!written) throw SweepError(path + ": cannot create the claim: " + std::strerror(err));
   if (linked == 0) return true;
