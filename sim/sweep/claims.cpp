@@ -111,6 +111,18 @@ bool write_all(int fd, const std::string& text) {
   return true;
 }
 
+// create_exclusive on a file system without hard links: for a moment the claim is empty
+// (others then see an owner it does not name, and leave the point alone).
+bool create_without_link(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == EEXIST) return false;
+  if (fd < 0) throw SweepError(path + ": cannot create the claim: " + std::strerror(errno));
+  const bool ok = write_all(fd, text);
+  ::close(fd);
+  if (!ok) throw SweepError(path + ": cannot write the claim");
+  return true;
+}
+
 // Creates `path` holding `text` unless it exists. The text goes to a temp file that is then
 // hard-linked to `path`: link() fails when the path exists, atomically, also over NFS, and
 // nobody ever sees a claim without its owner. As open(2) advises for NFS, a link() whose
@@ -131,13 +143,7 @@ bool create_exclusive(const std::string& path, const std::string& text) {
   if (linked == 0) return true;
   if (err == EEXIST) return false;
   if (err != EPERM && err != EOPNOTSUPP && err != EMLINK) throw SweepError(path + ": cannot create the claim: " + std::strerror(err));
-  const int ex = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (ex < 0 && errno == EEXIST) return false;
-  if (ex < 0) throw SweepError(path + ": cannot create the claim: " + std::strerror(errno));
-  const bool ok = write_all(ex, text);
-  ::close(ex);
-  if (!ok) throw SweepError(path + ": cannot write the claim");
-  return true;
+  return create_without_link(path, text);
 }
 
 // Removes the stale claim at `path`, unless it changed since it was judged stale. Whoever
