@@ -5,11 +5,11 @@
 #include "sim/config.h"
 
 #include "core/did_you_mean.h"
+#include "core/file_io.h"
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -386,11 +386,15 @@ Config resolve_config(const json& j, const std::string& origin,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open config file");
+  std::string text;
+  try {
+    text = read_input_file(path, "config file", kMaxConfigBytes);
+  } catch (const InputFileError& e) {
+    throw ConfigError(e.what());
+  }
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::parse_error& e) {
     std::string message = e.what();
     // Drop nlohmann's "[json.exception.parse_error.101] " tag; keep the position and reason.

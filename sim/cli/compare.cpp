@@ -2,10 +2,11 @@
 // against the first (speedup, energy reduction, filtering, quality).
 #include "sim/cli/commands.h"
 
+#include "core/file_io.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -26,11 +27,10 @@ double number_or_nan(const nlohmann::json& section, const char* key) {
 namespace {
 
 nlohmann::json read_stats(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error(path + ": cannot open stats file");
+  const std::string text = read_input_file(path, "stats file", kMaxStatsBytes);
   nlohmann::json j;
   try {
-    f >> j;
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception&) {
     throw std::runtime_error(path + ": not valid JSON");
   }

@@ -25,7 +25,8 @@ void print_usage(std::ostream& os) {
         "  gemm         cycles of the GEMM engine for one GEMM (compare with SCALE-Sim)\n"
         "  sweep        run a design-space sweep (points in parallel, resumable) or emit its jobs\n"
         "  report       print a sweep's points sorted by a metric and its Pareto front\n"
-        "  merge        build a sweep's summary.csv from whatever points finished\n\n"
+        "  merge        build a sweep's summary.csv from whatever points finished\n"
+        "  point        check a sweep point, or run it unless done (the lines of sweep --emit-jobs)\n\n"
         "  attnsim <command> --help   options of a command\n"
         "  attnsim --version\n"
         "  attnsim --isa       the kernels' instruction-set path, then every path this CPU can run\n"
@@ -75,6 +76,7 @@ int main(int argc, char** argv) {
   if (command == "sweep") return attnsim::cmd_sweep(argc - 1, argv + 1);
   if (command == "report") return attnsim::cmd_report(argc - 1, argv + 1);
   if (command == "merge") return attnsim::cmd_merge(argc - 1, argv + 1);
+  if (command == "point") return attnsim::cmd_point(argc - 1, argv + 1);
   std::cerr << "attnsim: unknown command '" << command << "' (try attnsim --help)\n";
   return 2;
 }
