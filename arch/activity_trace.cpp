@@ -144,7 +144,7 @@ void ActivityRecorder::start() {
   const std::filesystem::path target(options_.vcd_path);
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
   // SystemC appends ".vcd" to the name it is given.
-  vcd_tmp_base_ = options_.vcd_path + ".tmp." + std::to_string(getpid());
+  vcd_tmp_base_ = temp_path_for(options_.vcd_path);
   vcd_ = sc_core::sc_create_vcd_trace_file(vcd_tmp_base_.c_str());
   if (!vcd_) throw IoError(options_.vcd_path + ": cannot create the VCD file");
   // 1 time unit = 1 ns = 1 cycle; SystemC would announce it on the console.
@@ -172,10 +172,7 @@ void ActivityRecorder::finish() {
     vcd_ = nullptr;
     const std::string written = vcd_tmp_base_ + ".vcd";
     end_vcd_at(written, end);
-    if (std::rename(written.c_str(), options_.vcd_path.c_str()) != 0) {
-      std::remove(written.c_str());
-      throw IoError(options_.vcd_path + ": cannot rename temporary file into place");
-    }
+    commit_file(written, options_.vcd_path);
   }
   if (!options_.timeline_path.empty()) write_file_atomically(options_.timeline_path, timeline_json());
 }

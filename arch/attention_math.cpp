@@ -1,5 +1,7 @@
 #include "arch/attention_math.h"
 
+#include "core/isa.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -31,8 +33,12 @@ void softmax_real(const double* logits, int n, double* probs) {
   for (int j = 0; j < n; ++j) probs[j] *= inv;
 }
 
-ATTNSIM_HOT void weighted_sum(const double* probs, const int32_t* keys, int n, const double* v, int d,
-                  double* out) {
+namespace {
+
+// The hot loops, each built for every ISA (core/isa.h): results identical on every path
+// (each output element accumulates in j order; dot_f64's eight partial sums are fixed).
+ATTNSIM_INLINE void weighted_sum_body(const double* probs, const int32_t* keys, int n, const double* v, int d,
+                                      double* out) {
   std::fill(out, out + d, 0.0);
   for (int j = 0; j < n; ++j) {
     const double p = probs[j];
@@ -41,7 +47,7 @@ ATTNSIM_HOT void weighted_sum(const double* probs, const int32_t* keys, int n, c
   }
 }
 
-ATTNSIM_HOT double dot_f64(const float* a, const float* b, int d) {
+ATTNSIM_INLINE double dot_f64_body(const float* a, const float* b, int d) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int t = 0;
   for (; t + 8 <= d; t += 8)
@@ -50,8 +56,31 @@ ATTNSIM_HOT double dot_f64(const float* a, const float* b, int d) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-ATTNSIM_HOT void axpy_f64(double p, const float* row, int d, double* out) {
+ATTNSIM_INLINE void axpy_f64_body(double p, const float* row, int d, double* out) {
   for (int t = 0; t < d; ++t) out[t] += p * row[t];
+}
+
+ATTNSIM_ISA_BUILDS(void, weighted_sum_on, (const double* probs, const int32_t* keys, int n, const double* v, int d,
+                                           double* out),
+                   weighted_sum_body(probs, keys, n, v, d, out);)
+ATTNSIM_ISA_BUILDS(double, dot_f64_on, (const float* a, const float* b, int d), return dot_f64_body(a, b, d);)
+ATTNSIM_ISA_BUILDS(void, axpy_f64_on, (double p, const float* row, int d, double* out), axpy_f64_body(p, row, d, out);)
+
+}  // namespace
+
+void weighted_sum(const double* probs, const int32_t* keys, int n, const double* v, int d, double* out) {
+  static const auto kernel = pick_isa(&weighted_sum_on_baseline, &weighted_sum_on_avx2, &weighted_sum_on_avx512);
+  kernel(probs, keys, n, v, d, out);
+}
+
+double dot_f64(const float* a, const float* b, int d) {
+  static const auto kernel = pick_isa(&dot_f64_on_baseline, &dot_f64_on_avx2, &dot_f64_on_avx512);
+  return kernel(a, b, d);
+}
+
+void axpy_f64(double p, const float* row, int d, double* out) {
+  static const auto kernel = pick_isa(&axpy_f64_on_baseline, &axpy_f64_on_avx2, &axpy_f64_on_avx512);
+  kernel(p, row, d, out);
 }
 
 double squared_distance(const double* a, const double* b, int d) {

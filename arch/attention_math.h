@@ -6,14 +6,6 @@
 #include <cstdint>
 #include <vector>
 
-// Hot loops get an AVX2 clone picked at load time where the CPU has it (same results:
-// no FP contraction at -std=c++17, fixed summation order).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ATTNSIM_HOT __attribute__((target_clones("avx2", "default")))
-#else
-#define ATTNSIM_HOT
-#endif
-
 namespace attnsim::attn {
 
 // p_j = exp(c*s_j - c*max_s) / sum_k exp(c*s_k - c*max_s), j < n. c = scale_q*scale_k/sqrt(d).

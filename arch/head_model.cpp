@@ -116,7 +116,9 @@ HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, co
       lowrank_(lowrank),
       quality_(quality),
       threads_(std::max(1, threads)),
-      decisions_(decisions) {}
+      decisions_(decisions) {
+  qk_.exact_all = quality != nullptr;  // only the quality reference reads filtered keys' scores
+}
 
 void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank,
                              HeadDecisions* decisions, int begin, int end) const {
@@ -157,14 +159,21 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
           ts.last_tile[i] = t;
         }
       }
-      row.probs.resize(out.survivors);  // softmax unit
-      const attn::SoftmaxSum sum =
-          attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
-      row.softmax_max = sum.max;
-      row.softmax_sum = sum.sum;
-      row.out.resize(d);  // AV unit
-      attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
-                         row.out.data());
+      // The softmax and AV units' results, as far as something reads them: the quality
+      // meter (both), FCA's head-mean probabilities (the probabilities). Their timing
+      // needs only the survivor counts.
+      if (quality || w.layer->abar) {
+        row.probs.resize(out.survivors);  // softmax unit
+        const attn::SoftmaxSum sum =
+            attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
+        row.softmax_max = sum.max;
+        row.softmax_sum = sum.sum;
+      }
+      if (quality) {
+        row.out.resize(d);  // AV unit
+        attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
+                           row.out.data());
+      }
       if (lowrank_rows) lowrank_rows->combine(w, row, out);  // low-rank unit
     }
     if (w.layer->abar) accumulate_abar(w, row);
@@ -172,11 +181,38 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
     if (decisions) decisions->record(row);
     const int in_block = (i - begin) % block + 1;
     if (block > 1 && (in_block == block || i + 1 == end)) {  // the block's last row
-      block_rows.clear();
-      for (int r = 0; r < in_block; ++r)
-        block_rows.push_back({&rows[r].candidates, &rows[r].keep, &rows[r].planes, &w.rows[i + 1 - in_block + r].qk});
-      w.blocks[(i + 1 - in_block) / block] = block_cost(qk_, d, w.m(), block_rows, marks);
+      const int first = i + 1 - in_block;
+      if (!w.tiled) {
+        block_rows.clear();
+        for (int r = 0; r < in_block; ++r)
+          block_rows.push_back({rows[r].candidates.data(), rows[r].candidates.size(), rows[r].keep.data(),
+                                rows[r].planes.data(), &w.rows[first + r].qk});
+        w.blocks[first / block] = block_cost(qk_, d, w.m(), block_rows, marks);
+      } else {
+        block_parts(w, rows, first, in_block, marks);
+      }
     }
+  }
+}
+
+// K/V tiling with query blocks: per key tile, the block's rows' parts in it scored
+// together (block_cost); rows[r] is row first + r.
+void HeadModel::block_parts(HeadWork& w, const std::vector<RowData>& rows, int first, int in_block,
+                            KeyMarks& marks) const {
+  const int block = qk_.qk.query_block, tiles = w.tiled->tiles;
+  const bool planes = qk_.qk.mode == QkMode::early_term;
+  std::vector<BlockRow> block_rows;
+  for (int t = 0; t < tiles; ++t) {
+    block_rows.clear();
+    for (int r = 0; r < in_block; ++r) {
+      const TilePart& part = w.parts[static_cast<size_t>(first + r) * tiles + t];
+      if (part.candidates == 0) continue;
+      const RowData& data = rows[r];
+      block_rows.push_back({data.candidates.data() + part.first, part.candidates, data.keep.data() + part.first,
+                            planes ? data.planes.data() + part.first : nullptr, &part.qk});
+    }
+    if (!block_rows.empty())
+      w.block_parts[static_cast<size_t>(first / block) * tiles + t] = block_cost(qk_, w.d(), w.m(), block_rows, marks);
   }
 }
 
@@ -197,7 +233,7 @@ void HeadModel::compute(HeadWork& w) const {
   // Threads take whole query blocks (rows with query_block = 1).
   const int block = std::max(1, qk_.qk.query_block);
   const int blocks = (n + block - 1) / block;
-  w.blocks.assign(block > 1 ? blocks : 0, QkRowCost{});
+  w.blocks.assign(block > 1 && !tiling_.on ? blocks : 0, QkRowCost{});
   if (tiling_.on) {
     auto ts = std::make_shared<TileState>();
     ts->geometry = tiling_;
@@ -206,6 +242,7 @@ void HeadModel::compute(HeadWork& w) const {
     ts->first_tile.assign(n, -1);
     ts->last_tile.assign(n, -1);
     w.parts.assign(static_cast<size_t>(n) * ts->tiles, TilePart{});
+    if (block > 1) w.block_parts.assign(static_cast<size_t>(blocks) * ts->tiles, QkRowCost{});
     w.tiled = std::move(ts);
   }
   const auto first_row = [&](int b) { return std::min(n, b * block); };

@@ -86,6 +86,7 @@ class HeadModel {
  private:
   void compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, HeadDecisions* decisions,
                     int begin, int end) const;
+  void block_parts(HeadWork& w, const std::vector<RowData>& rows, int first, int in_block, KeyMarks& marks) const;
 
   QkSetup qk_;
   const CandidateGenerator& candidates_;

@@ -35,8 +35,12 @@
 // AV unit's V reads of a part and the DMA's writes of a load wait for ports by the untiled
 // rules (arch/qk_unit.h, arch/av_unit.h, arch/dma.h).
 //
-// Candidates must be all keys (candidates.source "all"), the low-rank unit off, no FCA
-// and qk_unit.query_block = 1 when a run is tiled: config errors otherwise.
+// With qk_unit.query_block = Qb > 1 a Q block holds whole query blocks: kv_tiling.query_tile
+// must be a multiple of Qb (absent: rounded down to one); a job's query blocks are timed
+// together (arch/qk_unit.h).
+//
+// Candidates must be all keys (candidates.source "all"), the low-rank unit off and no FCA
+// when a run is tiled: config errors otherwise.
 #include "core/params.h"
 
 #include <systemc>
@@ -70,7 +74,7 @@ struct KvTilingParams {
              .min(1),
          field(&KvTilingParams::query_tile, "query_tile", json())
              .unit("rows")
-             .doc("QB: query rows per Q block (K/V tiles are re-read from DRAM once per block). Absent: as many rows (Q and row state) as the SRAM holds beside the tile buffers.")
+             .doc("QB: query rows per Q block (K/V tiles are re-read from DRAM once per block); a multiple of qk_unit.query_block. Absent: as many rows (Q and row state) as the SRAM holds beside the tile buffers, rounded down to whole query blocks.")
              .min(1)}};
     return t;
   }

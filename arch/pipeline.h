@@ -116,6 +116,7 @@ struct RowOutcome {
 // K/V tiling (arch/kv_tiling.h): a row's candidates within one key tile, and what the
 // QK unit, the softmax and the AV unit spend on them.
 struct TilePart {
+  uint32_t first = 0;       // its first candidate's index in the row's candidates
   uint32_t candidates = 0;
   uint32_t survivors = 0;
   QkRowCost qk;  // the row's segments within the tile, scheduled as a row of their own
@@ -150,6 +151,9 @@ struct HeadWork {
   // key tile, parts[row * tiles + t] (candidates 0: the row has none in tile t).
   std::shared_ptr<TileState> tiled;
   std::vector<TilePart> parts;
+  // Tiled with qk_unit.query_block = Qb > 1: the cost of query block k's parts in tile t
+  // scored together (block_cost), block_parts[k * tiles + t]; `blocks` stays empty.
+  std::vector<QkRowCost> block_parts;
 
   const HeadData& data() const { return layer->view.head[head]; }
   int n() const { return layer->view.n; }

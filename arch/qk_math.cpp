@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/cycles.h"
+#include "core/isa.h"
 
 namespace attnsim::qk {
 
@@ -17,7 +18,7 @@ namespace {
 // 2^30 in magnitude); the caller picks Acc wide enough for the sum. Written as a plain loop
 // of widening multiply-adds so that GCC/Clang vectorize it (pmaddwd for Acc = int32_t).
 template <typename Acc>
-Acc dot_kernel(const int16_t* __restrict q, const int16_t* __restrict k, int d) {
+ATTNSIM_INLINE Acc dot_kernel(const int16_t* __restrict q, const int16_t* __restrict k, int d) {
   Acc acc = 0;
   for (int t = 0; t < d; ++t) acc += static_cast<Acc>(static_cast<int32_t>(q[t]) * static_cast<int32_t>(k[t]));
   return acc;
@@ -27,7 +28,7 @@ Acc dot_kernel(const int16_t* __restrict q, const int16_t* __restrict k, int d) 
 // With mask = -(2^(B-1)) (all bits from B-1 up) a sign-extended B-bit k gives -2^(B-1) or 0,
 // the MSB plane's two's-complement weight; with mask = 2^j it gives 0 or +2^j.
 template <typename Acc>
-Acc masked_dot_kernel(const int16_t* __restrict q, const int16_t* __restrict k, int d, int16_t mask) {
+ATTNSIM_INLINE Acc masked_dot_kernel(const int16_t* __restrict q, const int16_t* __restrict k, int d, int16_t mask) {
   Acc acc = 0;
   for (int t = 0; t < d; ++t) {
     const int16_t bits = static_cast<int16_t>(k[t] & mask);
@@ -36,9 +37,15 @@ Acc masked_dot_kernel(const int16_t* __restrict q, const int16_t* __restrict k, 
   return acc;
 }
 
+ATTNSIM_ISA_BUILDS(int64_t, masked_dot, (const int16_t* q, const int16_t* k, int d, int16_t mask, bool wide),
+                   return wide ? masked_dot_kernel<int64_t>(q, k, d, mask)
+                               : static_cast<int64_t>(masked_dot_kernel<int32_t>(q, k, d, mask));)
+ATTNSIM_ISA_BUILDS(int64_t, dot_any, (const int16_t* q, const int16_t* k, int d, bool wide),
+                   return wide ? dot_kernel<int64_t>(q, k, d) : static_cast<int64_t>(dot_kernel<int32_t>(q, k, d));)
+
 int64_t masked_dot(const int16_t* q, const int16_t* k, int d, int16_t mask, bool wide) {
-  return wide ? masked_dot_kernel<int64_t>(q, k, d, mask)
-              : static_cast<int64_t>(masked_dot_kernel<int32_t>(q, k, d, mask));
+  static const auto kernel = pick_isa(&masked_dot_baseline, &masked_dot_avx2, &masked_dot_avx512);
+  return kernel(q, k, d, mask, wide);
 }
 
 void check_bits(int bits, const char* fn) {
@@ -72,7 +79,8 @@ bool needs_wide_accumulator(int bits, int d) {
 }
 
 int64_t dot(const int16_t* q, const int16_t* k, int d, bool wide) {
-  return wide ? dot_kernel<int64_t>(q, k, d) : static_cast<int64_t>(dot_kernel<int32_t>(q, k, d));
+  static const auto kernel = pick_isa(&dot_any_baseline, &dot_any_avx2, &dot_any_avx512);
+  return kernel(q, k, d, wide);
 }
 
 // ---- LATTE: MSB estimate and head-wise threshold ----------------------------------------

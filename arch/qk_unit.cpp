@@ -20,13 +20,17 @@ void exact_scores(const HeadWork& w, const int16_t* q, RowData& row) {
     row.exact[j] = qk::dot(q, row_ptr(k, row.candidates[j], d), d, w.wide);
 }
 
-void collect_survivors(RowData& row) {
+// The survivors and their exact scores: from row.exact when every candidate was scored,
+// else scored here (the filtered keys' exact scores are never computed).
+void collect_survivors(const HeadWork& w, const int16_t* q, RowData& row) {
   row.survivor_ids.clear();
   row.survivor_scores.clear();
+  const bool scored = row.exact.size() == row.candidates.size();
+  const int d = w.d();
   for (size_t j = 0; j < row.candidates.size(); ++j) {
     if (!row.keep[j]) continue;
     row.survivor_ids.push_back(row.candidates[j]);
-    row.survivor_scores.push_back(row.exact[j]);
+    row.survivor_scores.push_back(scored ? row.exact[j] : qk::dot(q, row_ptr(w.data().k, row.candidates[j], d), d, w.wide));
   }
 }
 
@@ -293,9 +297,13 @@ QkRowCost early_term_row(const QkSetup& s, const HeadWork& w, const int16_t* q, 
 QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
   const int d = w.d();
   const int16_t* q = row_ptr(w.data().q, row.row, d);
-  // The functional model knows every candidate's exact score (softmax and the quality
-  // reference need them); the cost below counts only the work the hardware does.
-  exact_scores(w, q, row);
+  // The functional model knows every candidate's exact score when the quality reference
+  // needs them (softmax needs only the survivors'); the cost below counts only the work
+  // the hardware does.
+  if (s.exact_all)
+    exact_scores(w, q, row);
+  else
+    row.exact.clear();
   row.exact_scored = 0;
   QkRowCost c;
   switch (s.qk.mode) {
@@ -304,7 +312,7 @@ QkRowCost score_row(const QkSetup& s, const HeadWork& w, RowData& row) {
     case QkMode::dense: c = dense_row(s, d, row); break;
   }
   c.sram_read_bits += static_cast<uint64_t>(d) * s.qk.bits;  // the query row
-  collect_survivors(row);
+  collect_survivors(w, q, row);
   return c;
 }
 
@@ -322,6 +330,7 @@ void tile_parts(const QkSetup& s, int d, const RowData& row, int key_tile, int t
     while (end < n && ids[end] < end_key) ++end;
     if (end == begin) continue;
     const uint64_t keys = end - begin;
+    part.first = static_cast<uint32_t>(begin);
     part.candidates = static_cast<uint32_t>(keys);
     for (size_t j = begin; j < end; ++j) part.survivors += row.keep[j];
     const int32_t* tile_ids = ids.data() + begin;
@@ -366,7 +375,7 @@ void KeyMarks::reset(int m) {
 namespace {
 
 // Adds ids[begin, end) to the set; returns how many were new.
-uint64_t mark(KeyMarks& marks, const std::vector<int32_t>& ids, size_t begin, size_t end) {
+uint64_t mark(KeyMarks& marks, const int32_t* ids, size_t begin, size_t end) {
   uint64_t added = 0;
   for (size_t j = begin; j < end; ++j) {
     uint32_t& s = marks.stamp[ids[j]];
@@ -395,7 +404,7 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
   if (s.qk.mode == QkMode::dense) {
     marks.reset(m);
     uint64_t keys = 0;
-    for (const BlockRow& r : rows) keys += mark(marks, *r.candidates, 0, r.candidates->size());
+    for (const BlockRow& r : rows) keys += mark(marks, r.candidates, 0, r.n);
     const bool parallel = s.qk.type == QkType::bit_parallel;
     c.busy = ceil_div(keys, s.qk.lanes) * (parallel ? 1 : bits) * chunks;
     c.sram_read_bits = keys * d * bits + query_bits;
@@ -414,9 +423,9 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
     marks.reset(m);
     std::vector<int32_t> keys;
     for (const BlockRow& r : rows) {
-      for (size_t j = 0; j < r.candidates->size(); ++j) {
-        const int32_t id = (*r.candidates)[j];
-        const int p = (*r.planes)[j];
+      for (size_t j = 0; j < r.n; ++j) {
+        const int32_t id = r.candidates[j];
+        const int p = r.planes[j];
         if (marks.stamp[id] != marks.epoch) {
           marks.stamp[id] = marks.epoch;
           marks.planes[id] = p;
@@ -441,15 +450,22 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
   // latte: the block's k-th segment is the union of its rows' k-th segments.
   const size_t entries = static_cast<size_t>(s.reuse.entries);
   size_t longest = 0;
-  for (const BlockRow& r : rows) longest = std::max(longest, r.candidates->size());
+  for (const BlockRow& r : rows) longest = std::max(longest, r.n);
   const bool ported = s.reuse.ports.has_value();
   const uint64_t lanes = s.qk.lanes, banks = s.reuse.banks, ports = ported ? *s.reuse.ports : 1;
   const uint64_t p1_planes = planes * chunks, p2_planes = (bits - planes) * chunks;
   std::vector<qk::Segment> union_segs;   // {|U_k|, |S_k|}
   PassTimes t;
   std::vector<int32_t> streamed, kept;   // U_k and S_k in key-index order
-  std::vector<std::vector<uint32_t>> slot(ported ? rows.size() : 0);  // row r: key -> position + 1 in its segment
   std::vector<uint32_t> per_bank;
+  size_t begin = 0;
+  // Position of `key` in row r's k-th segment [begin, end) (ascending ids), or -1.
+  const auto position = [&](const BlockRow& r, int32_t key) -> int64_t {
+    const int32_t* first = r.candidates + std::min(r.n, begin);
+    const int32_t* last = r.candidates + std::min(r.n, begin + entries);
+    const int32_t* at = std::lower_bound(first, last, key);
+    return at != last && *at == key ? at - first : -1;
+  };
   // A tile's accesses: row r's entry for a key at position p of its segment is r * E + p,
   // in bank (r * E + p) mod banks. `want` picks the rows that access the key.
   const auto tile_port = [&](const std::vector<int32_t>& keys, uint64_t tile, auto want) {
@@ -457,50 +473,40 @@ QkRowCost block_cost(const QkSetup& s, int d, int m, const std::vector<BlockRow>
     const size_t end = std::min<size_t>(keys.size(), (tile + 1) * lanes);
     for (size_t i = tile * lanes; i < end; ++i)
       for (size_t r = 0; r < rows.size(); ++r) {
-        const uint32_t at = slot[r][keys[i]];
-        if (at && want(r, at - 1)) ++per_bank[s.reuse.bank(r, at - 1)];
+        const int64_t at = position(rows[r], keys[i]);
+        if (at >= 0 && want(r, static_cast<uint32_t>(at))) ++per_bank[s.reuse.bank(r, static_cast<uint32_t>(at))];
       }
     return port_cycles(per_bank, ports);
   };
-  for (size_t begin = 0; begin < longest; begin += entries) {
+  for (; begin < longest; begin += entries) {
     uint64_t n_k = 0;
     streamed.clear();
     kept.clear();
     marks.reset(m);
     for (const BlockRow& r : rows) {
-      const size_t n = r.candidates->size();
-      if (begin >= n) continue;
-      const size_t end = std::min(n, begin + entries);
+      if (begin >= r.n) continue;
+      const size_t end = std::min(r.n, begin + entries);
       for (size_t j = begin; j < end; ++j) {
-        uint32_t& st = marks.stamp[(*r.candidates)[j]];
-        if (st != marks.epoch) st = marks.epoch, streamed.push_back((*r.candidates)[j]);
+        uint32_t& st = marks.stamp[r.candidates[j]];
+        if (st != marks.epoch) st = marks.epoch, streamed.push_back(r.candidates[j]);
       }
       n_k += end - begin;
     }
     marks.reset(m);
     for (const BlockRow& r : rows) {
-      const size_t n = r.candidates->size();
-      for (size_t j = begin; j < std::min(n, begin + entries); ++j) {
-        if (!(*r.keep)[j]) continue;
-        uint32_t& st = marks.stamp[(*r.candidates)[j]];
-        if (st != marks.epoch) st = marks.epoch, kept.push_back((*r.candidates)[j]);
+      for (size_t j = begin; j < std::min(r.n, begin + entries); ++j) {
+        if (!r.keep[j]) continue;
+        uint32_t& st = marks.stamp[r.candidates[j]];
+        if (st != marks.epoch) st = marks.epoch, kept.push_back(r.candidates[j]);
       }
     }
     std::sort(streamed.begin(), streamed.end());
     std::sort(kept.begin(), kept.end());
-    if (ported) {
-      for (size_t r = 0; r < rows.size(); ++r) {
-        slot[r].assign(m, 0);
-        const size_t n = rows[r].candidates->size();
-        for (size_t j = begin; j < std::min(n, begin + entries); ++j)
-          slot[r][(*rows[r].candidates)[j]] = static_cast<uint32_t>(j - begin + 1);
-      }
-    }
     const uint64_t pass1 = pass_cycles(s, d, streamed.data(), streamed.size(), p1_planes, [&](uint64_t tile) -> uint64_t {
       return ported ? tile_port(streamed, tile, [](size_t, uint32_t) { return true; }) : 0;
     }, t);
     const uint64_t pass2 = pass_cycles(s, d, kept.data(), kept.size(), p2_planes, [&](uint64_t tile) -> uint64_t {
-      return ported ? tile_port(kept, tile, [&](size_t r, uint32_t p) { return (*rows[r].keep)[begin + p] != 0; }) : 0;
+      return ported ? tile_port(kept, tile, [&](size_t r, uint32_t p) { return rows[r].keep[begin + p] != 0; }) : 0;
     }, t);
     union_segs.push_back({static_cast<int>(streamed.size()), static_cast<int>(kept.size())});
     t.pass1.push_back(pass1);
@@ -594,8 +600,8 @@ void QkUnit::run_blocks(const std::shared_ptr<HeadWork>& work) {
 }
 
 // K/V tiling: job by job (arch/kv_tiling.h), the rows of the job's query block that have
-// candidates in its key tile, in row order, each part timed as a row of its own by the
-// comparator schedule; the chain of overlapped pass 1s stays within the job (its last
+// candidates in its key tile, in row order, each part timed as a row of its own (with
+// query blocks: each block of Qb rows' parts timed together) by the comparator schedule; the chain of overlapped pass 1s stays within the job (its last
 // part pays its whole last compare). Job j starts when the DMA has loaded it; after the
 // last part of a query block the block's Q buffer is free.
 void QkUnit::run_tiled(const std::shared_ptr<HeadWork>& work) {
@@ -604,21 +610,35 @@ void QkUnit::run_tiled(const std::shared_ptr<HeadWork>& work) {
   const auto part = [&](int row, int tile) -> const TilePart& {
     return work->parts[static_cast<size_t>(row) * ts.tiles + tile];
   };
-  std::vector<int> rows;
+  const int block = setup_.qk.query_block;  // Q blocks hold whole query blocks
+  const auto cost = [&](int first, int tile) -> const QkRowCost& {
+    return block > 1 ? work->block_parts[static_cast<size_t>(first / block) * ts.tiles + tile] : part(first, tile).qk;
+  };
+  std::vector<int> units;
   for (size_t j = 0; j < ts.jobs.size(); ++j) {
     const TileJob& job = ts.jobs[j];
     ts.wait_for([&] { return ts.loaded > static_cast<int>(j); });
-    rows.clear();
-    for (int i = job.first_row; i < job.end_row; ++i)
-      if (part(i, job.tile).candidates > 0) rows.push_back(i);
+    // The job's units of work: its rows with candidates in the tile, or with query blocks
+    // (Qb > 1) the blocks of Qb rows with some; each is timed by its cost, then its rows'
+    // parts leave in row order.
+    units.clear();
+    for (int first = job.first_row; first < job.end_row; first += block) {
+      const int end = std::min(job.end_row, first + block);
+      bool any = false;
+      for (int i = first; i < end; ++i) any = any || part(i, job.tile).candidates > 0;
+      if (any) units.push_back(first);
+    }
     bool own_pass1_done = false;
-    for (size_t k = 0; k < rows.size(); ++k) {
-      const int i = rows[k];
-      process(*work, i, part(i, job.tile).qk, k + 1 < rows.size() ? &part(rows[k + 1], job.tile).qk : nullptr,
+    for (size_t k = 0; k < units.size(); ++k) {
+      const int first = units[k], end = std::min(job.end_row, first + block);
+      process(*work, first, cost(first, job.tile), k + 1 < units.size() ? &cost(units[k + 1], job.tile) : nullptr,
               own_pass1_done, traced);
-      RowToken token{work, i, sc_core::sc_time_stamp()};
-      token.part = job.tile;
-      emit(token, traced);
+      for (int i = first; i < end; ++i) {
+        if (part(i, job.tile).candidates == 0) continue;
+        RowToken token{work, i, sc_core::sc_time_stamp()};
+        token.part = job.tile;
+        emit(token, traced);
+      }
     }
     if (j + 1 == ts.jobs.size() || ts.jobs[j + 1].block != job.block) {
       ts.q_free = true;

@@ -91,7 +91,10 @@
 // parts in place of a head's rows: the chain of overlapped pass 1s ends with the job (its
 // last part pays its whole last compare). Each part reads its query row (d*B bits) again.
 // With sram.ports and reuse_buffer.ports a part's lane tiles wait by the rules above (key
-// j of tile t in row j - t*KT of the tile buffer's banks). After the last part of a query
+// j of tile t in row j - t*KT of the tile buffer's banks). With query blocks (Qb > 1) the
+// parts in the tile of each query block's rows are scored together by the query-block rule
+// above (on the rows' candidates within the tile), one unit of the job's chain, and leave
+// together in row order. After the last part of a query
 // block the block's Q buffer is free for the DMA.
 //
 // Params: QkUnitParams, ComparatorParams, ReuseBufferParams below.
@@ -251,14 +254,18 @@ struct QkSetup {
   ComparatorParams comparator;
   ReuseBufferParams reuse;
   SramParams sram = SramParams::table().defaults();  // the SRAM's banks and ports (K and V reads)
+  // The functional model scores every candidate exactly (the quality reference reads the
+  // filtered keys' scores too); false: only the survivors (nothing reads the others').
+  bool exact_all = true;
   bool has_comparator() const { return qk.mode != QkMode::dense; }
   bool has_reuse_buffer() const { return qk.mode == QkMode::latte; }
 };
 
 // ---- functional model and row cost (pure, no SystemC) ------------------------------------
 
-// Scores one row: fills row.exact (every candidate's exact score), row.keep,
-// row.survivor_ids / survivor_scores and row.exact_scored from row.candidates, and returns
+// Scores one row: fills row.exact (every candidate's exact score; empty unless
+// setup.exact_all), row.keep, row.survivor_ids / survivor_scores and row.exact_scored from
+// row.candidates, and returns
 // the row's cycles and action counts with its comparator schedule (QkRowCost). Safe to
 // call from several threads on different rows.
 QkRowCost score_row(const QkSetup& setup, const HeadWork& work, RowData& row);
@@ -276,12 +283,14 @@ void tile_parts(const QkSetup& setup, int d, const RowData& row, int key_tile, i
 
 // ---- query blocks (qk_unit.query_block = Qb > 1) ----------------------------------------
 
-// One row of a block as score_row left it: its candidates (ascending), the comparator's
-// keep flag per candidate, early_term's planes per candidate, and its own cost (counters).
+// One row of a block as score_row left it (or its part in a key tile, K/V tiling): its
+// candidates (ascending), the comparator's keep flag per candidate, early_term's planes
+// per candidate (null otherwise), and its own cost (counters).
 struct BlockRow {
-  const std::vector<int32_t>* candidates;
-  const std::vector<uint8_t>* keep;
-  const std::vector<int>* planes;  // early_term only
+  const int32_t* candidates;
+  size_t n;
+  const uint8_t* keep;
+  const int* planes;  // early_term only
   const QkRowCost* cost;
 };
 

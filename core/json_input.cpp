@@ -133,6 +133,14 @@ nlohmann::ordered_json parse_ordered_json(std::string_view text) {
   return parse_with_rules<nlohmann::ordered_json>(text);
 }
 
+nlohmann::json parse_json_or_discarded(std::string_view text) {
+  try {
+    return parse_json(text);
+  } catch (const JsonInputError&) {
+    return nlohmann::json(nlohmann::json::value_t::discarded);
+  }
+}
+
 std::string json_error_text(const std::string& origin, const JsonInputError& e) {
   return origin + ": " + e.what();
 }

@@ -43,6 +43,11 @@ class JsonInputError : public std::runtime_error {
 nlohmann::json parse_json(std::string_view text);
 nlohmann::ordered_json parse_ordered_json(std::string_view text);
 
+// parse_json for files attnsim wrote itself and reads back (stats, manifests, claims), where
+// anything unreadable counts as missing: a discarded value (is_discarded()) on any failure,
+// as nlohmann's parse(..., allow_exceptions = false) gives, with the same bounds.
+nlohmann::json parse_json_or_discarded(std::string_view text);
+
 // "origin: path: reason" or "origin: reason" when the path is empty: the usual one-line form.
 std::string json_error_text(const std::string& origin, const JsonInputError& e);
 

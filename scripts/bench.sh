@@ -45,7 +45,27 @@ run scatterbrain configs/scatterbrain.json
 # The memory system modelled (docs/memory.md): SRAM and reuse-buffer ports, one each per
 # bank, and query blocks of 4; against the latte run, what the port bookkeeping costs.
 run latte-ports configs/latte.json --set sram.ports=1 --set reuse_buffer.ports=1 --set qk_unit.query_block=4
-build/attnsim kernel --trace "$trace"
+# The floors (attnsim kernel: the bare arithmetic in a plain loop on the best ISA) and the
+# LATTE runs on one thread beside them (issue 14's targets: within 2x of each floor).
+run latte-j1 configs/latte.json -j 1
+run latte-j1-no-quality configs/latte.json -j 1 --set quality.enabled=false
+run latte-j2-no-quality configs/latte.json -j 2 --set quality.enabled=false
+for floor in dense filter filter+exact; do
+  build/attnsim kernel --trace "$trace" --floor "$floor" | tee "$out/kernel-$floor.txt"
+done
+/usr/bin/python3 - "$out" <<'PY'
+import json, re, sys
+out = sys.argv[1]
+def floor(name):  # the floor's total seconds (load + arithmetic)
+    return float(re.search(r"total ([0-9.]+) s", open(f"{out}/kernel-{name}.txt").read()).group(1))
+def wall(name):
+    return json.load(open(f"{out}/{name}.json"))["sim"]["wall_seconds"]
+print("LATTE -j1, quality off: %.2f s, %.2fx the filter floor (%.2f s)" % (
+    wall("latte-j1-no-quality"), wall("latte-j1-no-quality") / floor("filter"), floor("filter")))
+print("LATTE -j1, quality on:  %.2f s, %.2fx the filter + exact attention floor (%.2f s)" % (
+    wall("latte-j1"), wall("latte-j1") / floor("filter+exact"), floor("filter+exact")))
+print("LATTE quality off: -j2 runs %.2fx faster than -j1" % (wall("latte-j1-no-quality") / wall("latte-j2-no-quality")))
+PY
 echo
 build/attnsim compare "$out/dense.json" "$out/latte.json"
 echo

@@ -139,8 +139,16 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--against", help="compare with this attnsim binary instead of the golden files")
     ap.add_argument("--trace", help="with --against: run every case on this trace")
+    ap.add_argument("--isa", help="run attnsim's kernels on this path (ATTNSIM_ISA: baseline, avx2, avx512); "
+                                  "exits 77 (skipped) when the CPU lacks it")
     args = ap.parse_args()
     attnsim = os.path.abspath(args.attnsim)
+    if args.isa:  # every path must give the golden stats bit for bit (core/isa.h)
+        available = subprocess.run([attnsim, "--isa"], capture_output=True, text=True, check=True).stdout.split()
+        if args.isa not in available[1:]:
+            print(f"golden.py: skipped, this CPU cannot run the {args.isa} path (it has: {' '.join(available[1:])})")
+            return 77
+        os.environ["ATTNSIM_ISA"] = args.isa
     spec = load_cases()
     cases = [c for c in spec["cases"] if not args.case or c["name"] in args.case]
     if args.case and len(cases) != len(args.case):

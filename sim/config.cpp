@@ -5,12 +5,12 @@
 #include "sim/config.h"
 
 #include "core/did_you_mean.h"
+#include "core/file_io.h"
 #include "core/json_input.h"
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -389,7 +389,7 @@ const std::vector<std::string>& cross_field_rules() {
       "`lowrank_unit.features` must be even.",
       "`candidates.source: \"none\"` needs `lowrank_unit.enabled: true`.",
       "`tree_engine.attention: \"tc\"` (with `candidates.source: \"tree\"`) composes with neither the low-rank unit nor FCA.",
-      "A K/V-tiled run (`kv_tiling.mode: \"always\"`, or a head that does not fit in `sram.capacity_kib`) needs `candidates.source: \"all\"`, `lowrank_unit.enabled: false`, `skim_controller.mode` other than `\"fca\"` and `qk_unit.query_block: 1`; in latte mode `kv_tiling.key_tile` must be a multiple of `reuse_buffer.entries`; one K/V tile and one query row (Q and row state) must fit in `sram.capacity_kib` (checked when the trace is known)."};
+      "A K/V-tiled run (`kv_tiling.mode: \"always\"`, or a head that does not fit in `sram.capacity_kib`) needs `candidates.source: \"all\"`, `lowrank_unit.enabled: false` and `skim_controller.mode` other than `\"fca\"`; `kv_tiling.query_tile` must be a multiple of `qk_unit.query_block`; in latte mode `kv_tiling.key_tile` must be a multiple of `reuse_buffer.entries`; one K/V tile and one query row (Q and row state) must fit in `sram.capacity_kib` (checked when the trace is known)."};
   return rules;
 }
 
@@ -409,13 +409,15 @@ Config resolve_config(const json& j, const std::string& origin,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open config file", ErrorClass::io);
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text;
+  try {
+    text = read_input_file(path, "config file", kMaxConfigBytes);
+  } catch (const InputFileError& e) {
+    throw ConfigError(e.what(), ErrorClass::io);
+  }
   json j;
   try {
-    j = parse_json(text.str());
+    j = parse_json(text);
   } catch (const JsonInputError& e) {
     throw ConfigError(json_error_text(path, e));
   }

@@ -5,9 +5,10 @@
 #include "core/json_input.h"
 #include "sim/config.h"
 
+#include "core/file_io.h"
+
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <initializer_list>
 #include <sstream>
 
@@ -355,11 +356,13 @@ TechTable TechTable::parse(const nlohmann::json& j, const std::string& origin) {
 
 TechTable TechTable::load(const std::string& name_or_path) {
   if (looks_like_path(name_or_path)) {
-    std::ifstream in(name_or_path);
-    if (!in) throw EnergyError(name_or_path + ": cannot open technology table", ErrorClass::io);
-    std::stringstream text;
-    text << in.rdbuf();
-    return parse(parse_json_text(text.str(), name_or_path), name_or_path);
+    std::string text;
+    try {
+      text = read_input_file(name_or_path, "technology table", kMaxConfigBytes);
+    } catch (const InputFileError& e) {
+      throw EnergyError(e.what(), ErrorClass::io);
+    }
+    return parse(parse_json_text(text, name_or_path), name_or_path);
   }
   const auto& builtins = builtin_tech_tables();
   const auto it = builtins.find(name_or_path);

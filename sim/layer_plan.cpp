@@ -132,7 +132,6 @@ KvTiling resolve_tiling(const Config& c, const Trace& trace, bool unfit) {
   if (c.candidates.source != "all") c.fail("candidates.source", "must be \"all\"" + why.str());
   if (c.lowrank_unit.enabled) c.fail("lowrank_unit.enabled", "must be false" + why.str());
   if (c.skim_controller.mode == SkimMode::fca) c.fail("skim_controller.mode", "must not be \"fca\"" + why.str());
-  if (c.qk_unit.query_block != 1) c.fail("qk_unit.query_block", "must be 1" + why.str());
   const int entries = c.reuse_buffer.entries;
   const int key_tile = c.kv_tiling.key_tile.value_or(entries);
   if (c.qk_unit.mode == QkMode::latte && key_tile % entries != 0)
@@ -145,14 +144,19 @@ KvTiling resolve_tiling(const Config& c, const Trace& trace, bool unfit) {
   const uint64_t state_bits = static_cast<uint64_t>(d) * c.av_unit.output_bits + 32 * kRowStateWords;
   const uint64_t row_bits = static_cast<uint64_t>(d) * bits + state_bits;
   const uint64_t capacity = sram.capacity_bits();
-  if (tile_bits + row_bits > capacity) {
+  // A Q block holds whole query blocks of qk_unit.query_block rows (Qb).
+  const uint64_t qb = static_cast<uint64_t>(c.qk_unit.query_block);
+  const uint64_t least = std::min<uint64_t>(qb, n);
+  if (tile_bits + least * row_bits > capacity) {
     std::ostringstream msg;
-    msg << "too small for one K/V tile of " << keys << " keys and one query row (need "
-        << ceil_div(tile_bits + row_bits, 8 * 1024) << " KiB, have " << c.sram.capacity_kib << ")";
+    msg << "too small for one K/V tile of " << keys << " keys and "
+        << (least == 1 ? std::string("one query row") : std::to_string(least) + " query rows (qk_unit.query_block)")
+        << " (need " << ceil_div(tile_bits + least * row_bits, 8 * 1024) << " KiB, have " << c.sram.capacity_kib
+        << ")";
     c.fail(c.kv_tiling.key_tile ? "kv_tiling.key_tile" : "sram.capacity_kib", msg.str());
   }
   const uint64_t probe = c.kv_tiling.query_tile ? static_cast<uint64_t>(*c.kv_tiling.query_tile)
-                                                : std::min<uint64_t>(n, keys);
+                                                : std::min<uint64_t>(n, std::max(keys, qb));
   t.on = true;
   t.key_tile = key_tile;
   t.tile_buffers = 2 * tile_bits + probe * row_bits <= capacity ? 2 : 1;
@@ -165,9 +169,13 @@ KvTiling resolve_tiling(const Config& c, const Trace& trace, bool unfit) {
           << ceil_div(tile_bits + rows * row_bits, 8 * 1024) << " KiB, sram.capacity_kib is " << c.sram.capacity_kib;
       c.fail("kv_tiling.query_tile", msg.str());
     }
+    if (rows % qb != 0 && rows < static_cast<uint64_t>(n))
+      c.fail("kv_tiling.query_tile", "must be a multiple of qk_unit.query_block (" + std::to_string(qb) +
+                                         "): a Q block holds whole query blocks, got " + std::to_string(rows));
     t.query_tile = static_cast<int>(std::min<uint64_t>(rows, n));
   } else {
-    t.query_tile = static_cast<int>(std::min<uint64_t>(n, (capacity - t.tile_buffers * tile_bits) / row_bits));
+    const uint64_t fit = (capacity - t.tile_buffers * tile_bits) / row_bits;
+    t.query_tile = static_cast<int>(std::min<uint64_t>(n, fit - fit % qb));
   }
   return t;
 }

@@ -42,12 +42,13 @@ double candidate_state(const Config& c, const RunPlan& plan, double n, double m,
 
 // One head from its load to its last row written back.
 double head_in_flight(const Config& c, const RunPlan& plan, double n, double m, double d) {
-  const double qb = c.qk_unit.query_block;
-  double bytes = n * sizeof(RowOutcome) + (qb > 1 ? ceil_div(n, qb) * sizeof(QkRowCost) : 0);
-  if (plan.tiling.on) {
-    const double tiles = ceil_div(m, plan.tiling.key_tile);
-    bytes += n * tiles * sizeof(TilePart) + n * 8 + ceil_div(n, plan.tiling.query_tile) * tiles * 4;
-  }
+  const double qb = c.qk_unit.query_block, blocks = qb > 1 ? ceil_div(n, qb) : 0;
+  double bytes = n * sizeof(RowOutcome);
+  if (!plan.tiling.on) return bytes + blocks * sizeof(QkRowCost) + candidate_state(c, plan, n, m, d);
+  // K/V tiling: per row and tile its part, per query block and tile their cost together.
+  const double tiles = ceil_div(m, plan.tiling.key_tile);
+  bytes += n * tiles * sizeof(TilePart) + n * 8 + ceil_div(n, plan.tiling.query_tile) * tiles * 4 +
+           blocks * tiles * sizeof(QkRowCost);
   return bytes + candidate_state(c, plan, n, m, d);
 }
 

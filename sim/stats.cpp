@@ -113,6 +113,19 @@ nlohmann::json make_stats(const Config& c, const nlohmann::json& trace_info, con
   return s;
 }
 
+std::string stats_problem(const nlohmann::json& s) {
+  if (!s.is_object()) return "not a JSON object";
+  if (s.value("schema", nlohmann::json()) != kStatsSchema) return std::string("schema is not \"") + kStatsSchema + "\"";
+  for (const char* key : {"config", "trace", "cycles", "time_ns", "energy_pj", "filter", "warnings", "quality",
+                          "counters", "sim"})
+    if (!s.contains(key)) return std::string("no \"") + key + "\"";
+  for (const char* total : {"/cycles/total", "/energy_pj/total"}) {
+    const nlohmann::json::json_pointer p(total);
+    if (!s.contains(p) || !s.at(p).is_number()) return std::string("no number at ") + total;
+  }
+  return "";
+}
+
 nlohmann::json layers_json(const Config& c, const TechTable& tech, const SimOutcome& out) {
   nlohmann::json layers = nlohmann::json::array();
   for (size_t l = 0; l < out.layers.size(); ++l) {

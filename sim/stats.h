@@ -37,6 +37,13 @@ nlohmann::json layers_json(const Config& config, const TechTable& tech, const Si
 // `skim`: active tokens per layer, skim ratio, and the no-skim baseline's cycles and energy.
 nlohmann::json skim_json(const SimOutcome& outcome, const Trace& trace, const nlohmann::json& baseline);
 
+// What keeps `stats` from being a complete stats document ("" when it is one): a JSON
+// object with schema attnsim.stats/1 and every top-level key make_stats always writes
+// (schema, config, trace, cycles, time_ns, energy_pj, filter, warnings, quality,
+// counters, sim), with cycles.total and energy_pj.total numbers. A sweep point counts as
+// done only with such a file (docs/sweeps.md).
+std::string stats_problem(const nlohmann::json& stats);
+
 // Human summary: cycles, time, energy, filter and quality figures, the top modules.
 std::string text_summary(const nlohmann::json& stats);
 

@@ -1,5 +1,6 @@
 #include "workloads/safetensors.h"
 
+#include "core/file_io.h"
 #include "core/json_input.h"
 #include "core/json_text.h"
 
@@ -273,7 +274,8 @@ uint64_t TensorInfo::elements() const {
 // SafetensorsFile
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer (it is refused below).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw TraceError(path + ": cannot open: " + std::strerror(errno), ErrorClass::io);
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -479,7 +481,7 @@ void SafetensorsWriter::write(const std::string& path) const {
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = temp_path_for(path);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw TraceError(path + ": cannot write: " + std::strerror(errno), ErrorClass::io);
   bool ok = std::fwrite(len, 1, 8, f) == 8 &&
@@ -493,13 +495,14 @@ void SafetensorsWriter::write(const std::string& path) const {
     ok = false;
     err = errno;
   }
-  if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ok = false;
-    err = errno;
-  }
   if (!ok) {
     std::remove(tmp.c_str());
     throw TraceError(path + ": cannot write: " + std::strerror(err), ErrorClass::io);
+  }
+  try {
+    commit_file(tmp, path);
+  } catch (const std::runtime_error& e) {
+    throw TraceError(e.what(), ErrorClass::io);
   }
 }
 

@@ -14,5 +14,6 @@ int cmd_gemm(int argc, char** argv);    // sim/cli/gemm.cpp: GEMM engine cycles 
 int cmd_sweep(int argc, char** argv);   // sim/cli/sweep.cpp: design-space sweeps (docs/sweeps.md)
 int cmd_report(int argc, char** argv);  // sim/cli/sweep.cpp: sorted table and Pareto front of a sweep
 int cmd_merge(int argc, char** argv);   // sim/cli/sweep.cpp: summary.csv from whatever points finished
+int cmd_point(int argc, char** argv);   // sim/cli/point.cpp: check a sweep point or run it (job lines)
 
 }  // namespace attnsim

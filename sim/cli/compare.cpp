@@ -2,6 +2,7 @@
 // against the first (speedup, energy reduction, filtering, quality).
 #include "sim/cli/commands.h"
 
+#include "core/file_io.h"
 #include "core/json_input.h"
 #include "core/json_text.h"
 #include "sim/cli/errors.h"
@@ -9,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -40,13 +40,10 @@ const nlohmann::json* member(const nlohmann::json& j, const char* section, const
 // checked, so that a damaged or hand-made file is one line naming the file and the key
 // (class trace: an input data file), not an exception of the JSON library.
 nlohmann::json read_stats(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw IoError(path + ": cannot open stats file");
-  std::stringstream text;
-  text << f.rdbuf();
+  const std::string text = read_input_file(path, "stats file", kMaxStatsBytes);  // IoError when it cannot
   nlohmann::json j;
   try {
-    j = parse_json(text.str());
+    j = parse_json(text);
   } catch (const JsonInputError& e) {
     throw Error(ErrorClass::trace, json_error_text(path, e));
   }

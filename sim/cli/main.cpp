@@ -2,6 +2,8 @@
 #include "sim/cli/commands.h"
 #include "sim/cli/errors.h"
 
+#include "core/isa.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -24,9 +26,12 @@ void print_usage(std::ostream& os) {
         "  gemm         cycles of the GEMM engine for one GEMM (compare with SCALE-Sim)\n"
         "  sweep        run a design-space sweep (points in parallel, resumable) or emit its jobs\n"
         "  report       print a sweep's points sorted by a metric and its Pareto front\n"
-        "  merge        build a sweep's summary.csv from whatever points finished\n\n"
+        "  merge        build a sweep's summary.csv from whatever points finished\n"
+        "  point        check a sweep point, or run it unless done (the lines of sweep --emit-jobs)\n\n"
         "  attnsim <command> --help   options of a command\n"
-        "  attnsim --version\n";
+        "  attnsim --version\n"
+        "  attnsim --isa       the kernels' instruction-set path, then every path this CPU can run\n"
+        "                      (ATTNSIM_ISA=baseline|avx2|avx512 forces one)\n";
 }
 
 // The subcommand named by argv[1]; its own name becomes its argv[0].
@@ -40,6 +45,19 @@ int dispatch(int argc, char** argv) {
     std::cout << "attnsim " ATTNSIM_VERSION "\n";
     return attnsim::kExitOk;
   }
+  // The kernels' instruction-set path (core/isa.h): ATTNSIM_ISA is checked before any work.
+  try {
+    attnsim::active_isa();
+  } catch (const std::exception& e) {
+    return attnsim::usage_error(e.what());
+  }
+  if (command == "--isa") {  // the path in use, then every path this CPU can run
+    std::cout << attnsim::isa_name(attnsim::active_isa());
+    for (attnsim::Isa isa : {attnsim::Isa::baseline, attnsim::Isa::avx2, attnsim::Isa::avx512})
+      if (attnsim::isa_supported(isa)) std::cout << " " << attnsim::isa_name(isa);
+    std::cout << "\n";
+    return attnsim::kExitOk;
+  }
   if (command == "run") return attnsim::cmd_run(argc - 1, argv + 1);
   if (command == "trace") return attnsim::cmd_trace(argc - 1, argv + 1);
   if (command == "config") return attnsim::cmd_config(argc - 1, argv + 1);
@@ -50,6 +68,7 @@ int dispatch(int argc, char** argv) {
   if (command == "sweep") return attnsim::cmd_sweep(argc - 1, argv + 1);
   if (command == "report") return attnsim::cmd_report(argc - 1, argv + 1);
   if (command == "merge") return attnsim::cmd_merge(argc - 1, argv + 1);
+  if (command == "point") return attnsim::cmd_point(argc - 1, argv + 1);
   return attnsim::usage_error("unknown command '" + command + "' (try attnsim --help)");
 }
 

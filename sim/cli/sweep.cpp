@@ -52,15 +52,48 @@ std::string this_binary() {
 }
 
 std::string final_line(const SweepRunTotals& t, size_t skipped, const SweepDir& dir) {
-  const size_t done = t.done_before + t.done_now;
+  const size_t done = t.done_before + t.done_now + t.done_elsewhere;
   const size_t failed = t.failed + t.failed_before;
   char wall[32];
   std::snprintf(wall, sizeof wall, "%.1f s", t.wall_seconds);
   std::ostringstream s;
-  s << "sweep: " << t.runs << " runs: " << done << " done (" << t.done_now << " now, " << t.done_before
-    << " before), " << failed << " failed, " << (t.runs - done - failed) << " remaining; " << skipped
-    << " points skipped; " << wall << "; " << dir.summary();
+  s << "sweep: " << t.runs << " runs: " << done << " done (" << t.done_now << " now, " << t.done_before << " before";
+  if (t.done_elsewhere > 0) s << ", " << t.done_elsewhere << " by other runners";
+  s << "), " << failed << " failed, " << (t.runs - done - failed) << " remaining; " << skipped << " points skipped; "
+    << wall << "; " << dir.summary();
   return s.str();
+}
+
+// Why points are not done when their claims belong to runners on other hosts, and how to
+// free the claims of runners that are gone.
+std::string held_elsewhere_line(const SweepRunTotals& t, const SweepDir& dir) {
+  std::vector<std::string> owners;
+  for (const auto& [claim, owner] : t.held_elsewhere)
+    if (std::find(owners.begin(), owners.end(), owner) == owners.end()) owners.push_back(owner);
+  std::string list;
+  for (const std::string& o : owners) list += (list.empty() ? "" : ", ") + o;
+  const std::string hint = t.held_elsewhere.size() == 1
+                               ? "remove " + t.held_elsewhere.front().first + " if that runner is gone"
+                               : "remove their claims in " + dir.root + "/claims/ if those runners are gone";
+  return "attnsim: sweep: " + std::to_string(t.held_elsewhere.size()) + " points not done: claimed on other hosts (" +
+         list + "); rerun when they finish, or " + hint;
+}
+
+// The exit status of a finished sweep, with a line for each reason it is not 0. Not 0
+// while any point lacks complete stats, so a script can rely on it.
+int sweep_status(const SweepRunTotals& t, const SweepDir& dir) {
+  if (t.stopped) {
+    std::cerr << "attnsim: sweep: interrupted; " << t.interrupted
+              << " running points were stopped and stay pending (rerun the same command to resume)\n";
+    return kExitInterrupted;
+  }
+  const size_t failed = t.failed + t.failed_before;
+  const size_t remaining = t.runs - t.done_before - t.done_now - t.done_elsewhere - failed;
+  if (failed > 0) std::cerr << "attnsim: sweep: " << failed << " points failed (see " << dir.root << "/failed/)\n";
+  if (!t.held_elsewhere.empty()) std::cerr << held_elsewhere_line(t, dir) << "\n";
+  if (remaining > t.held_elsewhere.size())
+    std::cerr << "attnsim: sweep: " << remaining - t.held_elsewhere.size() << " points not done (rerun the same command)\n";
+  return failed + remaining > 0 ? kExitFailed : kExitOk;
 }
 
 void write_summary(const SweepDir& dir) {
@@ -77,13 +110,7 @@ void write_jobs_file(const std::string& path, const std::vector<std::string>& li
 int emit(const po::variables_map& vm, const SweepDir& dir, const std::vector<SweepPoint>& points,
          const std::string& binary, int threads, double timeout) {
   std::vector<std::string> lines;
-  for (const SweepPoint* p : unique_runnable(points)) {
-    // coreutils timeout gives each point the same limit as the local scheduler.
-    std::string line = point_job_line(binary, dir, *p, threads);
-    const size_t bar = line.find("|| ");
-    line.insert(bar + 3, "timeout " + seconds_text(timeout) + " ");
-    lines.push_back(line);
-  }
+  for (const SweepPoint* p : unique_runnable(points)) lines.push_back(point_job_line(binary, dir, *p, threads, timeout));
   std::string jobs = vm.count("emit-jobs") ? vm["emit-jobs"].as<std::string>() : dir.root + "/jobs.txt";
   jobs = fs::absolute(jobs).lexically_normal().string();
   write_jobs_file(jobs, lines);
@@ -239,16 +266,7 @@ int cmd_sweep(int argc, char** argv) {
     const SweepRunTotals totals = run_sweep(dir, points, options);
     write_summary(dir);
     std::cerr << final_line(totals, skipped, dir) << "\n";
-    if (totals.stopped) {
-      std::cerr << "attnsim: sweep: interrupted; " << totals.interrupted
-                << " running points were stopped and stay pending (rerun the same command to resume)\n";
-      return kExitInterrupted;
-    }
-    if (totals.failed + totals.failed_before > 0) {
-      std::cerr << "attnsim: sweep: " << totals.failed + totals.failed_before << " points failed (see "
-                << dir.root << "/failed/)\n";
-      return kExitFailed;
-    }
+    return sweep_status(totals, dir);
   } catch (const std::exception& e) {
     return report_error(e);
   }

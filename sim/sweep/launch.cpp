@@ -22,8 +22,10 @@ std::vector<std::string> point_run_argv(const std::string& binary, const SweepDi
           "--out", dir.stats(point.hash), "--quiet", "--threads", std::to_string(threads)};
 }
 
-std::string point_job_line(const std::string& binary, const SweepDir& dir, const SweepPoint& point, int threads) {
-  std::string line = "[ -e " + shell_quote(dir.stats(point.hash)) + " ] ||";
+std::string point_job_line(const std::string& binary, const SweepDir& dir, const SweepPoint& point, int threads,
+                           double timeout_seconds) {
+  std::string line = shell_quote(binary) + " point " + shell_quote(dir.root) + " " + point.hash + " --timeout " +
+                     seconds_text(timeout_seconds) + " --";
   for (const std::string& arg : point_run_argv(binary, dir, point, threads)) line += " " + shell_quote(arg);
   return line;
 }
@@ -45,7 +47,7 @@ std::string slurm_script(const SweepDir& dir, const std::string& jobs_file, cons
     << " (written by attnsim sweep --emit-slurm).\n"
     << "# Submit: sbatch " << shell_quote(script_path) << "   then: attnsim merge "
     << shell_quote(dir.root) << "\n"
-    << "# Each line of the jobs file skips its point when the stats exist, so resubmitting is safe.\n"
+    << "# Each line of the jobs file skips its point when it is done, so resubmitting is safe.\n"
     << "#SBATCH --job-name=attnsim-sweep\n"
     << "#SBATCH --array=0-" << tasks - 1 << "\n"
     << "#SBATCH --ntasks=1\n"

@@ -13,10 +13,10 @@ namespace attnsim {
 // The argv of `attnsim run` for a point (argv[0] = binary).
 std::vector<std::string> point_run_argv(const std::string& binary, const SweepDir& dir,
                                         const SweepPoint& point, int threads);
-// One self-contained shell line: does nothing when the point's stats exist, otherwise
-// runs it.
+// One self-contained shell line, `attnsim point DIR HASH --timeout S -- attnsim run ...`:
+// does nothing when the point is done (complete stats), otherwise runs it.
 std::string point_job_line(const std::string& binary, const SweepDir& dir, const SweepPoint& point,
-                           int threads);
+                           int threads, double timeout_seconds);
 std::string shell_quote(const std::string& s);
 
 // A Slurm batch script running `jobs_file` as a job array, `chunk` lines per array task.

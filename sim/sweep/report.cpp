@@ -1,16 +1,18 @@
 // The results of a sweep: collecting the rows, summary.csv, status counts, the Pareto front.
 #include "sim/sweep/report.h"
 
+#include "core/file_io.h"
 #include "core/json_input.h"
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
+#include <filesystem>
 #include <limits>
 #include <optional>
-#include <sstream>
 
 namespace attnsim {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -30,16 +32,32 @@ std::map<std::string, double> metrics_of(const json& stats) {
           {"wall_seconds", number_at(stats, "/sim/wall_seconds")}};
 }
 
+// A JSON file of the sweep directory; nullopt when it is missing, not a regular file, too
+// large or not JSON (the point then has no result of that kind).
 std::optional<json> read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
   try {
-    std::stringstream text;
-    text << in.rdbuf();
-    return parse_json(text.str());  // bounded depth: a hostile point file is only unreadable
+    return parse_json(read_input_file(path, "sweep result", kMaxStatsBytes));  // bounded depth
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+// The manifest; a missing or foreign one means DIR is no sweep directory (yet), a FIFO or
+// oversized one is reported as such.
+json read_manifest(const SweepDir& dir) {
+  const std::string none = dir.manifest() + ": no sweep manifest (run attnsim sweep SWEEP.json --out " + dir.root +
+                           " or --emit-jobs first)";
+  std::error_code ec;
+  if (!fs::exists(dir.manifest(), ec)) throw SweepError(none, ErrorClass::io);
+  std::string text;
+  try {
+    text = read_input_file(dir.manifest(), "sweep manifest", kMaxStatsBytes);
+  } catch (const InputFileError& e) {
+    throw SweepError(e.what(), ErrorClass::io);
+  }
+  const json manifest = parse_json_or_discarded(text);
+  if (!manifest.is_object() || manifest.value("schema", "") != kSweepManifestSchema) throw SweepError(none, ErrorClass::io);
+  return manifest;
 }
 
 // speedup and energy_reduction of each row over the trace's baseline row.
@@ -91,31 +109,29 @@ double ResultRow::metric(const std::string& name) const {
 }
 
 SweepResults collect_results(const SweepDir& dir) {
-  const std::optional<json> manifest = read_json_file(dir.manifest());
-  if (!manifest || !manifest->is_object() || manifest->value("schema", "") != kSweepManifestSchema)
-    throw SweepError(dir.manifest() + ": no sweep manifest (run attnsim sweep SWEEP.json --out " + dir.root +
-                     " or --emit-jobs first)",
-                     ErrorClass::io);
+  const json manifest = read_manifest(dir);
   SweepResults r;
-  r.keys = manifest->at("keys").get<std::vector<std::string>>();
-  for (const json& p : manifest->at("points")) {
+  r.keys = manifest.at("keys").get<std::vector<std::string>>();
+  for (const json& p : manifest.at("points")) {
     ResultRow row;
     row.hash = p.at("hash").get<std::string>();
     row.role = p.at("role").get<std::string>();
     row.trace = p.at("trace").get<std::string>();
     for (const json& kv : p.at("values")) row.values.emplace_back(kv.at(0).get<std::string>(), kv.at(1));
     for (const std::string& m : sweep_metric_names()) row.metrics[m] = std::numeric_limits<double>::quiet_NaN();
+    const PointStats result = p.contains("skipped") ? PointStats{} : read_point_stats(dir, row.hash);
     if (p.contains("skipped")) {
       row.status = "skipped";
       row.error = p.at("skipped").get<std::string>();
-    } else if (const auto stats = read_json_file(dir.stats(row.hash))) {
+    } else if (result.stats) {
       row.status = "ok";
-      for (const auto& [name, value] : metrics_of(*stats)) row.metrics[name] = value;
+      for (const auto& [name, value] : metrics_of(*result.stats)) row.metrics[name] = value;
     } else if (const auto failure = read_json_file(dir.failure(row.hash))) {
       row.status = failure->value("timed_out", false) ? "timeout" : "failed";
       row.error = failure->value("error", "");
     } else {
       row.status = "missing";
+      row.error = result.problem;  // an incomplete stats file says why
     }
     r.rows.push_back(std::move(row));
   }

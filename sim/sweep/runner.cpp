@@ -4,17 +4,16 @@
 #include "sim/sweep/runner.h"
 
 #include "core/file_io.h"
+#include "sim/sweep/child.h"
+#include "sim/sweep/claims.h"
 #include "sim/sweep/launch.h"
 
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,31 +24,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-extern "C" void on_stop_signal(int signo) { g_stop_signal = signo; }
-
-// SIGINT/SIGTERM set a flag that the scheduling loop polls; the previous handlers come
-// back when the sweep returns.
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_ {}, old_term_ {};
-};
-
 struct Child {
   const SweepPoint* point;
   SteadyClock::time_point start;
@@ -58,34 +32,14 @@ struct Child {
 
 double seconds_since(SteadyClock::time_point t) { return std::chrono::duration<double>(SteadyClock::now() - t).count(); }
 
-// fork + exec of `argv` with stdout and stderr to `log`. The child dies with the parent
-// (PR_SET_PDEATHSIG), so a killed sweep leaves no orphan writing results later.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) throw SweepError(std::string("cannot start a child process: ") + std::strerror(errno), ErrorClass::simulation);
-  if (pid > 0) return pid;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(128 + SIGKILL);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd >= 0) {
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    close(fd);
-  }
-  execv(args[0], args.data());
-  std::fprintf(stderr, "attnsim: sweep: cannot run %s: %s\n", args[0], std::strerror(errno));
-  _exit(127);
-}
-
-// The last non-empty line of a child's log: `attnsim run` prints its error there.
+// The last non-empty line of a child's log: `attnsim run` prints its error there. Only
+// the log's last 64 KiB are read: a child may have printed without end.
 std::string last_line(const std::string& path) {
-  std::ifstream in(path);
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return "";
+  std::ifstream in(path, std::ios::binary);
+  const uintmax_t size = fs::file_size(path, ec);
+  if (!ec && size > 65536) in.seekg(static_cast<std::streamoff>(size - 65536));
   std::string line, last;
   while (std::getline(in, line)) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
@@ -98,7 +52,7 @@ std::string last_line(const std::string& path) {
 
 void remove_temp_file(const SweepDir& dir, const SweepPoint& p, pid_t pid) {
   std::error_code ignored;
-  fs::remove(dir.stats(p.hash) + ".tmp." + std::to_string(pid), ignored);
+  fs::remove(temp_path_for(dir.stats(p.hash), pid), ignored);
 }
 
 std::string duration_text(double s) {
@@ -108,6 +62,13 @@ std::string duration_text(double s) {
   else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
   return buf;
 }
+
+// Releases a point's claim when a child's outcome has been recorded, whichever way.
+struct ClaimRelease {
+  const SweepDir& dir;
+  const std::string& hash;
+  ~ClaimRelease() { release_point(dir, hash); }
+};
 
 class Scheduler {
  public:
@@ -119,17 +80,19 @@ class Scheduler {
     std::reverse(queue.begin(), queue.end());  // pop_back takes them in sweep order
     {
       StopSignals signals;
-      while ((!queue.empty() || !running_.empty()) && !g_stop_signal) {
-        while (int(running_.size()) < std::max(1, options_.jobs) && !queue.empty() && !g_stop_signal) {
-          start_child(queue.back());
+      while ((!queue.empty() || !running_.empty() || !waiting_.empty()) && !stop_signal()) {
+        while (int(running_.size()) < std::max(1, options_.jobs) && !queue.empty() && !stop_signal()) {
+          const SweepPoint* p = queue.back();
           queue.pop_back();
+          start_point(p);
         }
         reap();
         enforce_time_limits();
-        draw_progress(queue.size());
-        if (!running_.empty()) usleep(20000);
+        if (int(running_.size()) < std::max(1, options_.jobs)) recheck_waiting(queue);
+        draw_progress(queue.size() + waiting_.size());
+        if (!running_.empty() || !waiting_.empty()) usleep(20000);
       }
-      if (g_stop_signal) {
+      if (stop_signal()) {
         totals_.stopped = true;
         stop_children();
       }
@@ -140,25 +103,82 @@ class Scheduler {
   }
 
  private:
-  // Unique runnable points without stats (nor a failure record, unless retrying).
+  // Unique runnable points without complete stats (nor a failure record, unless
+  // retrying). An incomplete stats file is reported: the point runs again.
   std::vector<const SweepPoint*> pending(const std::vector<SweepPoint>& points) {
     std::vector<const SweepPoint*> out;
     for (const SweepPoint* p : unique_runnable(points)) {
       ++totals_.runs;
-      if (fs::exists(dir_.stats(p->hash))) {
+      failure_at_start_[p->hash] = failure_time(p->hash);
+      const PointStats result = read_point_stats(dir_, p->hash);
+      if (result.stats) {
         ++totals_.done_before;
       } else if (!options_.retry_failed && fs::exists(dir_.failure(p->hash))) {
         ++totals_.failed_before;
       } else {
+        if (!result.problem.empty())
+          std::fprintf(stderr, "attnsim: sweep: %s; running the point again\n", result.problem.c_str());
         out.push_back(p);
       }
     }
     return out;
   }
 
-  void start_child(const SweepPoint* p) {
-    const pid_t pid = spawn(point_run_argv(options_.binary, dir_, *p, options_.threads_per_point), dir_.log(p->hash));
-    running_[pid] = Child{p, SteadyClock::now()};
+  // Runs the point unless another runner holds its claim (then it waits for a live one on
+  // this host and leaves one of another host) or finished it meanwhile.
+  void start_point(const SweepPoint* p) {
+    const ClaimResult claim = claim_point(dir_, p->hash);
+    if (claim.state == ClaimState::held_local) {
+      waiting_.push_back(p);
+    } else if (claim.state != ClaimState::claimed) {
+      held_elsewhere(p, claim.owner);
+    } else if (settled_elsewhere(p)) {
+      release_point(dir_, p->hash);
+    } else {
+      std::error_code ignored;
+      fs::remove(dir_.stats(p->hash), ignored);  // an incomplete file: never a result
+      const pid_t pid =
+          spawn_child(point_run_argv(options_.binary, dir_, *p, options_.threads_per_point), dir_.log(p->hash));
+      running_[pid] = Child{p, SteadyClock::now()};
+    }
+  }
+
+  // Done or failed by another runner since this sweep started: counted, not run again.
+  bool settled_elsewhere(const SweepPoint* p) {
+    if (point_done(dir_, p->hash)) {
+      ++totals_.done_elsewhere;
+      return true;
+    }
+    if (failure_time(p->hash) != failure_at_start_[p->hash]) {
+      ++totals_.failed;
+      return true;
+    }
+    return false;
+  }
+
+  void held_elsewhere(const SweepPoint* p, const std::optional<ClaimOwner>& owner) {
+    totals_.held_elsewhere.emplace_back(dir_.claim(p->hash), owner ? owner->text() : "an owner it does not name");
+  }
+
+  // Points whose claim a live local runner held: once the claim is gone (or its owner
+  // died), settled elsewhere or back in the queue.
+  void recheck_waiting(std::vector<const SweepPoint*>& queue) {
+    if (waiting_.empty() || seconds_since(last_recheck_) < 0.1) return;
+    last_recheck_ = SteadyClock::now();
+    std::vector<const SweepPoint*> still;
+    for (const SweepPoint* p : waiting_) {
+      const std::optional<ClaimResult> holder = claim_holder(dir_, p->hash);
+      if (holder && holder->state == ClaimState::held_local) still.push_back(p);
+      else if (holder && holder->state == ClaimState::held_other) held_elsewhere(p, holder->owner);
+      else if (!settled_elsewhere(p)) queue.push_back(p);
+    }
+    waiting_ = std::move(still);
+  }
+
+  std::optional<fs::file_time_type> failure_time(const std::string& hash) const {
+    std::error_code ec;
+    const fs::file_time_type t = fs::last_write_time(dir_.failure(hash), ec);
+    return ec ? std::nullopt : std::optional<fs::file_time_type>(t);
   }
 
   void reap() {
@@ -176,23 +196,27 @@ class Scheduler {
     const double wall = seconds_since(c.start);
     remove_temp_file(dir_, *c.point, pid);
     const bool exited_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (exited_ok && !c.timed_out && fs::exists(dir_.stats(c.point->hash))) {
+    const PointStats result = read_point_stats(dir_, c.point->hash);
+    const ClaimRelease release{dir_, c.point->hash};
+    if (exited_ok && !c.timed_out && result.stats) {
       std::error_code ignored;
       fs::remove(dir_.failure(c.point->hash), ignored);  // an earlier failure is superseded
       ++totals_.done_now;
       run_seconds_ += wall;
       return;
     }
-    if (g_stop_signal && !c.timed_out) {  // killed by the terminal's Ctrl-C: not a failure
+    if (stop_signal() && !c.timed_out) {  // killed by the terminal's Ctrl-C: not a failure
       ++totals_.interrupted;
       return;
     }
-    record_failure(*c.point, status, c.timed_out, wall);
+    // A child that exits 0 without complete stats failed all the same.
+    record_failure(*c.point, status, c.timed_out, wall, exited_ok && !c.timed_out ? result.problem : "");
     ++totals_.failed;
     run_seconds_ += wall;
   }
 
-  void record_failure(const SweepPoint& p, int status, bool timed_out, double wall) {
+  // `error`: the failure's reason when known, otherwise taken from the child's log.
+  void record_failure(const SweepPoint& p, int status, bool timed_out, double wall, std::string error) {
     json f = {{"schema", kSweepFailureSchema},
               {"hash", p.hash},
               {"trace", p.trace_path},
@@ -202,15 +226,11 @@ class Scheduler {
               {"exit_code", WIFEXITED(status) ? json(WEXITSTATUS(status)) : json()},
               {"signal", WIFSIGNALED(status) ? json(WTERMSIG(status)) : json()},
               {"wall_seconds", wall}};
-    std::string error;
-    if (timed_out) {
-      error = "timed out after " + seconds_text(options_.timeout_seconds) + " s (--timeout)";
-    } else {
-      error = last_line(dir_.log(p.hash));
-      if (error.empty())
-        error = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
-                                    : "exit code " + std::to_string(WEXITSTATUS(status)) + " without a message";
-    }
+    if (error.empty() && timed_out) error = "timed out after " + seconds_text(options_.timeout_seconds) + " s (--timeout)";
+    if (error.empty()) error = last_line(dir_.log(p.hash));
+    if (error.empty())
+      error = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                  : "exit code " + std::to_string(WEXITSTATUS(status)) + " without a message";
     f["error"] = error;
     json command = json::array();
     for (const std::string& a : point_run_argv(options_.binary, dir_, p, options_.threads_per_point)) command.push_back(a);
@@ -236,8 +256,9 @@ class Scheduler {
       }
       remove_temp_file(dir_, *c.point, pid);
       // A point whose stats were renamed into place just before the kill is complete.
-      if (fs::exists(dir_.stats(c.point->hash))) ++totals_.done_now;
+      if (point_done(dir_, c.point->hash)) ++totals_.done_now;
       else ++totals_.interrupted;
+      release_point(dir_, c.point->hash);
     }
     running_.clear();
   }
@@ -253,7 +274,7 @@ class Scheduler {
     }
     char line[160];
     std::snprintf(line, sizeof line, "sweep: %zu/%zu done, %zu failed, %zu remaining (%zu running), ETA %s",
-                  totals_.done_before + totals_.done_now, totals_.runs, totals_.failed + totals_.failed_before,
+                  totals_.done_before + totals_.done_now + totals_.done_elsewhere, totals_.runs, totals_.failed + totals_.failed_before,
                   remaining, running_.size(), eta.c_str());
     if (line == last_line_) return;  // redraw only on change, not on every poll
     std::fprintf(stderr, "\r%-90s", line);
@@ -268,6 +289,9 @@ class Scheduler {
   const SweepDir& dir_;
   const SweepRunOptions& options_;
   std::map<pid_t, Child> running_;
+  std::vector<const SweepPoint*> waiting_;  // claimed by a live runner on this host
+  SteadyClock::time_point last_recheck_{};
+  std::map<std::string, std::optional<fs::file_time_type>> failure_at_start_;
   SweepRunTotals totals_;
   double run_seconds_ = 0;
   bool drawn_ = false;

@@ -3,12 +3,12 @@
 #include "sim/sweep/spec.h"
 
 #include "sim/sweep/conditions.h"
+#include "core/file_io.h"
 #include "core/json_input.h"
 #include "core/json_text.h"
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -18,12 +18,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw SweepError(path + ": cannot open " + what, ErrorClass::io);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+// `context` (the sweep file's key naming the file) follows any error.
+std::string read_text(const std::string& path, const std::string& what, const std::string& context = "") {
+  try {
+    return read_input_file(path, what, kMaxConfigBytes);
+  } catch (const InputFileError& e) {
+    throw SweepError(std::string(e.what()) + (context.empty() ? "" : " (" + context + ")"), ErrorClass::io);
+  }
 }
 
 std::string absolute_from(const fs::path& dir, const std::string& p) {
@@ -44,7 +45,7 @@ json config_json(const ojson& v, const fs::path& dir, const std::string& sweep_p
                  std::string& origin) {
   if (v.is_string()) {
     origin = absolute_from(dir, v.get<std::string>());
-    const std::string text = read_text(origin, "config file (" + sweep_path + ": " + key + ")");
+    const std::string text = read_text(origin, "config file", sweep_path + ": " + key);
     try {
       return parse_json(text);
     } catch (const JsonInputError& e) {

@@ -2,10 +2,11 @@
 #include "sim/sweep/sweep_dir.h"
 
 #include "core/file_io.h"
+#include "core/json_input.h"
+#include "sim/stats.h"
+#include "sim/sweep/claims.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 namespace attnsim {
 
@@ -16,17 +17,59 @@ SweepDir sweep_dir(const std::string& path) {
   return {fs::absolute(fs::path(path)).lexically_normal().string()};
 }
 
+PointStats read_point_stats(const SweepDir& dir, const std::string& hash) {
+  const std::string path = dir.stats(hash);
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(path, ec))) return {};
+  std::string text;
+  try {
+    text = read_input_file(path, "stats file", kMaxStatsBytes);
+  } catch (const InputFileError& e) {
+    return {std::nullopt, e.what()};
+  }
+  const std::string incomplete = path + ": incomplete stats file: ";
+  if (text.empty()) return {std::nullopt, incomplete + "empty"};
+  const json stats = parse_json_or_discarded(text);
+  if (stats.is_discarded()) return {std::nullopt, incomplete + "not valid JSON"};
+  const std::string problem = stats_problem(stats);
+  if (!problem.empty()) return {std::nullopt, incomplete + problem};
+  return {stats, ""};
+}
+
+bool point_done(const SweepDir& dir, const std::string& hash) { return read_point_stats(dir, hash).stats.has_value(); }
+
+namespace {
+
+// A killed writer leaves <file>.tmp.<host>.<pid>: never a result. Only those of dead
+// processes on this host go; a live writer (another runner, a job line) is about to rename
+// its file into place, and another host's writers cannot be judged from here.
+void remove_dead_temp_files(const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::optional<TempOwner> owner = temp_file_owner(entry.path().filename().string());
+    std::error_code ignored;
+    if (owner && owner->host == this_host() && !local_process_alive(owner->pid)) fs::remove(entry.path(), ignored);
+  }
+}
+
+// A file's text, or "" when it cannot be read (it is then written anew).
+std::string existing_text(const std::string& path) {
+  try {
+    return read_input_file(path, "config file", kMaxConfigBytes);
+  } catch (const InputFileError&) {
+    return "";
+  }
+}
+
+}  // namespace
+
 void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points) {
-  for (const char* sub : {"configs", "points", "failed", "logs"}) fs::create_directories(fs::path(dir.root) / sub);
-  // A killed `attnsim run` leaves <hash>.json.tmp.<pid>: never a result, always removable.
-  for (const auto& entry : fs::directory_iterator(fs::path(dir.root) / "points"))
-    if (entry.path().filename().string().find(".json.tmp.") != std::string::npos) fs::remove(entry.path());
+  for (const char* sub : {"configs", "points", "failed", "logs", "claims"})
+    fs::create_directories(fs::path(dir.root) / sub);
+  remove_dead_temp_files(fs::path(dir.root) / "points");
+  remove_dead_temp_files(fs::path(dir.root) / "claims");
   for (const SweepPoint* p : unique_runnable(points)) {
     const std::string text = p->config.dump(2) + "\n";
-    std::ifstream existing(dir.config(p->hash));
-    std::stringstream old;
-    if (existing) old << existing.rdbuf();
-    if (!existing || old.str() != text) write_file_atomically(dir.config(p->hash), text);
+    if (existing_text(dir.config(p->hash)) != text) write_file_atomically(dir.config(p->hash), text);
   }
   json manifest = {{"schema", kSweepManifestSchema},
                    {"sweep_file", fs::absolute(spec.path).lexically_normal().string()},

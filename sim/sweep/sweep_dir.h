@@ -5,6 +5,7 @@
 #include "sim/sweep/points.h"
 #include "sim/sweep/spec.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,13 +23,24 @@ struct SweepDir {
   std::string stats(const std::string& hash) const { return root + "/points/" + hash + ".json"; }
   std::string failure(const std::string& hash) const { return root + "/failed/" + hash + ".json"; }
   std::string log(const std::string& hash) const { return root + "/logs/" + hash + ".log"; }
+  std::string claim(const std::string& hash) const { return root + "/claims/" + hash + ".json"; }
   std::string summary() const { return root + "/summary.csv"; }
 };
 SweepDir sweep_dir(const std::string& path);  // makes the path absolute
 
-// Creates DIR/{configs,points,failed,logs}, writes each runnable point's resolved config
-// to DIR/configs/<hash>.json and the manifest DIR/sweep.json (atomically). Removes temp
-// files left in DIR/points by a killed run.
+// A point's result, DIR/points/<hash>.json. The point is done only when the file is a
+// complete stats file (stats_problem in sim/stats.h): an empty or truncated file, as a
+// crash or a full disk can leave, is no result.
+struct PointStats {
+  std::optional<json> stats;  // the stats, when complete
+  std::string problem;        // otherwise: "" when there is no file, else "<path>: <why>"
+};
+PointStats read_point_stats(const SweepDir& dir, const std::string& hash);
+bool point_done(const SweepDir& dir, const std::string& hash);
+
+// Creates DIR/{configs,points,failed,logs,claims}, writes each runnable point's resolved
+// config to DIR/configs/<hash>.json and the manifest DIR/sweep.json (atomically). Removes
+// the temp files in DIR/points and DIR/claims whose writer is a dead process on this host.
 void prepare_sweep_dir(const SweepDir& dir, const SweepSpec& spec, const std::vector<SweepPoint>& points);
 
 }  // namespace attnsim

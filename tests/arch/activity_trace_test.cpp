@@ -4,7 +4,10 @@
 #include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
 
+#include "tests/support/sync_log.h"
 #include "tests/support/vcd.h"
+
+#include "core/file_io.h"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -228,4 +231,24 @@ TEST_CASE("a run that fails before finish leaves no VCD behind") {
     sc_core::sc_start(sc_core::sc_time(4, sc_core::SC_NS));
   }  // destroyed without finish(): as when the simulation throws
   CHECK(fs::is_empty(dir));
+}
+
+TEST_CASE("the VCD and the timeline are fsynced, renamed into place, and their directory fsynced") {
+  init_kernel_time();
+  const fs::path dir = fs::canonical(scratch()) / "durable";
+  fs::create_directories(dir);
+  TraceOptions options;
+  options.vcd_path = (dir / "d.vcd").string();
+  options.timeline_path = (dir / "d.json").string();
+  Driver d("driver", options);
+  d.recorder.start();
+  sc_core::sc_start();
+  test::SyncLog log;
+  d.recorder.finish();
+  const std::string vcd_tmp = options.vcd_path + ".tmp." + this_host() + "." + std::to_string(getpid()) + ".vcd";
+  const std::string json_tmp = temp_path_for(options.timeline_path);
+  CHECK(log.calls == std::vector<std::string>{"fsync " + vcd_tmp, "rename " + vcd_tmp + " -> " + options.vcd_path,
+                                              "fsync " + dir.string(), "fsync " + json_tmp,
+                                              "rename " + json_tmp + " -> " + options.timeline_path,
+                                              "fsync " + dir.string()});
 }

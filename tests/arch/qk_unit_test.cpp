@@ -290,7 +290,8 @@ struct HandBlockRow {
 
 QkRowCost hand_block(const QkSetup& s, int d, int m, std::vector<HandBlockRow>& rows) {
   std::vector<BlockRow> block;
-  for (HandBlockRow& r : rows) block.push_back({&r.candidates, &r.keep, &r.planes, &r.cost});
+  for (HandBlockRow& r : rows)
+    block.push_back({r.candidates.data(), r.candidates.size(), r.keep.data(), r.planes.data(), &r.cost});
   KeyMarks marks;
   return block_cost(s, d, m, block, marks);
 }

@@ -124,6 +124,32 @@ TEST_CASE("forced K/V tiling with sram.ports: K reads and tile fills wait for th
   CHECK(s["counters"]["dram"]["read_bits"] == 2 * 64 + 4 * 128);
 }
 
+TEST_CASE("forced K/V tiling with query blocks: a block's parts in a tile share one K stream, by hand") {
+  // The machine above with qk_unit.query_block = 2: each Q block is one query block.
+  const Config c = resolve_config(json{{"schema", kConfigSchema}}, "test.json", tiny_tiled({"qk_unit.query_block=2"}));
+  const nlohmann::json s = run_simulation(c, test::write_tiny_trace(), 1).stats;
+  // Per job the block's two parts stream the union of their segments: the tile's 2 keys,
+  //   pass 1 ceil(2/2) x 4 = 4; the comparator checks both rows' 4 keys: 1 + latency 1 = 2;
+  //   pass 2 the union of their survivors (jobs 0-2: 1 or 2 keys, 4; job 3: none, 0).
+  //   A job is one block: 4 + max(0, 2) + pass 2 (comparator wait 2).
+  // DMA as without blocks: job 0 loaded at 26, job 1 at 40.
+  // QK job 0 26 -> 36 (r0, r1 leave together), job 1 40 -> 50: Q buffer free at 50.
+  // Softmax / AV: (r0,t0) 36 -> 37, 38 -> 39; (r1,t0) 37 -> 38, 39 -> 40 frees tile buffer 0;
+  //   (r0,t1) 50 (no survivor), 51 -> 52 ready 53; (r1,t1) 50 -> 51, 52 -> 53 ready 54.
+  // DMA job 2 waits for the Q buffer 40 -> 50 (stall 10): Q block 1 [50,52) -> 62; tile 0
+  //   [62,66) -> 76; tile 1 [76,80) -> 90 (write-backs of r0, r1 at 53, 54 in between).
+  // QK job 2 76 -> 86; job 3 90 -> 96 (4 + 2). Softmax / AV: (r2,t1) 96, 97 -> 98 ready 99;
+  //   (r3,t1) 96, 98 -> 99 ready 100. Write-back of r3 [100,101) lands at 111.
+  CHECK(s["cycles"]["total"] == 111);
+  const auto& m = s["cycles"]["by_module"];
+  CHECK(m["qk_unit"]["busy"] == 8 + 8 + 8 + 4);
+  CHECK(m["qk_unit"]["stall"] == 4 * 2);
+  CHECK(m["dram"]["stall"] == 10);
+  const auto& k = s["counters"];
+  CHECK(k["qk_unit"]["bitplane_ops"] == 8 * 2 * 4 + 5 * 4);  // every row's trees still work
+  CHECK(s["filter"]["filtered_keys"] == 11);
+}
+
 namespace {
 
 fs::path scratch() { return test::scratch_dir("kv_tiling"); }
@@ -216,21 +242,26 @@ TEST_CASE("a head too large for the SRAM runs tiled in auto mode, and as if unti
   CHECK(given["counters"] == small["counters"]);
 }
 
-TEST_CASE("sram.ports: one K/V tile and one query block wait for the banks exactly as the untiled head") {
+TEST_CASE("sram.ports: one K/V tile and one Q block wait for the banks exactly as the untiled head") {
   // key_tile >= M and query_tile = N: one job per head, whose parts are whole rows, in two
   // tile buffers as the untiled run has two slots (the same banks each). The QK unit's K
   // reads and the AV unit's V reads then wait exactly as untiled (the same busy and stall);
   // only the DMA's loads differ (Q, then K and V, each written into its own buffer).
   const std::string trace = synth(false);
+  // With query blocks (Qb = 4) the job's blocks are the untiled blocks, so it holds for
+  // them too (with reuse-buffer ports as well).
   const std::string tiled = "--set kv_tiling.mode=always --set kv_tiling.key_tile=320 --set kv_tiling.query_tile=300 ";
+  for (const std::string qb : {"1", "4"})
   for (const std::string mapping : {"row", "striped"}) {
     for (const std::string mode : {"latte", "early_term", "dense"}) {
-      INFO(mode << " " << mapping);
+      INFO(mode << " " << mapping << " Qb " << qb);
       const std::string sets = "--set reuse_buffer.entries=64 --set comparator.gamma=0.05 --set comparator.theta=-50 "
                                "--set sram.banks=8 --set sram.width_bits=64 --set sram.ports=1 --set av_unit.macs_per_cycle=64 "
-                               "--set sram.mapping=" + mapping + " --set qk_unit.mode=" + mode + " ";
-      const nlohmann::json u = run_cli(trace, mode + mapping + "-pu", sets);
-      const nlohmann::json t = run_cli(trace, mode + mapping + "-pt", sets + tiled);
+                               "--set reuse_buffer.ports=1 --set qk_unit.query_block=" + qb +
+                               " --set sram.mapping=" + mapping + " --set qk_unit.mode=" + mode + " ";
+      const std::string name = mode + mapping + qb;
+      const nlohmann::json u = run_cli(trace, name + "-pu", sets);
+      const nlohmann::json t = run_cli(trace, name + "-pt", sets + tiled);
       same_function(u, t);
       for (const char* unit : {"qk_unit", "av_unit"}) {
         CHECK(u["cycles"]["by_module"][unit]["busy"] == t["cycles"]["by_module"][unit]["busy"]);
@@ -240,4 +271,25 @@ TEST_CASE("sram.ports: one K/V tile and one query block wait for the banks exact
       CHECK(u["cycles"]["by_module"]["av_unit"]["stall"] > 0);
     }
   }
+}
+
+TEST_CASE("query blocks under K/V tiling: filter as untiled, Q blocks of whole query blocks") {
+  const std::string trace = synth(true);
+  const std::string base = "--set reuse_buffer.entries=64 --set comparator.gamma=0.05 --set qk_unit.query_block=4 ";
+  const nlohmann::json u = run_cli(trace, "qb-u", base);
+  const nlohmann::json t =
+      run_cli(trace, "qb-t", base + "--set kv_tiling.mode=always --set kv_tiling.key_tile=128 --set kv_tiling.query_tile=68");
+  same_function(u, t);
+  // A Q block that would cut a query block is refused; an absent one is rounded down to
+  // whole query blocks (8 KiB: 68 rows fit, a multiple of 4; Qb = 8: 64).
+  const fs::path out = scratch() / "qb-bad.json";
+  const test::CliResult r = test::run_attnsim("run -q --trace " + trace + " --out " + out.string() + " " + base +
+                                              "--set kv_tiling.mode=always --set kv_tiling.query_tile=70");
+  CHECK(r.code != 0);
+  CHECK(r.out.find("kv_tiling.query_tile: must be a multiple of qk_unit.query_block (4): a Q block holds whole query "
+                   "blocks, got 70") != std::string::npos);
+  CHECK_FALSE(fs::exists(out));
+  const nlohmann::json eight = run_cli(trace, "qb-8", "--set reuse_buffer.entries=64 --set qk_unit.query_block=8 "
+                                                      "--set sram.capacity_kib=8");
+  CHECK(eight["config_from_trace"]["kv_tiling.query_tile"] == 64);
 }

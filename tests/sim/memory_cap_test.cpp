@@ -61,6 +61,9 @@ TEST_CASE("the estimate of a run, term by term, on the tiny trace (H = 1, N = M 
   const Config tiled = with({"kv_tiling.mode=always"});
   CHECK(part(estimate(tiled, t), "heads in flight") ==
         2 * (4 * sizeof(RowOutcome) + 4 * 1 * sizeof(TilePart) + 4 * 8 + 1 * 1 * 4));
+  // With query blocks too: a cost per query block and tile (2 blocks of 2 rows, 1 tile).
+  CHECK(part(estimate(with({"kv_tiling.mode=always", "qk_unit.query_block=2"}), t), "heads in flight") ==
+        2 * (4 * sizeof(RowOutcome) + 4 * 1 * sizeof(TilePart) + 4 * 8 + 1 * 1 * 4 + 2 * 1 * sizeof(QkRowCost)));
   // Query blocks: a cost per block; the row scratch of every row of a block.
   const MemoryEstimate blocks = estimate(with({"qk_unit.query_block=2"}), t);
   CHECK(part(blocks, "heads in flight") == 3 * (4 * sizeof(RowOutcome) + 2 * sizeof(QkRowCost)));

@@ -134,12 +134,14 @@ std::string slow_binary(const fs::path& dir, const std::string& delay) {
   return path;
 }
 
-// The hashes of the points the stand-in binary was asked to run, one per call.
+// The hashes of the points the stand-in binary was asked to run (`run ...`; job lines also
+// call it for `point ...`), one per call.
 std::vector<std::string> called_hashes(const fs::path& dir) {
   std::vector<std::string> hashes;
   std::istringstream in(read(dir / "calls.log"));
   std::string line;
   while (std::getline(in, line)) {
+    if (line.rfind("run ", 0) != 0) continue;
     const size_t at = line.find("/configs/");
     REQUIRE(at != std::string::npos);
     hashes.push_back(line.substr(at + 9, 16));
@@ -537,6 +539,7 @@ TEST_CASE("Ctrl-C stops the children and leaves only complete results") {
   CHECK(count_stats(out / "points") < 5);
   check_points_complete(out / "points");  // no temp file, no partial stats
   CHECK(json_files(out / "failed").empty());  // stopped points are pending, not failed
+  CHECK(fs::is_empty(out / "claims"));        // and free for the next runner
   const auto rows = csv_rows(read(out / "summary.csv"));
   CHECK(rows.size() == 6);
 }
@@ -558,9 +561,10 @@ TEST_CASE("emitted job lines and the Slurm script run the same points") {
   for (std::string l; std::getline(jobs, l);) lines.push_back(l);
   REQUIRE(lines.size() == 5);
   const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  const std::string bin = ATTNSIM_BINARY;
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string stats = sd.stats(points[i].hash);
-    CHECK(lines[i] == "[ -e " + stats + " ] || timeout 60 " + std::string(ATTNSIM_BINARY) + " run --config " +
+    CHECK(lines[i] == bin + " point " + sd.root + " " + points[i].hash + " --timeout 60 -- " + bin + " run --config " +
                           sd.config(points[i].hash) + " --trace " + points[i].trace_path + " --out " + stats +
                           " --quiet --threads 1");
   }
@@ -581,6 +585,99 @@ TEST_CASE("emitted job lines and the Slurm script run the same points") {
   const Result m = attnsim_cli("merge " + out.string());
   CHECK(m.code == 0);
   CHECK(m.out == "merge: 5 points: 5 ok; " + sd.summary() + "\n");
+
+  // A truncated point is not done: `attnsim point` says so, and its job line runs it again.
+  const std::string stats = sd.stats(points[4].hash), text = read(stats);
+  write(stats, text.substr(0, text.size() / 2));
+  CHECK(attnsim_cli("point " + out.string() + " " + points[4].hash).out ==
+        "attnsim: " + stats + ": incomplete stats file: not valid JSON\n");
+  CHECK(attnsim_cli("point " + out.string() + " " + points[4].hash).code == 1);
+  REQUIRE(shell(lines[4]).code == 0);
+  json again = read_json(stats), before = json::parse(text);
+  again.erase("sim");
+  before.erase("sim");
+  CHECK(again == before);
+  const Result done = attnsim_cli("point " + out.string() + " " + points[4].hash);
+  CHECK(done.code == 0);
+  CHECK(done.out.empty());
+  check_points_complete(out / "points");
+}
+
+TEST_CASE("an empty or truncated point file is run again and reported") {
+  const fs::path dir = scratch("incomplete");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01, 0.1]})");
+  const fs::path out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " -j 2").code == 0);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  const std::string truncated = sd.stats(points[1].hash), empty = sd.stats(points[2].hash);
+  const std::string text = read(truncated);
+  write(truncated, text.substr(0, text.size() - 10));
+  write(empty, "");
+
+  const Result r = attnsim_cli("sweep " + file + " --out " + out.string() + " -j 2");
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("attnsim: sweep: " + truncated + ": incomplete stats file: not valid JSON; running the point again\n") !=
+        std::string::npos);
+  CHECK(r.out.find("attnsim: sweep: " + empty + ": incomplete stats file: empty; running the point again\n") !=
+        std::string::npos);
+  CHECK(r.out.find("sweep: 3 runs: 3 done (2 now, 1 before), 0 failed, 0 remaining;") != std::string::npos);
+  check_points_complete(out / "points");
+}
+
+TEST_CASE("a point file without every key of a stats file is no result for merge, point and sweep") {
+  const fs::path dir = scratch("keys");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01, 0.1]})");
+  const fs::path out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " -j 2").code == 0);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  const std::string stats = sd.stats(points[1].hash);
+  json s = read_json(stats);
+  s.erase("quality");
+  write(stats, s.dump(2));
+
+  const Result m = attnsim_cli("merge " + out.string());
+  CHECK(m.out == "merge: 3 points: 1 missing, 2 ok; " + sd.summary() + "\n");
+  const auto rows = csv_rows(read(sd.summary()));
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[2][column(rows[0], "status")] == "missing");
+  CHECK(read(sd.summary()).find(",\"" + stats + ": incomplete stats file: no \"\"quality\"\"\"\n") != std::string::npos);
+  const Result p = attnsim_cli("point " + out.string() + " " + points[1].hash);
+  CHECK(p.code == 1);
+  CHECK(p.out == "attnsim: " + stats + ": incomplete stats file: no \"quality\"\n");
+  const Result missing = attnsim_cli("point " + out.string() + " 0123456789abcdef");
+  CHECK(missing.code == 1);
+  CHECK(missing.out == "attnsim: " + sd.stats("0123456789abcdef") + ": no stats yet\n");
+
+  write(stats, R"({"schema": "attnsim.stats/2"})");
+  CHECK(attnsim_cli("point " + out.string() + " " + points[1].hash).out ==
+        "attnsim: " + stats + ": incomplete stats file: schema is not \"attnsim.stats/1\"\n");
+  const Result r = attnsim_cli("sweep " + file + " --out " + out.string());
+  CHECK(r.code == 0);
+  CHECK(r.out.find("sweep: 3 runs: 3 done (1 now, 2 before)") != std::string::npos);
+  check_points_complete(out / "points");
+}
+
+TEST_CASE("a point that exits 0 without complete stats failed and the sweep exits 1") {
+  const fs::path dir = scratch("empty_ok");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01]})");
+  // A stand-in binary that leaves an empty file at --out and exits 0.
+  const std::string bin = write(dir / "empty.sh", "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && : > \"$2\"; shift; done\nexit 0\n");
+  fs::permissions(bin, fs::perms::owner_all);
+  const fs::path out = dir / "out";
+  const Result r = attnsim_cli("sweep " + file + " --out " + out.string() + " --binary " + bin);
+  INFO(r.out);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("sweep: 2 runs: 0 done (0 now, 0 before), 2 failed, 0 remaining;") != std::string::npos);
+  CHECK(r.out.find("attnsim: sweep: 2 points failed (see " + out.string() + "/failed/)\n") != std::string::npos);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  CHECK(read_json(sd.failure(points[1].hash))["error"] == sd.stats(points[1].hash) + ": incomplete stats file: empty");
 }
 
 TEST_CASE("merge counts missing and skipped points") {
@@ -596,4 +693,189 @@ TEST_CASE("merge counts missing and skipped points") {
   CHECK(rows[3][column(rows[0], "status")] == "skipped");
   CHECK(rows[3][column(rows[0], "error")].find("invalid config:") == 0);
   CHECK(attnsim_cli("merge " + (dir / "nowhere").string()).code == 6);  // no manifest to read: I/O
+}
+
+// ---- several runners on one directory: claims ------------------------------------------------
+
+namespace {
+
+std::string this_host() {
+  char buf[256] = {};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// A pid that no process has: a child that has exited and been reaped.
+pid_t dead_pid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return pid;
+}
+
+std::string claim_json(const std::string& host, pid_t pid) {
+  return json{{"schema", "attnsim.sweep-claim/1"}, {"host", host}, {"pid", pid}, {"started", "2024-01-02T03:04:05Z"}}
+      .dump();
+}
+
+std::multiset<std::string> expected_once(const std::vector<attnsim::SweepPoint>& points) {
+  std::multiset<std::string> once;
+  for (const attnsim::SweepPoint* p : attnsim::unique_runnable(points)) once.insert(p->hash);
+  return once;
+}
+
+}  // namespace
+
+TEST_CASE("two runners on one sweep directory run every point exactly once") {
+  const fs::path dir = scratch("two_runners");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.001, 0.01, 0.1], "qk_unit.lanes": [8, 32]})");
+  const std::string slow = slow_binary(dir, "0.3");
+  const fs::path out = dir / "out";
+  const std::vector<std::string> args = {file, "--out", out.string(), "-j", "2", "--binary", slow};
+  const pid_t a = start_sweep(args, dir / "a.log");
+  const pid_t b = start_sweep(args, dir / "b.log");
+  CHECK(wait_exit(a) == 0);
+  CHECK(wait_exit(b) == 0);
+  INFO(read(dir / "a.log") + read(dir / "b.log"));
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const auto calls = called_hashes(dir);
+  CHECK(std::multiset<std::string>(calls.begin(), calls.end()) == expected_once(points));
+  CHECK(count_stats(out / "points") == 7);
+  check_points_complete(out / "points");
+  CHECK(fs::is_empty(out / "claims"));  // every claim released
+  // Each runner ends with every point done, by itself or by the other one.
+  for (const char* log : {"a.log", "b.log"}) CHECK(read(dir / log).find("sweep: 7 runs: 7 done (") != std::string::npos);
+}
+
+TEST_CASE("a starting runner removes only the temp files of dead writers on this host") {
+  const fs::path dir = scratch("temps");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01]})");
+  const fs::path points = dir / "out" / "points";
+  fs::create_directories(points);
+  const std::string host = this_host();
+  const std::string live = "a.json.tmp." + host + "." + std::to_string(getpid());  // this test: alive
+  const std::string dead = "b.json.tmp." + host + "." + std::to_string(dead_pid());
+  const std::string foreign = "c.json.tmp.elsewhere.example.1";  // another host: not ours to judge
+  const std::string old = "d.json.tmp.1";                         // no host in the name
+  for (const std::string& name : {live, dead, foreign, old}) write(points / name, "{");
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + (dir / "out").string() + " --emit-jobs " +
+                      (dir / "out" / "jobs.txt").string()).code == 0);
+  CHECK(json_files(points) == std::set<std::string>{live, foreign, old});
+}
+
+TEST_CASE("claims: a live one is waited for, a dead local one taken over, a foreign one respected") {
+  const fs::path dir = scratch("claims");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01, 0.1]})");
+  const fs::path out = dir / "out";
+  const std::string slow = slow_binary(dir, "0.2");
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " --emit-jobs " + (out / "jobs.txt").string() +
+                      " --binary " + slow).code == 0);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  const std::string live = points[0].hash, dead = points[1].hash, foreign = points[2].hash;
+  const fs::path claims = out / "claims";
+  write(claims / (live + ".json"), claim_json(this_host(), getpid()));
+  write(claims / (dead + ".json"), claim_json(this_host(), dead_pid()));
+  write(claims / (foreign + ".json"), claim_json("elsewhere.example", 1));
+
+  // A job line leaves a point claimed by a live process or another host alone.
+  std::istringstream jobs(read(out / "jobs.txt"));
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(jobs, l);) lines.push_back(l);
+  REQUIRE(lines.size() == 3);
+  Result r = shell(lines[0]);
+  CHECK(r.code == 0);
+  CHECK(r.out == "attnsim: point " + live + ": claimed by pid " + std::to_string(getpid()) + " on " + this_host() +
+                     " since 2024-01-02T03:04:05Z; not run\n");
+  r = shell(lines[2]);
+  CHECK(r.code == 0);
+  CHECK(r.out == "attnsim: point " + foreign + ": claimed by pid 1 on elsewhere.example since 2024-01-02T03:04:05Z; not run\n");
+  CHECK(called_hashes(dir).empty());
+
+  // The runner takes over the dead claim, waits for the live one and leaves the foreign one.
+  const pid_t pid = start_sweep({file, "--out", out.string(), "-j", "2", "--binary", slow}, dir / "sweep.log");
+  wait_for_stats(out / "points", 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(json_files(out / "points") == std::set<std::string>{dead + ".json"});
+  CHECK(waitpid(pid, nullptr, WNOHANG) == 0);  // still waiting for the live claim
+  fs::remove(claims / (live + ".json"));       // its owner gave up without a result
+  CHECK(wait_exit(pid) == 1);
+  const std::string log = read(dir / "sweep.log");
+  INFO(log);
+  CHECK(json_files(out / "points") == std::set<std::string>{dead + ".json", live + ".json"});
+  const auto calls = called_hashes(dir);
+  CHECK(std::multiset<std::string>(calls.begin(), calls.end()) == std::multiset<std::string>{live, dead});
+  CHECK(log.find("sweep: 3 runs: 2 done (2 now, 0 before), 0 failed, 1 remaining;") != std::string::npos);
+  CHECK(log.find("attnsim: sweep: 1 points not done: claimed on other hosts (pid 1 on elsewhere.example since "
+                 "2024-01-02T03:04:05Z); rerun when they finish, or remove " +
+                 (claims / (foreign + ".json")).string() + " if that runner is gone\n") != std::string::npos);
+  CHECK(json_files(claims) == std::set<std::string>{foreign + ".json"});
+}
+
+TEST_CASE("the same job line started twice at once runs its point once") {
+  const fs::path dir = scratch("job_twice");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01]})");
+  const fs::path out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " --emit-jobs " + (out / "jobs.txt").string() +
+                      " --binary " + slow_binary(dir, "0.3")).code == 0);
+  write(dir / "line.sh", read(out / "jobs.txt").substr(0, read(out / "jobs.txt").find('\n')) + "\n");
+  const Result r = shell("bash " + (dir / "line.sh").string() + " & bash " + (dir / "line.sh").string() + " & wait");
+  CHECK(r.code == 0);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  CHECK(called_hashes(dir) == std::vector<std::string>{points[0].hash});
+  CHECK(json_files(out / "points") == std::set<std::string>{points[0].hash + ".json"});
+  CHECK(fs::is_empty(out / "claims"));
+}
+
+TEST_CASE("a job line stopped by SIGTERM kills its command and releases the claim") {
+  const fs::path dir = scratch("job_term");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01]})");
+  const fs::path out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " --emit-jobs " + (out / "jobs.txt").string() +
+                      " --binary " + slow_binary(dir, "5")).code == 0);
+  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
+  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  // `attnsim point` itself (not the stand-in), running the stand-in's 5 s command.
+  const std::string line = read(out / "jobs.txt").substr(0, read(out / "jobs.txt").find('\n'));
+  const std::string args = line.substr(line.find(" point ") + 7);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + std::string(ATTNSIM_BINARY) + " point " + args + " 2>/dev/null").c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!fs::exists(sd.claim(points[0].hash))) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  kill(pid, SIGTERM);
+  CHECK(wait_exit(pid) == 128 + SIGTERM);
+  CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 2);
+  CHECK(fs::is_empty(out / "claims"));
+  CHECK(fs::is_empty(out / "points"));
+}
+
+TEST_CASE("a job line runs in a sweep directory that has no claims directory") {
+  const fs::path dir = scratch("no_claims_dir");
+  const std::string trace = tiny_trace(dir);
+  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01]})");
+  const fs::path out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " --emit-jobs " + (out / "jobs.txt").string()).code == 0);
+  fs::remove_all(out / "claims");  // as an older attnsim prepared it
+  const std::string line = read(out / "jobs.txt").substr(0, read(out / "jobs.txt").find('\n'));
+  const Result r = shell(line);
+  INFO(r.out);
+  CHECK(r.code == 0);
+  check_points_complete(out / "points");
+  CHECK(count_stats(out / "points") == 1);
+  CHECK(fs::is_empty(out / "claims"));
 }
