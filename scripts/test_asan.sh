@@ -26,8 +26,9 @@ export UBSAN_OPTIONS="log_path=$reports/ubsan"
 
 # Left out (docs/reliability.md#sanitizers): the tests that run no code of ours built here,
 # train_skim (PyTorch only) and the layering probes (compile checks: they pass or fail the
-# same in every build).
-skipped='^(train_skim|layering_.*)$'
+# same in every build), and fuzz_known_* (crashers awaiting a fix: they are meant to fail,
+# and the normal suite checks that they still do).
+skipped='^(train_skim|layering_.*|fuzz_known_.*)$'
 status=0
 (cd build-asan && ctest --output-on-failure -j"$(nproc)" -E "$skipped") || status=$?
 
