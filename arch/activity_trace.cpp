@@ -4,6 +4,7 @@
 #include "core/file_io.h"
 
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 
 #include <algorithm>
 #include <cctype>
@@ -167,7 +168,7 @@ void ActivityRecorder::finish() {
     // the end so the last cycle's values are written (nothing else is left to run), then
     // end the file at the run's last cycle.
     const uint64_t end = now_cycles().count();
-    sc_core::sc_start(to_sc_time(Cycles(1)));
+    run_kernel(Cycles(1));
     sc_core::sc_close_vcd_trace_file(vcd_);
     vcd_ = nullptr;
     const std::string written = vcd_tmp_base_ + ".vcd";

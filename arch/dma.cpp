@@ -2,6 +2,7 @@
 
 #include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 
 #include <algorithm>
 
@@ -20,43 +21,45 @@ Dma::Dma(sc_core::sc_module_name name, int bits, DramChannel& dram, SramBuffers&
 }
 
 void Dma::run() {
-  while (true) {
-    std::shared_ptr<const LayerContext> layer = layer_in->read();
-    const int heads = layer->view.heads;
-    for (int h = 0; h < heads; ++h) {
-      if (gate_)
-        while (!gate_->ready(layer->view.index, h)) sc_core::wait(gate_->advanced);
-      const bool traced = trace_ && trace_->in_window(layer->view.index, h);
-      const TraceTag tag{layer->view.index, h, -1};
-      if (traced) {
-        trace_->head_enters();
-        trace_->open(TraceUnit::dma, kStall, "wait: free SRAM slot", tag);
-      }
-      const Cycles before_slot = now_cycles();
-      free_slots_.wait();
-      dram_.add_stall(now_cycles() - before_slot);
+  run_thread_body([this] {
+    while (true) {
+      std::shared_ptr<const LayerContext> layer = layer_in->read();
+      const int heads = layer->view.heads;
+      for (int h = 0; h < heads; ++h) {
+        if (gate_)
+          while (!gate_->ready(layer->view.index, h)) sc_core::wait(gate_->advanced);
+        const bool traced = trace_ && trace_->in_window(layer->view.index, h);
+        const TraceTag tag{layer->view.index, h, -1};
+        if (traced) {
+          trace_->head_enters();
+          trace_->open(TraceUnit::dma, kStall, "wait: free SRAM slot", tag);
+        }
+        const Cycles before_slot = now_cycles();
+        free_slots_.wait();
+        dram_.add_stall(now_cycles() - before_slot);
 
-      std::shared_ptr<HeadWork> work = model_.compute(layer, h);
-      work->last_head_of_layer = (h == heads - 1);
-      if (work->tiled) {
-        // K/V tiling: the head goes to the QK unit at once; it waits for each job's data.
+        std::shared_ptr<HeadWork> work = model_.compute(layer, h);
+        work->last_head_of_layer = (h == heads - 1);
+        if (work->tiled) {
+          // K/V tiling: the head goes to the QK unit at once; it waits for each job's data.
+          const Cycles before_push = now_cycles();
+          head_out->write(work);
+          dram_.add_stall(now_cycles() - before_push);
+          load_tiles(*work, traced);
+          if (traced) trace_->close(TraceUnit::dma);
+          continue;
+        }
+        if (traced) trace_->open(TraceUnit::dma, kBusy, "load Q K V", tag);
+        load_head(*work, traced);
+
+        if (traced) trace_->open(TraceUnit::dma, kStall, "stall: head queue full", tag);
         const Cycles before_push = now_cycles();
         head_out->write(work);
         dram_.add_stall(now_cycles() - before_push);
-        load_tiles(*work, traced);
         if (traced) trace_->close(TraceUnit::dma);
-        continue;
       }
-      if (traced) trace_->open(TraceUnit::dma, kBusy, "load Q K V", tag);
-      load_head(*work, traced);
-
-      if (traced) trace_->open(TraceUnit::dma, kStall, "stall: head queue full", tag);
-      const Cycles before_push = now_cycles();
-      head_out->write(work);
-      dram_.add_stall(now_cycles() - before_push);
-      if (traced) trace_->close(TraceUnit::dma);
     }
-  }
+  });
 }
 
 // K/V tiling (arch/kv_tiling.h): per job (b, t) in order, Q block b before its block's

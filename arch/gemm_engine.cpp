@@ -1,5 +1,7 @@
 #include "arch/gemm_engine.h"
 
+#include "arch/sc_threads.h"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -38,22 +40,24 @@ StageWork GemmEngine::begin(GemmJob& job) {
 // Shared path: the job's bytes, burst by burst, each requested when the previous one ends
 // (first come first served with the other units' requests).
 void GemmEngine::port() {
-  const uint64_t burst = gemm::burst_bytes(dram_.params());
-  while (true) {
-    sc_core::wait(port_start_);
-    Cycles last_end = now_cycles();
-    for (uint64_t remaining = port_bytes_; remaining > 0;) {
-      const uint64_t bytes = std::min(burst, remaining);
-      const DramChannel::Transfer t = dram_.reserve(now_cycles(), bytes);
-      if (port_traced_) tracer()->interval(TraceUnit::dram, kBusy, t.start, t.end, "GEMM operands and results", port_tag_);
-      wait_until(t.end);
-      last_end = t.end;
-      remaining -= bytes;
+  run_thread_body([this] {
+    const uint64_t burst = gemm::burst_bytes(dram_.params());
+    while (true) {
+      sc_core::wait(port_start_);
+      Cycles last_end = now_cycles();
+      for (uint64_t remaining = port_bytes_; remaining > 0;) {
+        const uint64_t bytes = std::min(burst, remaining);
+        const DramChannel::Transfer t = dram_.reserve(now_cycles(), bytes);
+        if (port_traced_) tracer()->interval(TraceUnit::dram, kBusy, t.start, t.end, "GEMM operands and results", port_tag_);
+        wait_until(t.end);
+        last_end = t.end;
+        remaining -= bytes;
+      }
+      data_done_ = last_end + dram_.latency();
+      port_busy_ = false;
+      port_done_.notify(sc_core::SC_ZERO_TIME);
     }
-    data_done_ = last_end + dram_.latency();
-    port_busy_ = false;
-    port_done_.notify(sc_core::SC_ZERO_TIME);
-  }
+  });
 }
 
 // What is left of the (overlapped) operand traffic when the compute ends follows it as a

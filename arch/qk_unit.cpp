@@ -3,6 +3,7 @@
 #include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
 #include "arch/qk_math.h"
+#include "arch/sc_threads.h"
 
 namespace attnsim {
 
@@ -565,24 +566,26 @@ void QkUnit::emit(const RowToken& token, bool traced) {
 }
 
 void QkUnit::run() {
-  while (true) {
-    std::shared_ptr<HeadWork> work = head_in->read();
-    if (!work->blocks.empty()) {
-      run_blocks(work);
-      continue;
+  run_thread_body([this] {
+    while (true) {
+      std::shared_ptr<HeadWork> work = head_in->read();
+      if (!work->blocks.empty()) {
+        run_blocks(work);
+        continue;
+      }
+      if (work->tiled) {
+        run_tiled(work);
+        continue;
+      }
+      const bool traced = trace_ && trace_->in_window(work->layer_index(), work->head);
+      const std::vector<RowOutcome>& rows = work->rows;
+      bool own_pass1_done = false;  // the first row of a head starts with its own pass 1
+      for (int i = 0; i < work->n(); ++i) {
+        process(*work, i, rows[i].qk, i + 1 < work->n() ? &rows[i + 1].qk : nullptr, own_pass1_done, traced);
+        emit(RowToken{work, i, sc_core::sc_time_stamp()}, traced);
+      }
     }
-    if (work->tiled) {
-      run_tiled(work);
-      continue;
-    }
-    const bool traced = trace_ && trace_->in_window(work->layer_index(), work->head);
-    const std::vector<RowOutcome>& rows = work->rows;
-    bool own_pass1_done = false;  // the first row of a head starts with its own pass 1
-    for (int i = 0; i < work->n(); ++i) {
-      process(*work, i, rows[i].qk, i + 1 < work->n() ? &rows[i + 1].qk : nullptr, own_pass1_done, traced);
-      emit(RowToken{work, i, sc_core::sc_time_stamp()}, traced);
-    }
-  }
+  });
 }
 
 // Query blocks: the same schedule with a block's cost in place of a row's; the block's

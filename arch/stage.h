@@ -13,6 +13,7 @@
 // busy part and the output stall for the unit; end() draws whatever it adds.
 #include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 #include "arch/pipeline.h"
 #include "core/cycles.h"
 
@@ -60,6 +61,10 @@ class Stage : public sc_core::sc_module {
 
  private:
   void run() {
+    run_thread_body([this] { loop(); });
+  }
+
+  void loop() {
     while (true) {
       Job job = in->read();
       wait_until_ready(job);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages attnsim needs. Idempotent; prints nothing when all is there.
+# With --fuzz, also those of scripts/fuzz.sh (clang and its libFuzzer; CI does not fuzz).
 set -euo pipefail
 packages=(
   g++ cmake make pkg-config             # toolchain
@@ -12,6 +13,9 @@ packages=(
   time                                  # /usr/bin/time -v for the benchmark's peak RSS
   parallel                              # GNU parallel: sweep job files (tests/sweep)
 )
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-14-dev)   # libFuzzer targets (tests/fuzz, scripts/fuzz.sh)
+fi
 missing=()
 for p in "${packages[@]}"; do
   [[ "$p" == \#* ]] && continue

@@ -10,6 +10,7 @@
 #include "arch/kernel_time.h"
 #include "arch/lowrank_unit.h"
 #include "arch/qk_unit.h"
+#include "arch/sc_threads.h"
 #include "arch/skim_controller.h"
 #include "arch/softmax_unit.h"
 #include "arch/sram.h"
@@ -99,8 +100,7 @@ class Accelerator {
   }
 
   SimOutcome run() {
-    sc_core::sc_start();  // runs until no event is left: the last layer's last step is done
-    if (error_) std::rethrow_exception(error_);
+    run_kernel();  // until no event is left (the last layer's last step is done); rethrows a unit's error
     out_.total = now_cycles();
     if (recorder_) recorder_->finish();  // after the total: it steps the kernel one cycle on
     out_.modules = collect();
@@ -153,7 +153,7 @@ class Accelerator {
     scheduler_ = std::make_unique<LayerScheduler>(
         "scheduler", trace_.layers(), encoder_, c_.skim_controller.predictor_unit == PredictorUnit::gemm_engine,
         c_.pipeline.overlap_gemm, planner_, barrier_, projected_,
-        [this](int l, Cycles start, Cycles end) { record_layer(l, start, end); }, error_);
+        [this](int l, Cycles start, Cycles end) { record_layer(l, start, end); });
     if (encoder_ && c_.pipeline.overlap_gemm) dma_->set_projection_gate(&projected_);
     if (options_.tracing && options_.tracing->enabled()) attach_recorder(*options_.tracing);
   }
@@ -263,7 +263,6 @@ class Accelerator {
   LowRankModel lowrank_;
   ExactAttentionQuality quality_;
   HeadModel model_;
-  std::exception_ptr error_;
   DramChannel dram_;
   SramBuffers sram_;
   LayerBarrier barrier_;

@@ -1,6 +1,7 @@
 #include "sim/layer_scheduler.h"
 
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 
 namespace attnsim {
 
@@ -12,8 +13,7 @@ uint64_t qkv_head_columns(uint64_t d_model, int heads, int h) {
 LayerScheduler::LayerScheduler(sc_core::sc_module_name name, int layers, bool encoder,
                                bool predictor_on_gemm, bool overlap_gemm, LayerPlanner& planner,
                                LayerBarrier& barrier, ProjectionGate& gate,
-                               std::function<void(int, Cycles, Cycles)> on_layer_end,
-                               std::exception_ptr& error)
+                               std::function<void(int, Cycles, Cycles)> on_layer_end)
     : sc_module(name),
       layers_(layers),
       encoder_(encoder),
@@ -22,19 +22,15 @@ LayerScheduler::LayerScheduler(sc_core::sc_module_name name, int layers, bool en
       gate_(gate),
       planner_(planner),
       barrier_(barrier),
-      on_layer_end_(std::move(on_layer_end)),
-      error_(error) {
+      on_layer_end_(std::move(on_layer_end)) {
   SC_HAS_PROCESS(LayerScheduler);
   SC_THREAD(run);
 }
 
 void LayerScheduler::run() {
-  try {
+  run_thread_body([this] {
     for (int l = 0; l < layers_; ++l) schedule_layer(l);
-  } catch (...) {
-    error_ = std::current_exception();
-    sc_core::sc_stop();
-  }
+  });
 }
 
 void LayerScheduler::gemm(const std::string& name, uint64_t m, uint64_t n, uint64_t k) {

@@ -46,7 +46,6 @@
 
 #include <systemc>
 
-#include <exception>
 #include <functional>
 #include <memory>
 
@@ -65,13 +64,13 @@ class LayerScheduler : public sc_core::sc_module {
   sc_core::sc_fifo_in<SkimJob> skim_done;
 
   // `on_layer_end(l, start, end)` is called when layer l's last step ends. An exception
-  // from the functional model (a bad trace value) stops the simulation and is kept in
-  // `error` for the caller to rethrow: SystemC would otherwise wrap it in a report.
+  // from the functional model (a bad trace value) stops the simulation; run_kernel()
+  // rethrows it (arch/sc_threads.h).
   // `gate`: the per-head projections' progress for the DMA; used when `overlap_gemm` (and
   // encoder scope), else untouched.
   LayerScheduler(sc_core::sc_module_name name, int layers, bool encoder, bool predictor_on_gemm,
                  bool overlap_gemm, LayerPlanner& planner, LayerBarrier& barrier, ProjectionGate& gate,
-                 std::function<void(int, Cycles, Cycles)> on_layer_end, std::exception_ptr& error);
+                 std::function<void(int, Cycles, Cycles)> on_layer_end);
 
  private:
   void run();
@@ -91,7 +90,6 @@ class LayerScheduler : public sc_core::sc_module {
   LayerPlanner& planner_;
   LayerBarrier& barrier_;
   std::function<void(int, Cycles, Cycles)> on_layer_end_;
-  std::exception_ptr& error_;
 };
 
 }  // namespace attnsim

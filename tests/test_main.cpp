@@ -1,6 +1,8 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include "core/sanitizer_options.h"
+
 #include <cstdlib>
 
 // Our own main (it takes precedence over the one in libsystemc): silence the SystemC

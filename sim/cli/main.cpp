@@ -1,4 +1,5 @@
 // attnsim: command-line entry point. Dispatches to the subcommands in sim/cli/commands.h.
+#include "core/sanitizer_options.h"
 #include "sim/cli/commands.h"
 #include "sim/cli/errors.h"
 

@@ -3,6 +3,7 @@
 // TEST_CASE elaborates at most one design: ctest runs each in its own process.
 #include "arch/activity_trace.h"
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 
 #include "tests/support/sync_log.h"
 #include "tests/support/vcd.h"
@@ -151,7 +152,7 @@ TEST_CASE("spans FIFO levels VCD and timeline land on the cycles the units repor
   options.timeline_path = (dir / "sub" / "driver.json").string();
   Driver d("driver", options);
   d.recorder.start();
-  sc_core::sc_start();
+  run_kernel();
   CHECK(now_cycles().count() == 20);  // the last scheduled change, the transfer ending at 20
   d.recorder.finish();
 
@@ -228,7 +229,7 @@ TEST_CASE("a run that fails before finish leaves no VCD behind") {
   {
     Driver d("driver", options);
     d.recorder.start();
-    sc_core::sc_start(sc_core::sc_time(4, sc_core::SC_NS));
+    run_kernel(Cycles(4));
   }  // destroyed without finish(): as when the simulation throws
   CHECK(fs::is_empty(dir));
 }

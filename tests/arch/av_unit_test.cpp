@@ -5,6 +5,7 @@
 // head's SRAM slot. Each TEST_CASE elaborates one design: ctest runs each in its own process.
 #include "arch/av_unit.h"
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 #include "arch/sram.h"
 #include "tests/support/rows.h"
 
@@ -54,7 +55,7 @@ TEST_CASE("AV rows are busy ceil(n*d / macs_per_cycle) cycles and read n*d*B bit
   const auto head = test::hand_head(3, {5, 0, 2});
   AvHarness h("h", {test::token(head, 0), test::token(head, 1), test::token(head, 2)}, 16, 0,
               AvUnitParams{4, 2, 16}, 8, sram, slots);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.left == std::vector<Left>{{0, 0, 6, 4}, {0, 1, 6, 4}, {0, 2, 8, 6}});
   const ModuleActivity a = h.unit.activity();
   CHECK(a.name == "av_unit");
@@ -85,7 +86,7 @@ TEST_CASE("the AV unit frees a head's SRAM slot when the head's last row finishe
                test::token(h1, 2)},
               16, 0, AvUnitParams{4, 5, 16}, 8, sram, slots);
   SlotWatcher watcher("watcher", slots, 2);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(watcher.freed == std::vector<uint64_t>{6, 11});
   CHECK(h.left == std::vector<Left>{{0, 0, 7, 2}, {0, 1, 9, 4}, {0, 2, 11, 6},
                                     {1, 0, 12, 7}, {1, 1, 13, 8}, {1, 2, 16, 11}});

@@ -11,6 +11,7 @@
 #include "arch/dram.h"
 #include "arch/head_model.h"
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 #include "arch/sram.h"
 
 #include <catch2/catch.hpp>
@@ -157,7 +158,7 @@ TEST_CASE("a head of 14 bytes loads as bursts of 6, 6 and 2 bytes and is ready 1
   // Bursts [0, 2), [2, 4), [4, 5): ceil(6/4) = 2, 2 and ceil(2/4) = 1 cycles, one after
   // another; the head is in SRAM at 5 + 10 = 15 and enters the head queue then.
   DmaHarness h("h", tiny_layer(1), 1, 4);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.received == std::vector<Received>{{0, true, 15}});
   const ModuleActivity d = h.dram.activity();
   CHECK(d.busy == 2 + 2 + 1);
@@ -185,7 +186,7 @@ TEST_CASE("with one SRAM slot the second head waits until the slot is freed, and
   // [40, 42), [42, 44), [44, 45): in the queue at 55, the last head of the layer.
   DmaHarness h("h", tiny_layer(2), 1, 4);
   h.post_at = {40};
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.received == std::vector<Received>{{0, false, 15}, {1, true, 55}});
   const ModuleActivity d = h.dram.activity();
   CHECK(d.busy == 2 * 5);
@@ -204,7 +205,7 @@ TEST_CASE("a full head queue holds the DMA until the next unit takes a head, and
   DmaHarness h("h", tiny_layer(2), 2, 1);
   h.sink_start = 50;
   h.sink_gap = 5;
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.received == std::vector<Received>{{0, false, 50}, {1, true, 55}});
   CHECK(h.dram.activity().busy == 10);
   CHECK(h.dram.activity().stall == 20);
@@ -220,7 +221,7 @@ TEST_CASE("a transfer reserved between two bursts of a head delays the rest of t
   DmaHarness h("h", tiny_layer(1), 1, 4);
   h.other_at = 1;
   h.other_bytes = 8;
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.other.start == Cycles(2));
   CHECK(h.other.end == Cycles(4));
   CHECK(h.received == std::vector<Received>{{0, true, 17}});
@@ -236,7 +237,7 @@ TEST_CASE("with a projection gate the DMA starts a head only once its projection
   DmaHarness h("h", tiny_layer(2), 2, 4);
   h.projected_at = {20, 40};
   h.dma.set_projection_gate(&h.gate);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.received == std::vector<Received>{{0, false, 35}, {1, true, 55}});
   CHECK(h.dram.activity().busy == 10);
   CHECK(h.dram.activity().stall == 0);
@@ -249,7 +250,7 @@ TEST_CASE("a head already projected when the DMA reaches it loads at once") {
   DmaHarness h("h", tiny_layer(2), 2, 4);
   h.projected_at = {2, 3};
   h.dma.set_projection_gate(&h.gate);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.received == std::vector<Received>{{0, false, 17}, {1, true, 32}});
 }
 

@@ -8,6 +8,7 @@
 #include "arch/gemm_engine.h"
 #include "arch/head_model.h"
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 #include "arch/sram.h"
 
 #include <catch2/catch.hpp>
@@ -84,7 +85,7 @@ const DramParams kDram{64, 100, 2048};
 void two_jobs_back_to_back(gemm::DramPath path) {
   init_kernel_time();
   Harness h("h", kTwoJobs, 4, Cycles(0), kDram, path);
-  sc_core::sc_start();
+  run_kernel();
   REQUIRE(h.finished.size() == 2);
   CHECK(h.finished[0] == std::make_pair(std::string("qkv"), uint64_t{32256}));
   CHECK(h.finished[1] == std::make_pair(std::string("out"), uint64_t{32256 + 16128 + 492}));
@@ -116,7 +117,7 @@ void two_jobs_back_to_back(gemm::DramPath path) {
 void full_done_fifo(gemm::DramPath path) {
   init_kernel_time();
   Harness h("h", kTwoJobs, 1, Cycles(100000), kDram, path);
-  sc_core::sc_start();
+  run_kernel();
   REQUIRE(h.finished.size() == 2);
   CHECK(h.finished[0].second == 100000);
   CHECK(h.finished[1].second == 100000);
@@ -147,12 +148,8 @@ TEST_CASE("a full done FIFO stalls the engine until the consumer reads (shared D
 TEST_CASE("a job with a zero dimension stops the simulation with an error naming it") {
   init_kernel_time();
   Harness h("h", {{"ffn1", 8, 0, 8}}, 1, Cycles(0), kDram, gemm::DramPath::shared);
-  try {
-    sc_core::sc_start();
-    FAIL("sc_start did not throw");
-  } catch (const std::exception& e) {
-    CHECK_THAT(std::string(e.what()), Catch::Contains("gemm job 'ffn1': gemm: M, N and K must be >= 1"));
-  }
+  // The engine's thread keeps the error and stops the kernel; run_kernel rethrows it as it was.
+  CHECK_THROWS_WITH(run_kernel(), "gemm job 'ffn1': gemm: M, N and K must be >= 1, got M=8 N=0 K=8");
 }
 
 TEST_CASE("an unknown dataflow never reaches the engine: its name is rejected when parsed") {
@@ -260,7 +257,7 @@ TEST_CASE("a GEMM job and a DMA head load compete for the shared channel, first 
   //  10  engine g4 (8 B) [10, 12), then g5 (4 B) [12, 13): E = 13; the compute ended at 10.
   // The job's data is complete at 13 + 10 = 23: memory stall 23 - 10 = 13 (alone: 9 + 10 - 10 = 9).
   CompetitionHarness h("h", gemm::DramPath::shared, 1);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.job_done == 23);
   CHECK(h.head_ready == 18);
   const ModuleActivity g = h.engine.activity();
@@ -282,7 +279,7 @@ TEST_CASE("with the separate DRAM path the same GEMM job and head load do not me
   // The engine's own channel: stall max(0, ceil(36 / 4) + 10 - 10) = 9, done at 19. The DMA
   // has the shared channel to itself: bursts [1, 3), [3, 5), the head ready at 15.
   CompetitionHarness h("h", gemm::DramPath::separate, 1);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.job_done == 19);
   CHECK(h.head_ready == 15);
   CHECK(h.engine.activity().busy == 10);
@@ -296,7 +293,7 @@ TEST_CASE("shared and alone: the GEMM job takes the separate path's cycles") {
   // [0, 9), E = 9, done at max(10, 9 + 10) = 19 with stall 9, as on the separate path;
   // the head loads alone: [100, 102), [102, 104), ready at 114.
   CompetitionHarness h("h", gemm::DramPath::shared, 100);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.job_done == 19);
   CHECK(h.head_ready == 114);
   CHECK(h.engine.activity().stall == 9);

@@ -6,6 +6,7 @@
 #include "arch/head_model.h"
 #include "arch/kernel_time.h"
 #include "arch/qk_unit.h"
+#include "arch/sc_threads.h"
 #include "arch/sram.h"
 
 #include <catch2/catch.hpp>
@@ -215,7 +216,7 @@ TEST_CASE("the QK unit schedules each row's comparator against the next row's fi
   const QkSetup s = setup(QkMode::latte, 1, 4096, 64, 1);
   QkHarness h("h", s,
               {hand_head({{6, 3, 2, 8}, {5, 2, 1, 6}}), hand_head({{6, 3, 2, 8}, {0, 0, 0, 0}, {4, 7, 1, 5}})});
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.left == std::vector<uint64_t>{13, 16, 27, 27, 39});
   const ModuleActivity a = h.qk.activity();
   CHECK(a.busy == 8 + 6 + 8 + 0 + 5);
@@ -232,7 +233,7 @@ TEST_CASE("a full output FIFO stalls the QK unit and counts as stall") {
   auto w = hand_head({{0, 0, 0, 4}, {0, 0, 0, 4}, {0, 0, 0, 4}});
   for (RowOutcome& o : w->rows) o.qk.overlapped = false;
   QkHarness h("h", s, {w}, 1, 10);
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.left == std::vector<uint64_t>{4, 14, 24});
   CHECK(h.qk.activity().busy == 12);
   CHECK(h.qk.activity().stall == 2);
@@ -398,7 +399,7 @@ TEST_CASE("query blocks: the QK unit lets a block's rows leave together when its
   w->blocks[0].busy = 10;
   w->blocks[1].busy = 7;
   QkHarness h("h", s, {w});
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.left == std::vector<uint64_t>{10, 10, 17});
   CHECK(h.qk.activity().busy == 17);
 }

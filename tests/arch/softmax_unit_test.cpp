@@ -4,6 +4,7 @@
 // next row starts at once; time blocked on a full output FIFO is stall. Each TEST_CASE
 // elaborates one design: ctest runs each in its own process.
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 #include "arch/softmax_unit.h"
 #include "tests/support/rows.h"
 
@@ -34,7 +35,7 @@ TEST_CASE("softmax rows run back to back: ceil(n / 4) busy cycles each, ready 3 
   const auto head = test::hand_head(4, {5, 0, 8, 1});
   SoftmaxHarness h("h", {test::token(head, 0), test::token(head, 1), test::token(head, 2), test::token(head, 3)},
                    16, 0, SoftmaxParams{4, 3});
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.left == std::vector<Left>{{0, 0, 5, 2}, {0, 1, 5, 2}, {0, 2, 7, 4}, {0, 3, 8, 5}});
   const ModuleActivity a = h.unit.activity();
   CHECK(a.name == "softmax");
@@ -59,7 +60,7 @@ TEST_CASE("a softmax row that arrives before its ready time waits for it, neithe
   const auto head = test::hand_head(4, {8, 4, 4});
   SoftmaxHarness h("h", {test::token(head, 0, 10), test::token(head, 1, 3), test::token(head, 2, 20)}, 16, 0,
                    SoftmaxParams{4, 3});
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.left == std::vector<Left>{{0, 0, 15, 12}, {0, 1, 16, 13}, {0, 2, 24, 21}});
   CHECK(h.unit.activity().busy == 4);
   CHECK(h.unit.activity().stall == 0);
@@ -78,7 +79,7 @@ TEST_CASE("a one-deep output FIFO and a slow sink stall the softmax unit, and th
   const auto head = test::hand_head(4, {4, 4, 4, 4});
   SoftmaxHarness h("h", {test::token(head, 0), test::token(head, 1), test::token(head, 2), test::token(head, 3)},
                    1, 10, SoftmaxParams{4, 2});
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.left == std::vector<Left>{{0, 0, 3, 1}, {0, 1, 4, 11}, {0, 2, 5, 21}, {0, 3, 14, 31}});
   CHECK(h.unit.activity().busy == 4);
   CHECK(h.unit.activity().stall == 8 + 9);

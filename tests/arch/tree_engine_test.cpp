@@ -61,12 +61,20 @@ std::unique_ptr<CandidateGenerator> tree_generator(const char* attention) {
                                     {"sort_ops_per_cycle", 2}, {"seed", 1}}}});
 }
 
-// The generator's view of the head (routing needs its dequantized rows).
-std::unique_ptr<HeadCandidates> candidates_of(const CandidateGenerator& gen, std::shared_ptr<LayerContext> ctx) {
-  HeadWork w;
-  w.layer = std::move(ctx);
-  dequantize_rows(w);
-  return gen.for_head(w);
+// The generator's view of the head (routing needs its dequantized rows), with the head:
+// HeadCandidates::row reads the head's rows, so the head must outlive it.
+struct HeadAndCandidates {
+  std::unique_ptr<HeadWork> head;
+  std::unique_ptr<HeadCandidates> candidates;
+  void row(int i, std::vector<int32_t>& out) const { candidates->row(i, out); }
+};
+
+HeadAndCandidates candidates_of(const CandidateGenerator& gen, std::shared_ptr<LayerContext> ctx) {
+  auto w = std::make_unique<HeadWork>();
+  w->layer = std::move(ctx);
+  dequantize_rows(*w);
+  std::unique_ptr<HeadCandidates> c = gen.for_head(*w);
+  return {std::move(w), std::move(c)};
 }
 
 QkSetup dense_serial() {
@@ -88,7 +96,7 @@ TEST_CASE("TF: each query's candidates are the keys of its leaf; the worked exam
   const std::vector<std::vector<int32_t>> expected = {{1, 3}, {0}, {}, {2}};
   const auto rows = candidates_of(*gen, hand_layer(false));
   for (int i = 0; i < 4; ++i) {
-    rows->row(i, c);
+    rows.row(i, c);
     CHECK(c == expected[i]);
     CHECK(w->rows[i].candidates == expected[i].size());
     CHECK(w->rows[i].qk.busy == 8 * expected[i].size());  // dense bit-serial, one lane
@@ -108,9 +116,9 @@ TEST_CASE("TF, causal: a leaf's keys after the query are not its candidates") {
   const auto gen = tree_generator("tf");
   const auto rows = candidates_of(*gen, hand_layer(true));
   std::vector<int32_t> c;
-  rows->row(0, c);
+  rows.row(0, c);
   CHECK(c.empty());  // leaf 3 holds keys 1 and 3, both after query 0
-  rows->row(3, c);
+  rows.row(3, c);
   CHECK(c == std::vector<int32_t>{2});
 }
 

@@ -9,6 +9,7 @@
 #include "arch/dma.h"
 #include "arch/dram.h"
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 #include "arch/writeback.h"
 #include "tests/support/rows.h"
 
@@ -109,7 +110,7 @@ TEST_CASE("rows are written in order as they become ready, posted, and the layer
   const auto h0 = test::hand_head(layer, 0, {1, 1});
   const auto h1 = test::hand_head(layer, 1, {1, 1});
   WritebackHarness h("h", {test::token(h0, 0, 5), test::token(h0, 1, 6), test::token(h1, 0, 20), test::token(h1, 1, 21)});
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.sink.rows == std::vector<Done>{{0, 0, 0, 8}, {0, 0, 1, 11}, {0, 1, 0, 23}, {0, 1, 1, 26}});
   CHECK(h.advanced == Advance{{1, 36}});
   CHECK(h.barrier.completed == 1);
@@ -130,7 +131,7 @@ TEST_CASE("a row that finds another transfer on the DRAM channel waits behind it
   //   completes at 28.
   const auto head = test::hand_head(kD, {1, 1});
   WritebackHarness h("h", {test::token(head, 0, 4), test::token(head, 1, 14)}, {{0, 20}, {12, 4}});
-  sc_core::sc_start();
+  run_kernel();
   REQUIRE(h.other_done.size() == 2);
   CHECK(h.other_done[0].start == Cycles(0));
   CHECK(h.other_done[0].end == Cycles(10));
@@ -153,7 +154,7 @@ TEST_CASE("the write-back takes no row of the next layer until the previous laye
   const auto l0 = test::hand_head(test::shape_only_layer(0, 1, 1, kD), 0, {1});
   const auto l1 = test::hand_head(test::shape_only_layer(1, 1, 1, kD), 0, {1});
   WritebackHarness h("h", {test::token(l0, 0, 0), test::token(l1, 0, 2)});
-  sc_core::sc_start();
+  run_kernel();
   CHECK(h.sink.rows == std::vector<Done>{{0, 0, 0, 3}, {1, 0, 0, 16}});
   CHECK(h.advanced == Advance{{1, 13}, {2, 26}});
   CHECK(h.dram.activity().busy == 6);

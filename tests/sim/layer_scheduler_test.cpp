@@ -13,6 +13,7 @@
 #include "arch/dma.h"
 #include "arch/gemm_engine.h"
 #include "arch/kernel_time.h"
+#include "arch/sc_threads.h"
 #include "arch/skim_controller.h"
 #include "sim/config.h"
 #include "sim/layer_plan.h"
@@ -26,7 +27,6 @@
 #include <systemc>
 
 #include <algorithm>
-#include <exception>
 #include <filesystem>
 #include <memory>
 #include <sstream>
@@ -114,7 +114,6 @@ struct SchedulerHarness : sc_core::sc_module {
   sc_core::sc_fifo<SkimJob> skim_jobs, skim_done;
   LayerBarrier barrier;
   ProjectionGate gate;
-  std::exception_ptr error;
   std::vector<std::string> log;
   LayerScheduler scheduler;
 
@@ -130,8 +129,7 @@ struct SchedulerHarness : sc_core::sc_module {
                   p.config.pipeline.overlap_gemm, p.planner, barrier, gate,
                   [this](int l, Cycles start, Cycles end) {
                     entry(end) << "end L" << l << " " << start.count() << ".." << end.count();
-                  },
-                  error) {
+                  }) {
     scheduler.layer_out(layers_fifo);
     scheduler.gemm_out(gemm_jobs);
     scheduler.gemm_done(gemm_done);
@@ -211,8 +209,7 @@ std::vector<std::string> run(const std::vector<std::string>& sets, const std::st
   Planned p(sets, trace_path);
   SchedulerHarness h("h", p);
   h.head_cycles = head_cycles;
-  sc_core::sc_start();
-  if (h.error) std::rethrow_exception(h.error);
+  run_kernel();
   CHECK(h.barrier.completed == kLayers);
   return h.log;
 }
