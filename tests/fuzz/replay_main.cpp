@@ -26,6 +26,10 @@
 #include "core/sanitizer_options.h"
 #include "tests/fuzz/fuzz_common.h"
 
+#ifdef ATTNSIM_SANITIZER_OPTIONS_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) __attribute__((weak));
 
@@ -64,6 +68,11 @@ std::string replay(const std::string& path) {
     std::vector<uint8_t> data(bytes.begin(), bytes.end());
     LLVMFuzzerTestOneInput(data.data(), data.size());
     std::fflush(nullptr);
+#ifdef ATTNSIM_SANITIZER_OPTIONS_ASAN
+    // _exit skips LeakSanitizer's check at exit (and exit would remove the shared
+    // temporary directory): check this input's leaks here, as libFuzzer does.
+    if (__lsan_do_recoverable_leak_check() != 0) _exit(4);
+#endif
     _exit(0);
   }
   int status = 0;
@@ -71,6 +80,7 @@ std::string replay(const std::string& path) {
   if (WIFEXITED(status)) {
     if (WEXITSTATUS(status) == 0) return "";
     if (WEXITSTATUS(status) == 3) return "cannot read the input";
+    if (WEXITSTATUS(status) == 4) return "memory leaked (LeakSanitizer)";
     return "exit status " + std::to_string(WEXITSTATUS(status));
   }
   if (WIFSIGNALED(status)) {
