@@ -7,6 +7,7 @@ packages=(
   libsystemc-dev                        # SystemC 2.3.4 kernel
   libboost-dev libboost-program-options-dev
   nlohmann-json3-dev catch2             # JSON, tests (Catch2 v2)
+  libssl-dev                            # libcrypto: the traces' SHA-256 with the CPU's SHA extensions
   python3-numpy python3-matplotlib      # reference model, plots (/usr/bin/python3)
   python3-torch libopenblas0-pthread    # models in the loop (scripts/train_models.py, eval_mechanisms.py)
   python3-sklearn fortunes              # their data: the 8x8 digits images, English text
