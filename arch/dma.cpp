@@ -15,7 +15,7 @@ Dma::Dma(sc_core::sc_module_name name, int bits, DramChannel& dram, SramBuffers&
       dram_(dram),
       sram_(sram),
       free_slots_(free_slots),
-      model_(model) {
+      heads_(model) {
   SC_HAS_PROCESS(Dma);
   SC_THREAD(run);
 }
@@ -38,7 +38,7 @@ void Dma::run() {
         free_slots_.wait();
         dram_.add_stall(now_cycles() - before_slot);
 
-        std::shared_ptr<HeadWork> work = model_.compute(layer, h);
+        std::shared_ptr<HeadWork> work = heads_.take(layer, h);
         work->last_head_of_layer = (h == heads - 1);
         if (work->tiled) {
           // K/V tiling: the head goes to the QK unit at once; it waits for each job's data.

@@ -98,7 +98,7 @@ class Dma : public sc_core::sc_module {
   DramChannel& dram_;
   SramBuffers& sram_;
   sc_core::sc_semaphore& free_slots_;
-  const HeadModel& model_;
+  HeadSource heads_;  // the head model's heads, the next computed ahead with -j 2 and up
   ActivityRecorder* trace_ = nullptr;
   const ProjectionGate* gate_ = nullptr;
 };

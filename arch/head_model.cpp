@@ -7,7 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
-#include <thread>
+#include <stdexcept>
+#include <string>
 
 namespace attnsim {
 
@@ -116,12 +117,30 @@ HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, co
       lowrank_(lowrank),
       quality_(quality),
       threads_(std::max(1, threads)),
-      decisions_(decisions) {
+      decisions_(decisions),
+      pool_(threads_ > 1 ? std::make_shared<WorkerPool>(threads_) : nullptr) {
   qk_.exact_all = quality != nullptr;  // only the quality reference reads filtered keys' scores
 }
 
+RowChunks::RowChunks(int rows, int query_block, int threads)
+    : rows_(rows), block_(std::max(1, query_block)), blocks_((rows + block_ - 1) / block_) {
+  // About 16 chunks per thread keeps the last chunks' imbalance small; a chunk of at least
+  // 16 rows keeps the handing out cheap.
+  const int by_count = blocks_ / (16 * std::max(1, threads));
+  const int by_size = (16 + block_ - 1) / block_;
+  chunk_blocks_ = std::max(1, std::max(by_count, by_size));
+}
+
+bool RowChunks::next(int& begin, int& end) {
+  const int b = next_.fetch_add(chunk_blocks_, std::memory_order_relaxed);
+  if (b >= blocks_) return false;
+  begin = std::min(rows_, b * block_);
+  end = std::min(rows_, (b + chunk_blocks_) * block_);
+  return true;
+}
+
 void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank,
-                             HeadDecisions* decisions, int begin, int end) const {
+                             HeadDecisions* decisions, RowChunks& chunks) const {
   // With query blocks (begin and end on block boundaries) each row of a block keeps its
   // own RowData until the block's cost is known.
   const int block = std::max(1, qk_.qk.query_block);
@@ -129,67 +148,72 @@ void HeadModel::compute_rows(HeadWork& w, const HeadQuality* quality, const LowR
   std::vector<BlockRow> block_rows;
   KeyMarks marks;
   std::vector<double> scratch;
-  std::optional<LowRankHead::Rows> lowrank_rows;  // this thread's running prefix (causal)
+  // This thread's running prefix (causal): chunks come in ascending order, so it only
+  // moves forward.
+  std::optional<LowRankHead::Rows> lowrank_rows;
   if (lowrank) lowrank_rows.emplace(*lowrank);
   const int d = w.d();
-  for (int i = begin; i < end; ++i) {
-    RowData& row = rows[(i - begin) % block];
-    row.row = i;
-    row.plain_output = true;
-    RowOutcome& out = w.rows[i];
-    if (w.candidates->attends_aggregates()) {
-      attend_aggregates(w, row, out);
-    } else {
-      w.candidates->row(i, row.candidates);
-      out.qk = score_row(qk_, w, row);  // QK unit, comparator, reuse buffer
-      out.candidates = static_cast<uint32_t>(row.candidates.size());
-      out.survivors = out.value_rows = static_cast<uint32_t>(row.survivor_ids.size());
-      if (av_macs_per_cycle_ > 0 && qk_.sram.ports)
-        out.av_read_cycles = static_cast<uint32_t>(av_read_cycles(qk_.sram, av_macs_per_cycle_, d, qk_.qk.bits,
-                                                                  row.survivor_ids.data(), row.survivor_ids.size()));
-      out.exact_scored = row.exact_scored;
-      if (w.tiled) {  // K/V tiling: the row's part in each key tile
-        TileState& ts = *w.tiled;
-        TilePart* parts = w.parts.data() + static_cast<size_t>(i) * ts.tiles;
-        tile_parts(qk_, d, row, ts.geometry.key_tile, ts.tiles, parts);
-        if (av_macs_per_cycle_ > 0 && qk_.sram.ports) part_av_reads(qk_, av_macs_per_cycle_, d, row, ts.geometry.key_tile, ts.tiles, parts);
-        for (int t = 0; t < ts.tiles; ++t) {
-          if (parts[t].candidates == 0) continue;
-          if (ts.first_tile[i] < 0) ts.first_tile[i] = t;
-          ts.last_tile[i] = t;
-        }
-      }
-      // The softmax and AV units' results, as far as something reads them: the quality
-      // meter (both), FCA's head-mean probabilities (the probabilities). Their timing
-      // needs only the survivor counts.
-      if (quality || w.layer->abar) {
-        row.probs.resize(out.survivors);  // softmax unit
-        const attn::SoftmaxSum sum =
-            attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
-        row.softmax_max = sum.max;
-        row.softmax_sum = sum.sum;
-      }
-      if (quality) {
-        row.out.resize(d);  // AV unit
-        attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
-                           row.out.data());
-      }
-      if (lowrank_rows) lowrank_rows->combine(w, row, out);  // low-rank unit
-    }
-    if (w.layer->abar) accumulate_abar(w, row);
-    if (quality) quality->measure(row, out, scratch);
-    if (decisions) decisions->record(row);
-    const int in_block = (i - begin) % block + 1;
-    if (block > 1 && (in_block == block || i + 1 == end)) {  // the block's last row
-      const int first = i + 1 - in_block;
-      if (!w.tiled) {
-        block_rows.clear();
-        for (int r = 0; r < in_block; ++r)
-          block_rows.push_back({rows[r].candidates.data(), rows[r].candidates.size(), rows[r].keep.data(),
-                                rows[r].planes.data(), &w.rows[first + r].qk});
-        w.blocks[first / block] = block_cost(qk_, d, w.m(), block_rows, marks);
+  int begin = 0, end = 0;
+  while (chunks.next(begin, end)) {
+    for (int i = begin; i < end; ++i) {
+      RowData& row = rows[(i - begin) % block];
+      row.row = i;
+      row.plain_output = true;
+      RowOutcome& out = w.rows[i];
+      if (w.candidates->attends_aggregates()) {
+        attend_aggregates(w, row, out);
       } else {
-        block_parts(w, rows, first, in_block, marks);
+        w.candidates->row(i, row.candidates);
+        out.qk = score_row(qk_, w, row);  // QK unit, comparator, reuse buffer
+        out.candidates = static_cast<uint32_t>(row.candidates.size());
+        out.survivors = out.value_rows = static_cast<uint32_t>(row.survivor_ids.size());
+        if (av_macs_per_cycle_ > 0 && qk_.sram.ports)
+          out.av_read_cycles = static_cast<uint32_t>(av_read_cycles(qk_.sram, av_macs_per_cycle_, d, qk_.qk.bits,
+                                                                    row.survivor_ids.data(), row.survivor_ids.size()));
+        out.exact_scored = row.exact_scored;
+        if (w.tiled) {  // K/V tiling: the row's part in each key tile
+          TileState& ts = *w.tiled;
+          TilePart* parts = w.parts.data() + static_cast<size_t>(i) * ts.tiles;
+          tile_parts(qk_, d, row, ts.geometry.key_tile, ts.tiles, parts);
+          if (av_macs_per_cycle_ > 0 && qk_.sram.ports) part_av_reads(qk_, av_macs_per_cycle_, d, row, ts.geometry.key_tile, ts.tiles, parts);
+          for (int t = 0; t < ts.tiles; ++t) {
+            if (parts[t].candidates == 0) continue;
+            if (ts.first_tile[i] < 0) ts.first_tile[i] = t;
+            ts.last_tile[i] = t;
+          }
+        }
+        // The softmax and AV units' results, as far as something reads them: the quality
+        // meter (both), FCA's head-mean probabilities (the probabilities). Their timing
+        // needs only the survivor counts.
+        if (quality || w.layer->abar) {
+          row.probs.resize(out.survivors);  // softmax unit
+          const attn::SoftmaxSum sum =
+              attn::softmax(row.survivor_scores.data(), out.survivors, w.score_scale, row.probs.data());
+          row.softmax_max = sum.max;
+          row.softmax_sum = sum.sum;
+        }
+        if (quality) {
+          row.out.resize(d);  // AV unit
+          attn::weighted_sum(row.probs.data(), row.survivor_ids.data(), out.survivors, w.v_deq.data(), d,
+                             row.out.data());
+        }
+        if (lowrank_rows) lowrank_rows->combine(w, row, out);  // low-rank unit
+      }
+      if (w.layer->abar) accumulate_abar(w, row);
+      if (quality) quality->measure(row, out, scratch);
+      if (decisions) decisions->record(row);
+      const int in_block = (i - begin) % block + 1;
+      if (block > 1 && (in_block == block || i + 1 == end)) {  // the block's last row
+        const int first = i + 1 - in_block;
+        if (!w.tiled) {
+          block_rows.clear();
+          for (int r = 0; r < in_block; ++r)
+            block_rows.push_back({rows[r].candidates.data(), rows[r].candidates.size(), rows[r].keep.data(),
+                                  rows[r].planes.data(), &w.rows[first + r].qk});
+          w.blocks[first / block] = block_cost(qk_, d, w.m(), block_rows, marks);
+        } else {
+          block_parts(w, rows, first, in_block, marks);
+        }
       }
     }
   }
@@ -245,19 +269,13 @@ void HeadModel::compute(HeadWork& w) const {
     if (block > 1) w.block_parts.assign(static_cast<size_t>(blocks) * ts->tiles, QkRowCost{});
     w.tiled = std::move(ts);
   }
-  const auto first_row = [&](int b) { return std::min(n, b * block); };
   const int threads = std::max(1, std::min(threads_, std::min(n / 16, blocks)));
-  if (threads == 1) {
-    compute_rows(w, quality.get(), lowrank.get(), decisions.get(), 0, n);
-  } else {
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([this, &w, &quality, &lowrank, &decisions, &first_row, t, threads, blocks] {
-        compute_rows(w, quality.get(), lowrank.get(), decisions.get(), first_row(blocks * t / threads),
-                     first_row(blocks * (t + 1) / threads));
-      });
-    for (auto& th : pool) th.join();
-  }
+  RowChunks chunks(n, block, threads);
+  const auto rows = [&] { compute_rows(w, quality.get(), lowrank.get(), decisions.get(), chunks); };
+  if (threads == 1)
+    rows();
+  else
+    pool_->run(rows);
   if (w.tiled) plan_jobs(w);
   std::vector<int16_t>().swap(w.k_msb);
   std::vector<double>().swap(w.v_deq);
@@ -271,6 +289,70 @@ std::shared_ptr<HeadWork> HeadModel::compute(std::shared_ptr<const LayerContext>
   w->head = head;
   compute(*w);
   return w;
+}
+
+HeadSource::HeadSource(const HeadModel& model) : model_(model) {
+  if (model_.threads() > 1) producer_ = std::thread([this] { produce(); });
+}
+
+HeadSource::~HeadSource() {
+  if (!producer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  producer_.join();
+}
+
+void HeadSource::produce() {
+  std::unique_lock<std::mutex> g(lock_);
+  while (true) {
+    changed_.wait(g, [this] {
+      return stopping_ || (layer_ && next_ < layer_->view.heads && static_cast<int>(done_.size()) < kAhead);
+    });
+    if (stopping_) return;
+    const std::shared_ptr<const LayerContext> layer = layer_;
+    Done d{next_++, nullptr, nullptr};
+    computing_ = d.head;
+    g.unlock();
+    try {
+      d.work = model_.compute(layer, d.head);
+    } catch (...) {
+      d.error = std::current_exception();
+    }
+    g.lock();
+    computing_ = -1;
+    done_.push_back(std::move(d));
+    changed_.notify_all();
+  }
+}
+
+int HeadSource::expected_head() const {
+  if (!done_.empty()) return done_.front().head;
+  return computing_ >= 0 ? computing_ : next_;
+}
+
+std::shared_ptr<HeadWork> HeadSource::take(const std::shared_ptr<const LayerContext>& layer, int head) {
+  if (!producer_.joinable()) return model_.compute(layer, head);
+  std::unique_lock<std::mutex> g(lock_);
+  if (layer_ != layer) {  // a new layer: the producer has finished the last one's heads
+    if (!done_.empty() || computing_ >= 0 || (layer_ && next_ < layer_->view.heads))
+      throw std::logic_error("head source: a new layer before the last one's heads were taken");
+    layer_ = layer;
+    next_ = head;
+    changed_.notify_all();
+  } else if (expected_head() != head) {
+    // Computing a head twice would add its FCA probabilities twice: never skip or repeat.
+    throw std::logic_error("head source: head " + std::to_string(head) + " asked out of order (next is " +
+                           std::to_string(expected_head()) + ")");
+  }
+  changed_.wait(g, [this] { return !done_.empty(); });
+  Done d = std::move(done_.front());
+  done_.pop_front();
+  changed_.notify_all();
+  if (d.error) std::rethrow_exception(d.error);
+  return std::move(d.work);
 }
 
 }  // namespace attnsim

@@ -16,8 +16,15 @@
 #include "arch/lowrank_unit.h"
 #include "arch/pipeline.h"
 #include "arch/qk_unit.h"
+#include "core/worker_pool.h"
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace attnsim {
@@ -61,6 +68,21 @@ class DecisionRecorder {
 // does before a generator or the low-rank unit looks at the head.
 void dequantize_rows(HeadWork& w);
 
+// Hands a head's rows out to threads in chunks of whole query blocks, in ascending order:
+// a thread that finishes early takes the next chunk, so rows of unequal cost (a causal
+// row i sees i + 1 keys) still keep every thread busy. Which thread computes a row
+// changes nothing in its results.
+class RowChunks {
+ public:
+  RowChunks(int rows, int query_block, int threads);
+  // The next chunk [begin, end); false when none is left.
+  bool next(int& begin, int& end);
+
+ private:
+  int rows_, block_, chunk_blocks_, blocks_;
+  std::atomic<int> next_{0};
+};
+
 class HeadModel {
  public:
   // `lowrank` may be null (the low-rank unit off), `quality` too (quality off), and
@@ -76,6 +98,7 @@ class HeadModel {
   void compute(HeadWork& work) const;
 
   const QkSetup& qk() const { return qk_; }
+  int threads() const { return threads_; }
   // The AV unit's MACs per cycle, for the V reads' cycles with sram.ports (av_unit.h);
   // without it the rows get none.
   void set_av_macs_per_cycle(int macs) { av_macs_per_cycle_ = macs; }
@@ -84,8 +107,10 @@ class HeadModel {
   void set_tiling(const KvTiling& t) { tiling_ = t; }
 
  private:
+  // Computes the rows of the chunks `chunks` hands out (ascending, on query-block
+  // boundaries) until none is left.
   void compute_rows(HeadWork& w, const HeadQuality* quality, const LowRankHead* lowrank, HeadDecisions* decisions,
-                    int begin, int end) const;
+                    RowChunks& chunks) const;
   void block_parts(HeadWork& w, const std::vector<RowData>& rows, int first, int in_block, KeyMarks& marks) const;
 
   QkSetup qk_;
@@ -94,8 +119,51 @@ class HeadModel {
   const QualityMeter* quality_;
   int threads_;
   const DecisionRecorder* decisions_;
+  std::shared_ptr<WorkerPool> pool_;  // the row threads (null with one thread)
   int av_macs_per_cycle_ = 0;
   KvTiling tiling_;
+};
+
+// Where the DMA gets its heads. With one thread (-j 1) a head is computed when the DMA
+// asks for it, on the SystemC kernel's thread. With more, a producer thread computes the
+// layer's heads in order, up to kAhead heads ahead of the one the DMA last took, while the
+// kernel simulates the heads handed out: the kernel's work overlaps the rows' arithmetic,
+// and the row threads never wait for the kernel between heads. Heads are still computed
+// one at a time and in order (FCA's head-mean probabilities add up head by head, and the
+// generator and the meters see heads as before), so no result depends on it. An error in
+// a head's computation is thrown by the take() that asks for that head.
+class HeadSource {
+ public:
+  static constexpr int kAhead = 2;  // computed heads not yet taken, at most
+
+  explicit HeadSource(const HeadModel& model);
+  ~HeadSource();  // waits for a head still being computed
+  HeadSource(const HeadSource&) = delete;
+  HeadSource& operator=(const HeadSource&) = delete;
+
+  // Head `head` of `layer`, its rows computed. The DMA asks for every head of a layer, in
+  // order (the first may be any, for a caller that starts mid-layer); anything else is a
+  // std::logic_error.
+  std::shared_ptr<HeadWork> take(const std::shared_ptr<const LayerContext>& layer, int head);
+
+ private:
+  struct Done {
+    int head;
+    std::shared_ptr<HeadWork> work;
+    std::exception_ptr error;
+  };
+  void produce();
+  int expected_head() const;  // the head the producer hands out next (lock held)
+
+  const HeadModel& model_;
+  std::mutex lock_;
+  std::condition_variable changed_;
+  std::shared_ptr<const LayerContext> layer_;  // the layer whose heads are produced
+  int next_ = 0;                               // its next head to compute
+  int computing_ = -1;                         // the head being computed, -1: none
+  std::deque<Done> done_;                      // computed, in head order
+  bool stopping_ = false;
+  std::thread producer_;  // only with more than one thread
 };
 
 }  // namespace attnsim

@@ -93,7 +93,7 @@ class Accelerator {
         sram_(c.sram),
         free_slots_("free_slots", plan_.sram_slots),
         sink_(metrics, plan_.rows, o.on_progress),
-        planner_(c, trace, plan_, metrics) {
+        planner_(c, trace, plan_, metrics, o.threads) {
     model_.set_tiling(plan_.tiling);
     build();
     wire();

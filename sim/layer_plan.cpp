@@ -356,8 +356,8 @@ void load_mechanisms(const RunPlan& plan, const Trace& trace, int l, LayerContex
   }
 }
 
-LayerPlanner::LayerPlanner(const Config& c, const Trace& trace, const RunPlan& plan, Metrics& metrics)
-    : c_(c), trace_(trace), plan_(plan), metrics_(metrics) {
+LayerPlanner::LayerPlanner(const Config& c, const Trace& trace, const RunPlan& plan, Metrics& metrics, int threads)
+    : c_(c), trace_(trace), plan_(plan), metrics_(metrics), threads_(std::max(1, threads)) {
   map_ = skim::identity_map(trace.shape(0).n);
 }
 
@@ -378,7 +378,7 @@ std::vector<uint8_t> LayerPlanner::transkimmer_keep(int l, const LayerView& full
 LayerStart LayerPlanner::begin_layer(int l) {
   LayerStart start;
   const int bits = c_.qk_unit.bits;
-  auto full = std::make_shared<LayerView>(trace_.layer(l, bits));
+  auto full = std::make_shared<LayerView>(trace_.layer(l, bits, threads_));
   metrics_.begin_layer(l, full->heads, full->n, full->m, trace_.causal());
 
   const SkimMode mode = c_.skim_controller.mode;
@@ -404,9 +404,9 @@ LayerStart LayerPlanner::begin_layer(int l) {
 
   auto ctx = std::make_shared<LayerContext>();
   if (skim::is_identity(map_, full->n)) {
-    ctx->view = *full;
+    ctx->view = std::move(*full);  // nothing reads `full` after this: no copy of the layer
   } else {
-    ctx->view = trace_.layer_mixed(l, bits, map_);
+    ctx->view = trace_.layer_mixed(l, bits, map_, threads_);
     ctx->full = full;
     ctx->map = map_;
   }

@@ -80,7 +80,8 @@ struct LayerEnd {
 
 class LayerPlanner {
  public:
-  LayerPlanner(const Config& config, const Trace& trace, const RunPlan& plan, Metrics& metrics);
+  // `threads`: up to how many threads load a layer's tensors (the result does not depend on it).
+  LayerPlanner(const Config& config, const Trace& trace, const RunPlan& plan, Metrics& metrics, int threads = 1);
 
   LayerStart begin_layer(int l);
   LayerEnd end_layer(int l);
@@ -97,6 +98,7 @@ class LayerPlanner {
   const Trace& trace_;
   const RunPlan& plan_;
   Metrics& metrics_;
+  int threads_;
   skim::TokenMap map_;        // active tokens of the next layer to begin
   std::shared_ptr<LayerContext> current_;
   std::vector<int> active_;

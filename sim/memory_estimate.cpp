@@ -1,5 +1,6 @@
 #include "sim/memory_estimate.h"
 
+#include "arch/head_model.h"
 #include "arch/pipeline.h"
 #include "core/errors.h"
 #include "sim/masks.h"
@@ -69,7 +70,10 @@ std::vector<MemoryPart> layer_parts(const Config& c, const RunPlan& plan, const 
   const int row_threads = std::max(1, std::min(threads, s.n / 16));  // as HeadModel spreads rows
   return {{"layer tensors", 2 * h * (n + 2 * m) * d * element},
           {"FCA probabilities", c.skim_controller.mode == SkimMode::fca ? n * n * 8 : 0},
-          {"heads in flight", (plan.sram_slots + 1) * head_in_flight(c, plan, n, m, d)},
+          // The SRAM slots, the head in the write-back and, with more than one thread, the
+          // heads the head source computed ahead (HeadSource::kAhead).
+          {"heads in flight", (plan.sram_slots + 1 + (threads > 1 ? HeadSource::kAhead : 0)) *
+                                  head_in_flight(c, plan, n, m, d)},
           {"head being loaded", head_being_loaded(c, plan, n, m, d)},
           {"row scratch", double(row_threads) * c.qk_unit.query_block * m * kRowScratchPerKey}};
 }

@@ -1,5 +1,7 @@
 #include "workloads/trace.h"
 
+#include "core/parallel.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cfenv>
@@ -430,70 +432,77 @@ TensorSlots tensor_slots(HeadData& h, const char* which) {
   return {&h.v, &h.scale_v, &h.v_float};
 }
 
-// Fills the tensor `which` (q, k or v) of every head from [H, rows, d], quantized over
-// the whole head (SEMANTICS §2). Without a `map` the rows are taken as they are; with
+// Fills the tensor `which` (q, k or v) of head h from [H, rows, d], quantized over the
+// whole head (SEMANTICS §2). Without a `map` the rows are taken as they are; with
 // one, row i is the mix of the rows map[i] names (token skimming), computed in double.
 void load_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
-                 const LayerShape& s, const skim::TokenMap* map, std::vector<HeadData>& heads) {
+                 const LayerShape& s, const skim::TokenMap* map, int h, HeadData& head) {
   const TensorInfo& t = f.info(layer_tensor(l, which));
   const size_t d = static_cast<size_t>(s.d);
   const size_t per_head = static_cast<size_t>(t.shape[1]) * d;
   const size_t out_size = map ? map->size() * d : per_head;
+  const TensorSlots dst = tensor_slots(head, which);
 
   if (t.dtype == DType::I8) {
-    const int8_t* raw = reinterpret_cast<const int8_t*>(f.raw(t));
+    const int8_t* src = reinterpret_cast<const int8_t*>(f.raw(t)) + h * per_head;
     const double meta_scale = metadata_scale(f, l, which);
-    for (int h = 0; h < s.heads; ++h) {
-      const int8_t* src = raw + h * per_head;
-      const TensorSlots dst = tensor_slots(heads[h], which);
-      if (bits == 8) {
-        // Used as they are (SEMANTICS §2), -128 included: it is a valid 8-bit value. Mixed
-        // rows are mixed in the raw integer domain (= dequantized / meta_scale) and rounded
-        // half to even; the int8 range bounds a convex mix, and a fine token keeps its raw
-        // value. Either way the metadata scale is kept.
-        if (!map) {
-          dst.values->assign(src, src + per_head);
-        } else {
-          const std::vector<double> mixed =
-              mix_rows(*map, d, [src](size_t e) { return static_cast<double>(src[e]); });
-          dst.values->resize(out_size);
-          for (size_t e = 0; e < out_size; ++e)
-            (*dst.values)[e] = round_half_even_exact(std::min(127.0, std::max(-128.0, mixed[e])));
-        }
-        *dst.scale = meta_scale;
+    if (bits == 8) {
+      // Used as they are (SEMANTICS §2), -128 included: it is a valid 8-bit value. Mixed
+      // rows are mixed in the raw integer domain (= dequantized / meta_scale) and rounded
+      // half to even; the int8 range bounds a convex mix, and a fine token keeps its raw
+      // value. Either way the metadata scale is kept.
+      if (!map) {
+        dst.values->assign(src, src + per_head);
       } else {
-        const auto dequantized = [src, meta_scale](size_t e) { return src[e] * meta_scale; };
-        Quantized qz =
-            map ? quantize_impl(mix_rows(*map, d, dequantized).data(), out_size, bits, 1.0,
-                                [](double v) { return v; })
-                : quantize_impl(src, per_head, bits, meta_scale,
-                                [meta_scale](int8_t v) { return v * meta_scale; });
-        *dst.values = std::move(qz.values);
-        *dst.scale = qz.scale;
+        const std::vector<double> mixed =
+            mix_rows(*map, d, [src](size_t e) { return static_cast<double>(src[e]); });
+        dst.values->resize(out_size);
+        for (size_t e = 0; e < out_size; ++e)
+          (*dst.values)[e] = round_half_even_exact(std::min(127.0, std::max(-128.0, mixed[e])));
       }
+      *dst.scale = meta_scale;
+    } else {
+      const auto dequantized = [src, meta_scale](size_t e) { return src[e] * meta_scale; };
+      Quantized qz =
+          map ? quantize_impl(mix_rows(*map, d, dequantized).data(), out_size, bits, 1.0,
+                              [](double v) { return v; })
+              : quantize_impl(src, per_head, bits, meta_scale,
+                              [meta_scale](int8_t v) { return v * meta_scale; });
+      *dst.values = std::move(qz.values);
+      *dst.scale = qz.scale;
     }
     return;
   }
 
-  // Float traces: each head read (this rejects NaN / Inf) straight into its
+  // Float traces: the head read (this rejects NaN / Inf) straight into its
   // q_float/k_float/v_float, or mixed and rounded to float there; then quantized from it.
-  std::vector<float> source(map ? per_head : 0);
-  for (int h = 0; h < s.heads; ++h) {
-    const TensorSlots dst = tensor_slots(heads[h], which);
-    std::vector<float>& floats = *dst.floats;
-    if (!map) {
-      floats.resize(per_head);
-      f.read_float_into(t, h * per_head, per_head, floats.data());
-    } else {
-      f.read_float_into(t, h * per_head, per_head, source.data());
-      const std::vector<double> mixed =
-          mix_rows(*map, d, [&source](size_t e) { return static_cast<double>(source[e]); });
-      floats.assign(mixed.begin(), mixed.end());
-    }
-    Quantized qz = quantize(floats.data(), out_size, bits);
-    *dst.values = std::move(qz.values);
-    *dst.scale = qz.scale;
+  std::vector<float>& floats = *dst.floats;
+  if (!map) {
+    floats.resize(per_head);
+    f.read_float_into(t, h * per_head, per_head, floats.data());
+  } else {
+    std::vector<float> source(per_head);
+    f.read_float_into(t, h * per_head, per_head, source.data());
+    const std::vector<double> mixed =
+        mix_rows(*map, d, [&source](size_t e) { return static_cast<double>(source[e]); });
+    floats.assign(mixed.begin(), mixed.end());
   }
+  Quantized qz = quantize(floats.data(), out_size, bits);
+  *dst.values = std::move(qz.values);
+  *dst.scale = qz.scale;
+}
+
+// q, k and v of every head, one (tensor, head) pair per task on up to `threads` threads;
+// the query rows mixed by `queries`, the key and value rows by `keys` (both null: as they
+// are). Each task fills its own head's tensor, so the result does not depend on
+// `threads`; an error is the one the serial loop (q, k, v; heads in order) meets first.
+void load_tensors(const SafetensorsFile& f, int l, int bits, const LayerShape& s, const skim::TokenMap* queries,
+                  const skim::TokenMap* keys, int threads, std::vector<HeadData>& heads) {
+  static const char* const kWhich[3] = {"q", "k", "v"};
+  parallel_for(3 * s.heads, threads, [&](int task) {
+    const int which = task / s.heads, h = task % s.heads;
+    load_tensor(f, l, kWhich[which], bits, s, which == 0 ? queries : keys, h, heads[h]);
+  });
 }
 
 }  // namespace
@@ -570,18 +579,18 @@ void check_token_map(const std::string& path, int l, const skim::TokenMap& token
 
 }  // namespace
 
-LayerView Trace::layer(int l, int bits) const {
+LayerView Trace::layer(int l, int bits, int threads) const {
   check_layer_args(*this, l, bits);
   const LayerShape& s = shapes_[l];
   LayerView view = empty_view(l, s);
-  for (const char* which : {"q", "k", "v"}) load_tensor(*file_, l, which, bits, s, nullptr, view.head);
+  load_tensors(*file_, l, bits, s, nullptr, nullptr, threads, view.head);
   view.skim_keep = load_skim_keep(*file_, l, s.n);
   view.original.resize(s.n);
   std::iota(view.original.begin(), view.original.end(), 0);
   return view;
 }
 
-LayerView Trace::layer_mixed(int l, int bits, const skim::TokenMap& tokens) const {
+LayerView Trace::layer_mixed(int l, int bits, const skim::TokenMap& tokens, int threads) const {
   check_layer_args(*this, l, bits);
   const LayerShape& s = shapes_[l];
   check_token_map(path(), l, tokens, s.n);
@@ -595,9 +604,7 @@ LayerView Trace::layer_mixed(int l, int bits, const skim::TokenMap& tokens) cons
   LayerView view = empty_view(l, s);
   view.n = static_cast<int>(tokens.size());
   view.m = static_cast<int>(key_map.size());
-  load_tensor(*file_, l, "q", bits, s, &tokens, view.head);
-  load_tensor(*file_, l, "k", bits, s, &key_map, view.head);
-  load_tensor(*file_, l, "v", bits, s, &key_map, view.head);
+  load_tensors(*file_, l, bits, s, &tokens, &key_map, threads, view.head);
   view.skim_keep = load_skim_keep(*file_, l, s.n);
   view.original.reserve(tokens.size());
   for (const auto& t : tokens) view.original.push_back(t.original);

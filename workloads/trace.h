@@ -76,8 +76,9 @@ class Trace {
   const SafetensorsFile& file() const { return *file_; }
 
   // Loads layer `l` quantized to `bits` (I8 tensors used as they are when bits = 8, with
-  // the metadata scales). Throws TraceError naming the tensor on NaN/Inf.
-  LayerView layer(int l, int bits) const;
+  // the metadata scales). Throws TraceError naming the tensor on NaN/Inf. Up to `threads`
+  // threads load the heads' tensors; the result does not depend on it.
+  LayerView layer(int l, int bits, int threads = 1) const;
 
   // A reduced layer (token skimming, docs/skimming.md): active token i has q, k and v rows
   // = sum over tokens[i].parts of weight x the original row, accumulated in double from
@@ -88,7 +89,7 @@ class Trace {
   // n = m = tokens.size(); skim_keep stays over the original tokens. With
   // identity_map(N) the result equals layer(l, bits). Needs N = M unless the map is the
   // identity. Throws TraceError (bad map, NaN/Inf) or std::invalid_argument (bits).
-  LayerView layer_mixed(int l, int bits, const skim::TokenMap& tokens) const;
+  LayerView layer_mixed(int l, int bits, const skim::TokenMap& tokens, int threads = 1) const;
 
   // Optional layers.{l}.hidden [N, D]: the layer's input hidden states of the original
   // tokens (Transkimmer predictor input).

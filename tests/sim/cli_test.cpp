@@ -162,6 +162,32 @@ TEST_CASE("the same inputs give byte-identical stats apart from sim") {
   CHECK(ja.dump() == jb.dump());
 }
 
+// Rows spread over threads, the layer's tensors loaded by several, and heads computed
+// ahead of the kernel (HeadSource): none of it may change a number. Every preset the demo
+// trace can run, at 1, 2 and 3 threads (3: more threads than this machine's cores).
+TEST_CASE("every preset gives the same stats with 1, 2 and 3 threads") {
+  const fs::path dir = scratch();
+  for (const char* preset : {"dense-baseline", "latte", "leopard", "transkimmer", "fca", "treeformer",
+                             "treeformer-latte", "scatterbrain"}) {
+    std::string first;
+    for (const int threads : {1, 2, 3}) {
+      const fs::path out = dir / (std::string(preset) + "-" + std::to_string(threads) + ".json");
+      REQUIRE(attnsim::test::run_attnsim("run -q --threads " + std::to_string(threads) + " --config " +
+                                         std::string(ATTNSIM_SOURCE_DIR) + "/configs/" + preset + ".json --trace " +
+                                         kDemo + " --out " + out.string())
+                  .code == 0);
+      nlohmann::json stats;
+      std::ifstream(out) >> stats;
+      stats.erase("sim");
+      if (threads == 1)
+        first = stats.dump();
+      else
+        CHECK((preset + (" at " + std::to_string(threads)) + (stats.dump() == first ? " same" : " differs")) ==
+              (preset + (" at " + std::to_string(threads)) + " same"));
+    }
+  }
+}
+
 TEST_CASE("stats carry every key SEMANTICS section 7 requires") {
   const fs::path out = scratch() / "s.json";
   REQUIRE(attnsim::test::run_attnsim("run -q --trace " + kDemo + " --out " + out.string()).code == 0);

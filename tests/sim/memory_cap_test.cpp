@@ -48,6 +48,9 @@ TEST_CASE("the estimate of a run, term by term, on the tiny trace (H = 1, N = M 
   // One thread, one row at a time, 80 bytes for each of its M keys.
   CHECK(part(e, "row scratch") == 4 * 80);
   CHECK(e.parts.size() == 4);
+  // With two threads the head source computes up to two heads ahead: 5 heads in flight.
+  const Config c = with({});
+  CHECK(part(estimate_run_memory(c, t, plan_run(c, t), 2, false), "heads in flight") == 5 * 4 * sizeof(RowOutcome));
   CHECK(e.bytes == 576 + 12 * sizeof(RowOutcome) + 160 + 320);
   CHECK(e.layer == 0);
 
