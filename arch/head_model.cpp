@@ -312,7 +312,7 @@ void HeadSource::produce() {
       return stopping_ || (layer_ && next_ < layer_->view.heads && static_cast<int>(done_.size()) < kAhead);
     });
     if (stopping_) return;
-    const std::shared_ptr<const LayerContext> layer = layer_;
+    std::shared_ptr<const LayerContext> layer = layer_;
     Done d{next_++, nullptr, nullptr};
     computing_ = d.head;
     g.unlock();
@@ -321,6 +321,7 @@ void HeadSource::produce() {
     } catch (...) {
       d.error = std::current_exception();
     }
+    layer.reset();  // before the head is handed out: past it, only layer_ and the heads hold the layer
     g.lock();
     computing_ = -1;
     done_.push_back(std::move(d));
@@ -350,6 +351,9 @@ std::shared_ptr<HeadWork> HeadSource::take(const std::shared_ptr<const LayerCont
   changed_.wait(g, [this] { return !done_.empty(); });
   Done d = std::move(done_.front());
   done_.pop_front();
+  // The layer's last head handed out: let its context go (with the next layer it would
+  // hold two layers' tensors in memory).
+  if (done_.empty() && computing_ < 0 && next_ >= layer_->view.heads) layer_.reset();
   changed_.notify_all();
   if (d.error) std::rethrow_exception(d.error);
   return std::move(d.work);

@@ -19,10 +19,25 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 
 namespace attnsim {
+
+namespace {
+
+std::string hex_of(const unsigned char* bytes, size_t n) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out(2 * n, '0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[bytes[i] >> 4];
+    out[2 * i + 1] = kHex[bytes[i] & 0xf];
+  }
+  return out;
+}
+
+}  // namespace
 
 namespace {
 
@@ -385,7 +400,36 @@ void SafetensorsFile::read_float_into(const TensorInfo& t, uint64_t first, uint6
   }
 }
 
-std::string SafetensorsFile::sha256() const { return sha256_hex(map_, size_); }
+std::string SafetensorsFile::sha256() const {
+  constexpr size_t kChunk = size_t{16} << 20;
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("sha256: libcrypto's EVP_DigestInit_ex failed");
+  for (size_t at = 0; at < size_; at += kChunk) {
+    const size_t length = std::min(kChunk, size_ - at);
+    if (EVP_DigestUpdate(ctx.get(), map_ + at, length) != 1)
+      throw std::runtime_error("sha256: libcrypto's EVP_DigestUpdate failed");
+    release_pages(at, length);
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), digest, &length) != 1 || length != 32)
+    throw std::runtime_error("sha256: libcrypto's EVP_DigestFinal_ex failed");
+  return hex_of(digest, 32);
+}
+
+void SafetensorsFile::release_pages(const TensorInfo& t, uint64_t first, uint64_t count) const {
+  const uint64_t size = dtype_size(t.dtype);
+  release_pages(data_start_ + t.begin + first * size, count * size);
+}
+
+void SafetensorsFile::release_pages(uint64_t offset, uint64_t length) const {
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t first = (offset + page - 1) / page * page;
+  const uint64_t end = std::min<uint64_t>(offset + length, size_) / page * page;
+  // Advice only: a failure leaves the pages mapped, which changes no result.
+  if (end > first) (void)::madvise(const_cast<uint8_t*>(map_) + first, end - first, MADV_DONTNEED);
+}
 
 // ---------------------------------------------------------------------------
 // SafetensorsWriter
@@ -518,13 +562,7 @@ std::string sha256_hex(const uint8_t* data, size_t size) {
   unsigned int length = 0;
   if (EVP_Digest(data, size, digest, &length, EVP_sha256(), nullptr) != 1 || length != 32)
     throw std::runtime_error("sha256: libcrypto's EVP_Digest failed");
-  static const char* kHex = "0123456789abcdef";
-  std::string out(64, '0');
-  for (int i = 0; i < 32; ++i) {
-    out[2 * i] = kHex[digest[i] >> 4];
-    out[2 * i + 1] = kHex[digest[i] & 0xf];
-  }
-  return out;
+  return hex_of(digest, 32);
 }
 
 // ---------------------------------------------------------------------------

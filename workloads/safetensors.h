@@ -62,8 +62,18 @@ class SafetensorsFile {
   // Raw bytes of a tensor (valid while this object lives).
   const uint8_t* raw(const TensorInfo& t) const;
 
-  // SHA-256 of the whole file, lowercase hex.
+  // SHA-256 of the whole file, lowercase hex. Hashed a chunk at a time, each chunk's
+  // pages released after it (release_pages), so hashing does not map the whole file in.
   std::string sha256() const;
+
+  // Gives the pages of elements [first, first + count) of a tensor (or of the file's bytes
+  // [offset, offset + length)) back
+  // to the kernel: the mapping is private and never written, so a later read maps them
+  // in again from the page cache, with the same bytes. Only whole pages inside the range
+  // go. A run reads each layer's tensors once, so its resident set holds about one
+  // layer of the trace rather than all of it.
+  void release_pages(const TensorInfo& t, uint64_t first, uint64_t count) const;
+  void release_pages(uint64_t offset, uint64_t length) const;
 
  private:
   std::string path_;

@@ -471,6 +471,7 @@ void load_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
       *dst.values = std::move(qz.values);
       *dst.scale = qz.scale;
     }
+    f.release_pages(t, h * per_head, per_head);
     return;
   }
 
@@ -487,6 +488,7 @@ void load_tensor(const SafetensorsFile& f, int l, const char* which, int bits,
         mix_rows(*map, d, [&source](size_t e) { return static_cast<double>(source[e]); });
     floats.assign(mixed.begin(), mixed.end());
   }
+  f.release_pages(t, h * per_head, per_head);  // read once: the run keeps its own copy
   Quantized qz = quantize(floats.data(), out_size, bits);
   *dst.values = std::move(qz.values);
   *dst.scale = qz.scale;

@@ -87,6 +87,8 @@ TEST_CASE("heads computed ahead by the producer equal heads computed on demand")
       CHECK(ahead->head == h);
       check_same(*ahead, *one.compute(ctx, h));
     }
+    // Its last head handed out, the source lets the layer go: only the test holds it now.
+    CHECK(ctx.use_count() == 1);
   }
 }
 
