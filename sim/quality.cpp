@@ -16,11 +16,10 @@ void float_attention(const HeadData& data, int query, int keys, int d, double* l
                      double* out) {
   const float* q = data.q_float.data() + static_cast<size_t>(query) * d;
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
-  for (int j = 0; j < keys; ++j)
-    logits[j] = attn::dot_f64(q, data.k_float.data() + static_cast<size_t>(j) * d, d) * inv_sqrt_d;
+  attn::dot_f64_rows(q, data.k_float.data(), keys, d, logits);
+  for (int j = 0; j < keys; ++j) logits[j] *= inv_sqrt_d;
   attn::softmax_real(logits, keys, probs);
-  std::fill(out, out + d, 0.0);
-  for (int j = 0; j < keys; ++j) attn::axpy_f64(probs[j], data.v_float.data() + static_cast<size_t>(j) * d, d, out);
+  attn::weighted_sum_f32(probs, keys, data.v_float.data(), d, out);
 }
 
 // Exact scores of `query` against keys 0..keys-1 of `data`.
