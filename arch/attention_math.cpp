@@ -76,12 +76,13 @@ ATTNSIM_INLINE double reduce8(Double8 a) {  // dot_f64's order of the eight part
 // dot_f64 of q with keys 0..n-1 of k, four keys at a time: each key's eight partial sums
 // are added in dot_f64's order, but four keys' chains run side by side instead of one
 // waiting on its adder's latency.
-ATTNSIM_INLINE void dot_f64_rows_body(const float* q, const float* k, int n, int d, double* out) {
+template <typename Key>
+ATTNSIM_INLINE void dot_f64_rows_body(const float* q, const Key* k, int n, int d, double* out) {
   constexpr int kKeys = 4;
   const int full = d / 8 * 8;
   int j = 0;
   for (; j + kKeys <= n && full == d; j += kKeys) {
-    const float* rows = k + static_cast<size_t>(j) * d;
+    const Key* rows = k + static_cast<size_t>(j) * d;
     Double8 acc[kKeys] = {};
     for (int t = 0; t < d; t += 8) {
       const Double8 qt = load8(q + t);
@@ -89,7 +90,15 @@ ATTNSIM_INLINE void dot_f64_rows_body(const float* q, const float* k, int n, int
     }
     for (int r = 0; r < kKeys; ++r) out[j + r] = reduce8(acc[r]);
   }
-  for (; j < n; ++j) out[j] = dot_f64_body(q, k + static_cast<size_t>(j) * d, d);
+  for (; j < n; ++j) {
+    const Key* row = k + static_cast<size_t>(j) * d;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int t = 0;
+    for (; t + 8 <= d; t += 8)
+      for (int u = 0; u < 8; ++u) acc[u] += static_cast<double>(q[t + u]) * static_cast<double>(row[t + u]);
+    for (; t < d; ++t) acc[t % 8] += static_cast<double>(q[t]) * static_cast<double>(row[t]);
+    out[j] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  }
 }
 
 // out[t] = sum_j probs[j] * row(j)[t]: each element accumulated in j order from 0. The
@@ -122,16 +131,17 @@ ATTNSIM_INLINE void weighted_sum_body(const double* probs, const int32_t* keys, 
   weighted_rows_body(probs, n, d, [=](int j) { return v + static_cast<size_t>(keys[j]) * d; }, out);
 }
 
-ATTNSIM_INLINE void weighted_sum_f32_body(const double* probs, int n, const float* v, int d, double* out) {
+template <typename Value>
+ATTNSIM_INLINE void weighted_sum_rows_body(const double* probs, int n, const Value* v, int d, double* out) {
   weighted_rows_body(probs, n, d, [=](int j) { return v + static_cast<size_t>(j) * d; }, out);
 }
 
 ATTNSIM_ISA_BUILDS(void, weighted_sum_on, (const double* probs, const int32_t* keys, int n, const double* v, int d,
                                            double* out),
                    weighted_sum_body(probs, keys, n, v, d, out);)
-ATTNSIM_ISA_BUILDS(void, weighted_sum_f32_on, (const double* probs, int n, const float* v, int d, double* out),
-                   weighted_sum_f32_body(probs, n, v, d, out);)
-ATTNSIM_ISA_BUILDS(void, dot_f64_rows_on, (const float* q, const float* k, int n, int d, double* out),
+ATTNSIM_ISA_BUILDS(void, weighted_sum_rows_on, (const double* probs, int n, const double* v, int d, double* out),
+                   weighted_sum_rows_body(probs, n, v, d, out);)
+ATTNSIM_ISA_BUILDS(void, dot_f64_rows_on, (const float* q, const double* k, int n, int d, double* out),
                    dot_f64_rows_body(q, k, n, d, out);)
 
 }  // namespace
@@ -141,16 +151,17 @@ void weighted_sum(const double* probs, const int32_t* keys, int n, const double*
   kernel(probs, keys, n, v, d, out);
 }
 
-void weighted_sum_f32(const double* probs, int n, const float* v, int d, double* out) {
+void weighted_sum_rows(const double* probs, int n, const double* v, int d, double* out) {
   static const auto kernel =
-      pick_isa(&weighted_sum_f32_on_baseline, &weighted_sum_f32_on_avx2, &weighted_sum_f32_on_avx512);
+      pick_isa(&weighted_sum_rows_on_baseline, &weighted_sum_rows_on_avx2, &weighted_sum_rows_on_avx512);
   kernel(probs, n, v, d, out);
 }
 
 double dot_f64(const float* a, const float* b, int d) { return dot_f64_body(a, b, d); }
 
-void dot_f64_rows(const float* q, const float* k, int n, int d, double* out) {
-  static const auto kernel = pick_isa(&dot_f64_rows_on_baseline, &dot_f64_rows_on_avx2, &dot_f64_rows_on_avx512);
+void dot_f64_rows(const float* q, const double* k, int n, int d, double* out) {
+  static const auto kernel =
+      pick_isa(&dot_f64_rows_on_baseline, &dot_f64_rows_on_avx2, &dot_f64_rows_on_avx512);
   kernel(q, k, n, d, out);
 }
 

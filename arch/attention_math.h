@@ -24,15 +24,17 @@ void softmax_real(const double* logits, int n, double* probs);
 void weighted_sum(const double* probs, const int32_t* keys, int n, const double* v, int d,
                   double* out);
 
-// out[t] = sum_j probs[j] * v[j*d + t] over keys 0..n-1 of float rows, accumulated in
-// double in j order (the same sums as weighted_sum with keys 0..n-1 on the rows as doubles).
-void weighted_sum_f32(const double* probs, int n, const float* v, int d, double* out);
+// out[t] = sum_j probs[j] * v[j*d + t] over keys 0..n-1 (the same sums as weighted_sum
+// with keys 0..n-1).
+void weighted_sum_rows(const double* probs, int n, const double* v, int d, double* out);
 
 // sum_t a[t]*b[t] in double, over float inputs. Eight partial sums in a fixed order: fast
 // (vectorizable) and the same result on every machine.
 double dot_f64(const float* a, const float* b, int d);
-// out[j] = dot_f64(q, k + j*d, d) for keys j < n, bit for bit (several keys at a time).
-void dot_f64_rows(const float* q, const float* k, int n, int d, double* out);
+// out[j] = dot_f64(q, key j, d) for keys j < n of k, whose floats are given widened to
+// double (exactly: no conversion per pair, for keys that every row of a head reads), bit
+// for bit, several keys at a time.
+void dot_f64_rows(const float* q, const double* k, int n, int d, double* out);
 
 // Squared Euclidean norm of a - b, and of a.
 double squared_distance(const double* a, const double* b, int d);

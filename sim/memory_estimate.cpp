@@ -54,13 +54,16 @@ double head_in_flight(const Config& c, const RunPlan& plan, double n, double m, 
 }
 
 // The helpers of the head the model is computing (freed once its rows are done).
-double head_being_loaded(const Config& c, const RunPlan& plan, double n, double m, double d) {
+// float_reference: the quality meter's float reference (a float trace with quality on)
+// holds the head's K and V floats widened to double.
+double head_being_loaded(const Config& c, const RunPlan& plan, double n, double m, double d, bool float_reference) {
   const bool dequantized_rows =
       c.candidates.source == "tree" || c.candidates.source == "lsh" || c.lowrank_unit.enabled;
   double bytes = m * d * 8;                                        // V
   if (c.qk_unit.mode == QkMode::latte) bytes += m * d * 2;         // K's MSB planes
   if (dequantized_rows) bytes += (n + m) * d * 8;                  // Q and K
   if (c.lowrank_unit.enabled) bytes += plan.config.at("lowrank_unit").at("features").get<int>() * (n + m) * 8.0;
+  if (float_reference) bytes += 2 * m * d * 8;
   return bytes;
 }
 
@@ -74,7 +77,7 @@ std::vector<MemoryPart> layer_parts(const Config& c, const RunPlan& plan, const 
           // heads the head source computed ahead (HeadSource::kAhead).
           {"heads in flight", (plan.sram_slots + 1 + (threads > 1 ? HeadSource::kAhead : 0)) *
                                   head_in_flight(c, plan, n, m, d)},
-          {"head being loaded", head_being_loaded(c, plan, n, m, d)},
+          {"head being loaded", head_being_loaded(c, plan, n, m, d, c.quality.enabled && s.dtype != DType::I8)},
           {"row scratch", double(row_threads) * c.qk_unit.query_block * m * kRowScratchPerKey}};
 }
 

@@ -12,14 +12,15 @@ namespace {
 
 // Attention of one query over keys 0..keys-1 on the trace's floats, in double: the
 // quant_error reference.
-void float_attention(const HeadData& data, int query, int keys, int d, double* logits, double* probs,
-                     double* out) {
+// k_wide, v_wide: the head's K and V floats widened to double (exactly), read by every row.
+void float_attention(const HeadData& data, const double* k_wide, const double* v_wide, int query, int keys, int d,
+                     double* logits, double* probs, double* out) {
   const float* q = data.q_float.data() + static_cast<size_t>(query) * d;
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
-  attn::dot_f64_rows(q, data.k_float.data(), keys, d, logits);
+  attn::dot_f64_rows(q, k_wide, keys, d, logits);
   for (int j = 0; j < keys; ++j) logits[j] *= inv_sqrt_d;
   attn::softmax_real(logits, keys, probs);
-  attn::weighted_sum_f32(probs, keys, data.v_float.data(), d, out);
+  attn::weighted_sum_rows(probs, keys, v_wide, d, out);
 }
 
 // Exact scores of `query` against keys 0..keys-1 of `data`.
@@ -32,6 +33,9 @@ void exact_scores(const HeadData& data, int query, int keys, int d, bool wide, s
 class ExactHeadQuality : public HeadQuality {
  public:
   explicit ExactHeadQuality(const HeadWork& w) : w_(w) {
+    const HeadData& reference = w.layer->full ? w.layer->full->head[w.head] : w.data();
+    k_wide_.assign(reference.k_float.begin(), reference.k_float.end());
+    v_wide_.assign(reference.v_float.begin(), reference.v_float.end());
     if (!w.layer->full) return;
     const HeadData& full = w.layer->full->head[w.head];
     full_v_deq_.resize(full.v.size());
@@ -52,6 +56,7 @@ class ExactHeadQuality : public HeadQuality {
 
   const HeadWork& w_;
   std::vector<double> full_v_deq_;  // dequantized V of the unreduced layer (skimming)
+  std::vector<double> k_wide_, v_wide_;  // the float reference's K and V (of the unreduced layer) in double
 };
 
 // The reference of a row whose candidates a generator narrowed. No work twice: the QK
@@ -144,7 +149,7 @@ void ExactHeadQuality::measure_plain(const RowData& row, RowOutcome& out, std::v
   double* logits = exact_out + d;
   double* float_probs = logits + n;
   double* float_out = float_probs + n;
-  float_attention(data, row.row, n, d, logits, float_probs, float_out);
+  float_attention(data, k_wide_.data(), v_wide_.data(), row.row, n, d, logits, float_probs, float_out);
   // The quantized dense output is the exact reference (same quantized q, k, v).
   out.qerr_sq = attn::squared_distance(reference, float_out, d);
   out.qref_sq = attn::squared_norm(float_out, d);
@@ -182,7 +187,7 @@ void ExactHeadQuality::measure_reduced(const RowData& row, RowOutcome& out, std:
   double* logits = exact_out + d;
   double* float_probs = logits + keys;
   std::vector<double> float_out(d);
-  float_attention(fh, query, keys, d, logits, float_probs, float_out.data());
+  float_attention(fh, k_wide_.data(), v_wide_.data(), query, keys, d, logits, float_probs, float_out.data());
   out.qerr_sq = attn::squared_distance(exact_out, float_out.data(), d);
   out.qref_sq = attn::squared_norm(float_out.data(), d);
 }

@@ -29,19 +29,20 @@ bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; 
 
 }  // namespace
 
-TEST_CASE("dot_f64_rows gives dot_f64 of each key, bit for bit") {
+TEST_CASE("dot_f64_rows over keys widened to double gives dot_f64 of each key, bit for bit") {
   for (const int d : {3, 8, 64, 100, 128}) {
     for (const int n : {0, 1, 3, 4, 5, 13}) {
       const std::vector<float> q = values(d, 1), k = values(static_cast<size_t>(n) * d, 2);
+      const std::vector<double> k_wide(k.begin(), k.end());
       std::vector<double> out(n + 1, -1.0);
-      attn::dot_f64_rows(q.data(), k.data(), n, d, out.data());
+      attn::dot_f64_rows(q.data(), k_wide.data(), n, d, out.data());
       for (int j = 0; j < n; ++j) CHECK(same_bits(out[j], attn::dot_f64(q.data(), k.data() + j * d, d)));
       CHECK(out[n] == -1.0);  // nothing written past the keys
     }
   }
 }
 
-TEST_CASE("weighted_sum_f32 and weighted_sum accumulate each element in key order from zero, bit for bit") {
+TEST_CASE("weighted_sum_rows and weighted_sum accumulate each element in key order from zero, bit for bit") {
   for (const int d : {3, 8, 64, 100, 128}) {
     for (const int n : {0, 1, 5, 13}) {
       const std::vector<float> v = values(static_cast<size_t>(n) * d, 3);
@@ -51,7 +52,7 @@ TEST_CASE("weighted_sum_f32 and weighted_sum accumulate each element in key orde
       for (int j = 0; j < n; ++j)
         for (int t = 0; t < d; ++t) expected[t] += probs[j] * static_cast<double>(v[j * d + t]);
       std::vector<double> out(d, -1.0), indexed(d, -1.0);
-      attn::weighted_sum_f32(probs.data(), n, v.data(), d, out.data());
+      attn::weighted_sum_rows(probs.data(), n, v_double.data(), d, out.data());
       // weighted_sum over keys given by index: the same keys in reverse, their probabilities too.
       std::vector<int32_t> keys(n);
       std::vector<double> reversed(n);

@@ -43,15 +43,17 @@ TEST_CASE("the estimate of a run, term by term, on the tiny trace (H = 1, N = M 
   CHECK(part(e, "layer tensors") == 2 * 1 * (4 + 2 * 4) * 4 * (2 + 4));
   // Two SRAM slots (double buffering) + the head in the write-back: 3 heads of 4 rows.
   CHECK(part(e, "heads in flight") == 3 * 4 * sizeof(RowOutcome));
-  // V dequantized (M x d doubles) and, in latte mode, K's MSB planes (M x d x 2 bytes).
-  CHECK(part(e, "head being loaded") == 4 * 4 * 8 + 4 * 4 * 2);
+  // V dequantized (M x d doubles), in latte mode K's MSB planes (M x d x 2 bytes), and the
+  // float reference's K and V widened to double (2 x M x d x 8 bytes).
+  CHECK(part(e, "head being loaded") == 4 * 4 * 8 + 4 * 4 * 2 + 2 * 4 * 4 * 8);
+  CHECK(part(estimate(with({"quality.enabled=false"}), t), "head being loaded") == 4 * 4 * 8 + 4 * 4 * 2);
   // One thread, one row at a time, 80 bytes for each of its M keys.
   CHECK(part(e, "row scratch") == 4 * 80);
   CHECK(e.parts.size() == 4);
   // With two threads the head source computes up to two heads ahead: 5 heads in flight.
   const Config c = with({});
   CHECK(part(estimate_run_memory(c, t, plan_run(c, t), 2, false), "heads in flight") == 5 * 4 * sizeof(RowOutcome));
-  CHECK(e.bytes == 576 + 12 * sizeof(RowOutcome) + 160 + 320);
+  CHECK(e.bytes == 576 + 12 * sizeof(RowOutcome) + 160 + 256 + 320);
   CHECK(e.layer == 0);
 
   // --masks adds the masks of the whole run: 4 bytes a row + one a key.
@@ -72,7 +74,7 @@ TEST_CASE("the estimate of a run, term by term, on the tiny trace (H = 1, N = M 
   CHECK(part(blocks, "heads in flight") == 3 * (4 * sizeof(RowOutcome) + 2 * sizeof(QkRowCost)));
   CHECK(part(blocks, "row scratch") == 2 * 4 * 80);
   // Dense mode: no MSB planes.
-  CHECK(part(estimate(with({"qk_unit.mode=dense"}), t), "head being loaded") == 4 * 4 * 8);
+  CHECK(part(estimate(with({"qk_unit.mode=dense"}), t), "head being loaded") == 4 * 4 * 8 + 2 * 4 * 4 * 8);
 }
 
 TEST_CASE("the estimate takes the largest layer, I8 tensors without floats") {
