@@ -13,6 +13,7 @@
 #include "arch/kernel_time.h"
 #include "arch/sc_threads.h"
 #include "arch/sram.h"
+#include "tests/support/qk_setup.h"
 
 #include <catch2/catch.hpp>
 
@@ -28,18 +29,6 @@ namespace {
 // B = 5 bits a value: N = 3 queries, M = 2 keys, d = 3, so a head is
 // (3 + 2*2) * 3 * 5 = 105 bits = ceil(105 / 8) = 14 bytes.
 constexpr int kBits = 5;
-
-// Dense bit-parallel scoring on L = 2 lanes: every row keeps both keys, ceil(2/2) = 1 cycle.
-QkSetup dense_setup() {
-  QkSetup s;
-  s.qk = {QkType::bit_parallel, QkMode::dense, kBits, 4, 2, LaneSync::lockstep};
-  s.comparator.gamma = 0.01;
-  s.comparator.theta = 0;
-  s.comparator.keys_per_cycle = 64;
-  s.comparator.latency_cycles = 1;
-  s.reuse = {4096, 16, 32};
-  return s;
-}
 
 // Layer 0 of `heads` heads, each with quantized values in B = 5 bits, scales 1.
 std::shared_ptr<const LayerContext> tiny_layer(int heads) {
@@ -86,7 +75,8 @@ struct DmaHarness : sc_core::sc_module {
   SramBuffers sram{kSram};
   sc_core::sc_semaphore slots;
   std::unique_ptr<CandidateGenerator> all = make_candidate_generator("all", json::object());
-  HeadModel model{dense_setup(), *all, nullptr, nullptr, 1};
+  // Dense bit-parallel scoring on L = 2 lanes: every row keeps both keys, ceil(2/2) = 1 cycle.
+  HeadModel model{test::dense_qk_setup(kBits), *all, nullptr, nullptr, 1};
   Dma dma;
 
   std::shared_ptr<const LayerContext> layer;

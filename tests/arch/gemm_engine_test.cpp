@@ -10,6 +10,7 @@
 #include "arch/kernel_time.h"
 #include "arch/sc_threads.h"
 #include "arch/sram.h"
+#include "tests/support/qk_setup.h"
 
 #include <catch2/catch.hpp>
 
@@ -178,17 +179,6 @@ GemmEngineParams small_engine(gemm::DramPath path) {
   return p;
 }
 
-QkSetup dense_setup() {
-  QkSetup s;
-  s.qk = {QkType::bit_parallel, QkMode::dense, kHeadBits, 4, 2, LaneSync::lockstep};
-  s.comparator.gamma = 0.01;
-  s.comparator.theta = 0;
-  s.comparator.keys_per_cycle = 64;
-  s.comparator.latency_cycles = 1;
-  s.reuse = {4096, 16, 32};
-  return s;
-}
-
 std::shared_ptr<const LayerContext> one_head_layer() {
   auto ctx = std::make_shared<LayerContext>();
   LayerView& v = ctx->view;
@@ -212,7 +202,7 @@ struct CompetitionHarness : sc_core::sc_module {
   SramBuffers sram{SramParams{1, 2, 32}};
   sc_core::sc_semaphore slots{"slots", 2};
   std::unique_ptr<CandidateGenerator> all = make_candidate_generator("all", json::object());
-  HeadModel model{dense_setup(), *all, nullptr, nullptr, 1};
+  HeadModel model{test::dense_qk_setup(kHeadBits), *all, nullptr, nullptr, 1};
   GemmEngine engine;
   Dma dma;
   uint64_t layer_at;

@@ -4,6 +4,7 @@
 // twice (FCA's probabilities would add up twice).
 #include "arch/candidates.h"
 #include "arch/head_model.h"
+#include "tests/support/qk_setup.h"
 
 #include <catch2/catch.hpp>
 
@@ -14,17 +15,6 @@
 using namespace attnsim;
 
 namespace {
-
-QkSetup dense_setup() {
-  QkSetup s;
-  s.qk = {QkType::bit_parallel, QkMode::dense, 5, 4, 2, LaneSync::lockstep};
-  s.comparator.gamma = 0.01;
-  s.comparator.theta = 0;
-  s.comparator.keys_per_cycle = 64;
-  s.comparator.latency_cycles = 1;
-  s.reuse = {4096, 16, 32};
-  return s;
-}
 
 // Layer 0 of `heads` heads of N = M = 40 rows (enough for two row threads: N / 16 >= 2),
 // d = 3, each head's values shifted by its index so heads differ.
@@ -77,8 +67,8 @@ TEST_CASE("row chunks hand out every row once, ascending, in whole query blocks"
 
 TEST_CASE("heads computed ahead by the producer equal heads computed on demand") {
   const std::unique_ptr<CandidateGenerator> all = make_candidate_generator("all", nlohmann::json::object());
-  const HeadModel one(dense_setup(), *all, nullptr, nullptr, 1);
-  const HeadModel two(dense_setup(), *all, nullptr, nullptr, 2);
+  const HeadModel one(test::dense_qk_setup(5), *all, nullptr, nullptr, 1);
+  const HeadModel two(test::dense_qk_setup(5), *all, nullptr, nullptr, 2);
   HeadSource source(two);
   for (int l = 0; l < 2; ++l) {  // two layers: the producer moves on to the second
     const std::shared_ptr<const LayerContext> ctx = layer(5);
@@ -94,7 +84,7 @@ TEST_CASE("heads computed ahead by the producer equal heads computed on demand")
 
 TEST_CASE("a head asked out of order, or a new layer mid-layer, is a logic error, not a second computation") {
   const std::unique_ptr<CandidateGenerator> all = make_candidate_generator("all", nlohmann::json::object());
-  const HeadModel two(dense_setup(), *all, nullptr, nullptr, 2);
+  const HeadModel two(test::dense_qk_setup(5), *all, nullptr, nullptr, 2);
   const std::shared_ptr<const LayerContext> ctx = layer(4);
   {
     HeadSource source(two);
