@@ -603,14 +603,37 @@ TEST_CASE("emitted job lines and the Slurm script run the same points") {
   check_points_complete(out / "points");
 }
 
-TEST_CASE("an empty or truncated point file is run again and reported") {
-  const fs::path dir = scratch("incomplete");
+namespace {
+
+// A sweep of gamma over two values (three points with the base config) run to the end in
+// the scratch directory `name`.
+struct FinishedSweep {
+  std::string file;
+  fs::path out;
+  std::vector<attnsim::SweepPoint> points;
+  attnsim::SweepDir sd;
+};
+
+FinishedSweep finished_gamma_sweep(const std::string& name) {
+  const fs::path dir = scratch(name);
   const std::string trace = tiny_trace(dir);
-  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01, 0.1]})");
-  const fs::path out = dir / "out";
-  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " -j 2").code == 0);
-  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
-  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  FinishedSweep s;
+  s.file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01, 0.1]})");
+  s.out = dir / "out";
+  REQUIRE(attnsim_cli("sweep " + s.file + " --out " + s.out.string() + " -j 2").code == 0);
+  s.points = attnsim::expand_sweep(attnsim::load_sweep(s.file));
+  s.sd = attnsim::sweep_dir(s.out.string());
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("an empty or truncated point file is run again and reported") {
+  const FinishedSweep swept = finished_gamma_sweep("incomplete");
+  const std::string& file = swept.file;
+  const fs::path& out = swept.out;
+  const auto& points = swept.points;
+  const attnsim::SweepDir& sd = swept.sd;
   const std::string truncated = sd.stats(points[1].hash), empty = sd.stats(points[2].hash);
   const std::string text = read(truncated);
   write(truncated, text.substr(0, text.size() - 10));
@@ -628,13 +651,11 @@ TEST_CASE("an empty or truncated point file is run again and reported") {
 }
 
 TEST_CASE("a point file without every key of a stats file is no result for merge, point and sweep") {
-  const fs::path dir = scratch("keys");
-  const std::string trace = tiny_trace(dir);
-  const std::string file = sweep_file(dir, trace, R"({"comparator.gamma": [0.01, 0.1]})");
-  const fs::path out = dir / "out";
-  REQUIRE(attnsim_cli("sweep " + file + " --out " + out.string() + " -j 2").code == 0);
-  const auto points = attnsim::expand_sweep(attnsim::load_sweep(file));
-  const attnsim::SweepDir sd = attnsim::sweep_dir(out.string());
+  const FinishedSweep swept = finished_gamma_sweep("keys");
+  const std::string& file = swept.file;
+  const fs::path& out = swept.out;
+  const auto& points = swept.points;
+  const attnsim::SweepDir& sd = swept.sd;
   const std::string stats = sd.stats(points[1].hash);
   json s = read_json(stats);
   s.erase("quality");
