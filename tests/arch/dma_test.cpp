@@ -13,7 +13,7 @@
 #include "arch/kernel_time.h"
 #include "arch/sc_threads.h"
 #include "arch/sram.h"
-#include "tests/support/qk_setup.h"
+#include "tests/support/head_fixtures.h"
 
 #include <catch2/catch.hpp>
 
@@ -29,23 +29,6 @@ namespace {
 // B = 5 bits a value: N = 3 queries, M = 2 keys, d = 3, so a head is
 // (3 + 2*2) * 3 * 5 = 105 bits = ceil(105 / 8) = 14 bytes.
 constexpr int kBits = 5;
-
-// Layer 0 of `heads` heads, each with quantized values in B = 5 bits, scales 1.
-std::shared_ptr<const LayerContext> tiny_layer(int heads) {
-  auto ctx = std::make_shared<LayerContext>();
-  LayerView& v = ctx->view;
-  v.index = 0, v.heads = heads, v.n = 3, v.m = 2, v.d = 3;
-  for (int h = 0; h < heads; ++h) {
-    HeadData data;
-    data.q = {1, -2, 3, 0, 4, -5, 7, 7, -1};
-    data.k = {2, 0, -3, -1, 5, 6};
-    data.v = {15, -16, 0, 3, 2, 1};
-    v.head.push_back(data);
-    ctx->margin.push_back(0);
-    ctx->theta.push_back(0);
-  }
-  return ctx;
-}
 
 // DRAM 4 bytes/cycle, latency 10, bursts of 6 bytes: the 14-byte head goes as 6 + 6 + 2
 // bytes = 2 + 2 + 1 cycles. SRAM words of 32 bits in 2 banks.
@@ -147,7 +130,7 @@ TEST_CASE("a head of 14 bytes loads as bursts of 6, 6 and 2 bytes and is ready 1
   init_kernel_time();
   // Bursts [0, 2), [2, 4), [4, 5): ceil(6/4) = 2, 2 and ceil(2/4) = 1 cycles, one after
   // another; the head is in SRAM at 5 + 10 = 15 and enters the head queue then.
-  DmaHarness h("h", tiny_layer(1), 1, 4);
+  DmaHarness h("h", test::tiny_layer(1), 1, 4);
   run_kernel();
   CHECK(h.received == std::vector<Received>{{0, true, 15}});
   const ModuleActivity d = h.dram.activity();
@@ -174,7 +157,7 @@ TEST_CASE("with one SRAM slot the second head waits until the slot is freed, and
   // Head 0 takes the only slot at 0: bursts [0, 5), in the queue at 15. Head 1 asks for a
   // slot at 15; the test frees it at 40: 40 - 15 = 25 cycles of stall. Its bursts run
   // [40, 42), [42, 44), [44, 45): in the queue at 55, the last head of the layer.
-  DmaHarness h("h", tiny_layer(2), 1, 4);
+  DmaHarness h("h", test::tiny_layer(2), 1, 4);
   h.post_at = {40};
   run_kernel();
   CHECK(h.received == std::vector<Received>{{0, false, 15}, {1, true, 55}});
@@ -192,7 +175,7 @@ TEST_CASE("a full head queue holds the DMA until the next unit takes a head, and
   // after each head. Head 0: [0, 5), in the queue at 15. Head 1: [15, 17), [17, 19),
   // [19, 20), ready at 30, but the queue holds head 0 until the consumer takes it at 50:
   // 50 - 30 = 20 cycles of stall. The consumer takes head 1 at 55.
-  DmaHarness h("h", tiny_layer(2), 2, 1);
+  DmaHarness h("h", test::tiny_layer(2), 2, 1);
   h.sink_start = 50;
   h.sink_gap = 5;
   run_kernel();
@@ -208,7 +191,7 @@ TEST_CASE("a transfer reserved between two bursts of a head delays the rest of t
   // burst 2 [6, 7); the head is ready at 7 + 10 = 17. Busy is every transfer,
   // 2 + 2 + 2 + 1 = 7; the DMA's wait for the channel is not stall (only slot and queue
   // waits are).
-  DmaHarness h("h", tiny_layer(1), 1, 4);
+  DmaHarness h("h", test::tiny_layer(1), 1, 4);
   h.other_at = 1;
   h.other_bytes = 8;
   run_kernel();
@@ -224,7 +207,7 @@ TEST_CASE("with a projection gate the DMA starts a head only once its projection
   // Head 0 is projected at 20: bursts [20, 22), [22, 24), [24, 25), in the queue at 35.
   // Head 1 at 40 (a slot has been free all along): [40, 45), in the queue at 55. Waiting
   // for the projection is idle, not dram stall.
-  DmaHarness h("h", tiny_layer(2), 2, 4);
+  DmaHarness h("h", test::tiny_layer(2), 2, 4);
   h.projected_at = {20, 40};
   h.dma.set_projection_gate(&h.gate);
   run_kernel();
@@ -237,7 +220,7 @@ TEST_CASE("a head already projected when the DMA reaches it loads at once") {
   init_kernel_time();
   // Head 0 is projected at 2: [2, 7), in the queue at 17. Head 1, projected at 3, is
   // ready when the DMA comes to it at 17: [17, 22), in the queue at 32.
-  DmaHarness h("h", tiny_layer(2), 2, 4);
+  DmaHarness h("h", test::tiny_layer(2), 2, 4);
   h.projected_at = {2, 3};
   h.dma.set_projection_gate(&h.gate);
   run_kernel();

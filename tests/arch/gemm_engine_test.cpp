@@ -10,7 +10,7 @@
 #include "arch/kernel_time.h"
 #include "arch/sc_threads.h"
 #include "arch/sram.h"
-#include "tests/support/qk_setup.h"
+#include "tests/support/head_fixtures.h"
 
 #include <catch2/catch.hpp>
 
@@ -179,20 +179,6 @@ GemmEngineParams small_engine(gemm::DramPath path) {
   return p;
 }
 
-std::shared_ptr<const LayerContext> one_head_layer() {
-  auto ctx = std::make_shared<LayerContext>();
-  LayerView& v = ctx->view;
-  v.index = 0, v.heads = 1, v.n = 3, v.m = 2, v.d = 3;
-  HeadData data;
-  data.q = {1, -2, 3, 0, 4, -5, 7, 7, -1};
-  data.k = {2, 0, -3, -1, 5, 6};
-  data.v = {15, -16, 0, 3, 2, 1};
-  v.head.push_back(data);
-  ctx->margin.push_back(0);
-  ctx->theta.push_back(0);
-  return ctx;
-}
-
 // The GEMM job enters the engine at cycle 0, the layer reaches the DMA at `layer_at`.
 struct CompetitionHarness : sc_core::sc_module {
   sc_core::sc_fifo<GemmJob> jobs_fifo{"jobs", 1}, done_fifo{"done", 1};
@@ -228,7 +214,7 @@ struct CompetitionHarness : sc_core::sc_module {
   }
   void attention() {
     wait_until(Cycles(layer_at));
-    layers_fifo.write(one_head_layer());
+    layers_fifo.write(test::tiny_layer(1));
     heads_fifo.read();
     head_ready = now_cycles().count();
   }

@@ -4,7 +4,7 @@
 // twice (FCA's probabilities would add up twice).
 #include "arch/candidates.h"
 #include "arch/head_model.h"
-#include "tests/support/qk_setup.h"
+#include "tests/support/head_fixtures.h"
 
 #include <catch2/catch.hpp>
 
