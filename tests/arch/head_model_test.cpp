@@ -96,3 +96,19 @@ TEST_CASE("a head asked out of order, or a new layer mid-layer, is a logic error
   source.take(ctx, 0);
   CHECK_THROWS_AS(source.take(layer(4), 0), std::logic_error);
 }
+
+TEST_CASE("an error in a head computed ahead is thrown by the take() that asks for that head") {
+  // LATTE scoring; head 2's margin is negative, which its filter refuses.
+  QkSetup latte = test::dense_qk_setup(5);
+  latte.qk.type = QkType::bit_serial;
+  latte.qk.mode = QkMode::latte;
+  latte.qk.estimate_bits = 2;
+  const std::unique_ptr<CandidateGenerator> all = make_candidate_generator("all", nlohmann::json::object());
+  const HeadModel two(latte, *all, nullptr, nullptr, 2);
+  auto ctx = std::make_shared<LayerContext>(*layer(4));
+  ctx->margin[2] = -1;
+  HeadSource source(two);
+  CHECK(source.take(ctx, 0)->head == 0);
+  CHECK(source.take(ctx, 1)->head == 1);  // the producer may have failed on head 2 already
+  CHECK_THROWS_WITH(source.take(ctx, 2), "qk_math: latte_filter: margin must be >= 0, got -1");
+}
