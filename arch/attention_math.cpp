@@ -69,7 +69,7 @@ ATTNSIM_INLINE Double8 load8(const float* p) {
   return __builtin_convertvector(x, Double8);
 }
 
-ATTNSIM_INLINE double reduce8(Double8 a) {  // dot_f64's order of the eight partial sums
+ATTNSIM_INLINE double reduce8(const Double8& a) {  // dot_f64's order of the eight partial sums
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
