@@ -92,7 +92,8 @@ class HeadModel {
             const QualityMeter* quality, int threads, const DecisionRecorder* decisions = nullptr);
 
   // Head `head` of `layer`: its candidates, every row's outcome, the FCA scores (when the
-  // layer collects them). Throws what the units' functions throw on bad data.
+  // layer collects them). Throws what the units' functions throw on bad data. One call at
+  // a time: the calls share the model's row threads (and FCA's sums need heads in turn).
   std::shared_ptr<HeadWork> compute(std::shared_ptr<const LayerContext> layer, int head) const;
   // The same into a HeadWork whose layer and head are set.
   void compute(HeadWork& work) const;
