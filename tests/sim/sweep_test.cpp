@@ -629,11 +629,7 @@ FinishedSweep finished_gamma_sweep(const std::string& name) {
 }  // namespace
 
 TEST_CASE("an empty or truncated point file is run again and reported") {
-  const FinishedSweep swept = finished_gamma_sweep("incomplete");
-  const std::string& file = swept.file;
-  const fs::path& out = swept.out;
-  const auto& points = swept.points;
-  const attnsim::SweepDir& sd = swept.sd;
+  const auto& [file, out, points, sd] = finished_gamma_sweep("incomplete");
   const std::string truncated = sd.stats(points[1].hash), empty = sd.stats(points[2].hash);
   const std::string text = read(truncated);
   write(truncated, text.substr(0, text.size() - 10));
@@ -651,11 +647,7 @@ TEST_CASE("an empty or truncated point file is run again and reported") {
 }
 
 TEST_CASE("a point file without every key of a stats file is no result for merge, point and sweep") {
-  const FinishedSweep swept = finished_gamma_sweep("keys");
-  const std::string& file = swept.file;
-  const fs::path& out = swept.out;
-  const auto& points = swept.points;
-  const attnsim::SweepDir& sd = swept.sd;
+  const auto& [file, out, points, sd] = finished_gamma_sweep("keys");
   const std::string stats = sd.stats(points[1].hash);
   json s = read_json(stats);
   s.erase("quality");
