@@ -34,6 +34,18 @@ const std::string kDemo = std::string(ATTNSIM_SOURCE_DIR) + "/workloads/demo.saf
 // The exit codes of the error classes (docs/reliability.md#exit-codes).
 constexpr int kUsage = 2, kConfig = 3, kTrace = 4, kSimulation = 5, kIo = 6;
 
+// A config file `name` holding `text`, run on the demo trace: exit 3 (config), exactly the
+// one line "attnsim: FILE: `message`", and no stats file.
+void check_config_refused(const std::string& name, const std::string& text, const std::string& message) {
+  const fs::path dir = scratch();
+  const std::string cfg = write(dir / name, text);
+  const fs::path out = dir / "stats.json";
+  const CliResult r = run_attnsim("run --config " + cfg + " --trace " + kDemo + " --out " + out.string());
+  CHECK(r.code == kConfig);
+  CHECK(r.out == "attnsim: " + cfg + ": " + message + "\n");
+  CHECK_FALSE(fs::exists(out));
+}
+
 }  // namespace
 
 TEST_CASE("a trace header whose shape is nested 100000 deep is one line, no crash") {
@@ -46,14 +58,9 @@ TEST_CASE("a trace header whose shape is nested 100000 deep is one line, no cras
 }
 
 TEST_CASE("a config value nested 100000 deep is one line naming the key, no output") {
-  const fs::path dir = scratch();
-  const std::string cfg =
-      write(dir / "deep.json", R"({"schema": "attnsim.config/1", "comparator": {"gamma": )" + nested_list(100000) + "}}");
-  const fs::path out = dir / "stats.json";
-  const CliResult r = run_attnsim("run --config " + cfg + " --trace " + kDemo + " --out " + out.string());
-  CHECK(r.code == kConfig);
-  CHECK(r.out == "attnsim: " + cfg + ": comparator.gamma: nested deeper than 64 levels\n");
-  CHECK_FALSE(fs::exists(out));
+  check_config_refused("deep.json",
+                       R"({"schema": "attnsim.config/1", "comparator": {"gamma": )" + nested_list(100000) + "}}",
+                       "comparator.gamma: nested deeper than 64 levels");
 }
 
 TEST_CASE("a --set value nested 50000 deep is one line naming the key") {
@@ -106,14 +113,9 @@ TEST_CASE("a trace path that is not UTF-8 is refused before the run (the stats h
 }
 
 TEST_CASE("a number beyond a double is one line naming the key, in a file or a --set") {
-  const fs::path dir = scratch();
-  const std::string cfg = write(dir / "huge.json", R"({"schema": "attnsim.config/1", "comparator": {"gamma": 1e309}})");
-  const fs::path out = dir / "stats.json";
-  CliResult r = run_attnsim("run --config " + cfg + " --trace " + kDemo + " --out " + out.string());
-  CHECK(r.code == kConfig);
-  CHECK(r.out == "attnsim: " + cfg + ": comparator.gamma: number out of range (not a finite double): 1e309\n");
-  CHECK_FALSE(fs::exists(out));
-  r = run_attnsim("run --trace " + kDemo + " --set comparator.gamma=-1e400");
+  check_config_refused("huge.json", R"({"schema": "attnsim.config/1", "comparator": {"gamma": 1e309}})",
+                       "comparator.gamma: number out of range (not a finite double): 1e309");
+  const CliResult r = run_attnsim("run --trace " + kDemo + " --set comparator.gamma=-1e400");
   CHECK(r.code == kConfig);
   CHECK(r.out == "attnsim: --set comparator.gamma: number out of range (not a finite double): -1e400\n");
 }
@@ -121,14 +123,8 @@ TEST_CASE("a number beyond a double is one line naming the key, in a file or a -
 // ---- accepted when it should not be (issue 13, item 6) ----------------------------------
 
 TEST_CASE("a key given twice in a config is one line naming it") {
-  const fs::path dir = scratch();
-  const std::string cfg = write(dir / "twice.json", R"({"schema": "attnsim.config/1",
-      "qk_unit": {"lanes": 8, "lanes": 16}})");
-  const fs::path out = dir / "stats.json";
-  const CliResult r = run_attnsim("run --config " + cfg + " --trace " + kDemo + " --out " + out.string());
-  CHECK(r.code == kConfig);
-  CHECK(r.out == "attnsim: " + cfg + ": qk_unit.lanes: duplicate key\n");
-  CHECK_FALSE(fs::exists(out));
+  check_config_refused("twice.json", R"({"schema": "attnsim.config/1",
+      "qk_unit": {"lanes": 8, "lanes": 16}})", "qk_unit.lanes: duplicate key");
 }
 
 TEST_CASE("a key given twice in a sweep file is one line naming it") {
