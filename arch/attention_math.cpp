@@ -38,7 +38,9 @@ namespace {
 
 // The hot loops, each built for every ISA (core/isa.h): results identical on every path
 // (each output element accumulates in j order; dot_f64's eight partial sums are fixed).
-ATTNSIM_INLINE double dot_f64_body(const float* a, const float* b, int d) {
+// b: float, or floats already widened to double (the same products either way).
+template <typename B>
+ATTNSIM_INLINE double dot_f64_body(const float* a, const B* b, int d) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int t = 0;
   for (; t + 8 <= d; t += 8)
@@ -76,13 +78,12 @@ ATTNSIM_INLINE double reduce8(const Double8& a) {  // dot_f64's order of the eig
 // dot_f64 of q with keys 0..n-1 of k, four keys at a time: each key's eight partial sums
 // are added in dot_f64's order, but four keys' chains run side by side instead of one
 // waiting on its adder's latency.
-template <typename Key>
-ATTNSIM_INLINE void dot_f64_rows_body(const float* q, const Key* k, int n, int d, double* out) {
+ATTNSIM_INLINE void dot_f64_rows_body(const float* q, const double* k, int n, int d, double* out) {
   constexpr int kKeys = 4;
   const int full = d / 8 * 8;
   int j = 0;
   for (; j + kKeys <= n && full == d; j += kKeys) {
-    const Key* rows = k + static_cast<size_t>(j) * d;
+    const double* rows = k + static_cast<size_t>(j) * d;
     Double8 acc[kKeys] = {};
     for (int t = 0; t < d; t += 8) {
       const Double8 qt = load8(q + t);
@@ -90,15 +91,7 @@ ATTNSIM_INLINE void dot_f64_rows_body(const float* q, const Key* k, int n, int d
     }
     for (int r = 0; r < kKeys; ++r) out[j + r] = reduce8(acc[r]);
   }
-  for (; j < n; ++j) {
-    const Key* row = k + static_cast<size_t>(j) * d;
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int t = 0;
-    for (; t + 8 <= d; t += 8)
-      for (int u = 0; u < 8; ++u) acc[u] += static_cast<double>(q[t + u]) * static_cast<double>(row[t + u]);
-    for (; t < d; ++t) acc[t % 8] += static_cast<double>(q[t]) * static_cast<double>(row[t]);
-    out[j] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  }
+  for (; j < n; ++j) out[j] = dot_f64_body(q, k + static_cast<size_t>(j) * d, d);
 }
 
 // out[t] = sum_j probs[j] * row(j)[t]: each element accumulated in j order from 0. The

@@ -118,7 +118,7 @@ HeadModel::HeadModel(const QkSetup& qk, const CandidateGenerator& candidates, co
       quality_(quality),
       threads_(std::max(1, threads)),
       decisions_(decisions),
-      pool_(threads_ > 1 ? std::make_shared<WorkerPool>(threads_) : nullptr) {
+      pool_(threads_ > 1 ? std::make_unique<WorkerPool>(threads_) : nullptr) {
   qk_.exact_all = quality != nullptr;  // only the quality reference reads filtered keys' scores
 }
 

@@ -120,7 +120,7 @@ class HeadModel {
   const QualityMeter* quality_;
   int threads_;
   const DecisionRecorder* decisions_;
-  std::shared_ptr<WorkerPool> pool_;  // the row threads (null with one thread)
+  std::unique_ptr<WorkerPool> pool_;  // the row threads (null with one thread), one run at a time
   int av_macs_per_cycle_ = 0;
   KvTiling tiling_;
 };
